@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Set up Ara's sidecar in ./.venv (standard library only; Windows, macOS and Linux).
+
+    python install.py            create/update .venv and install the sidecar
+    python install.py --demo     ... then render the demo video
+    python install.py --test     ... with the test tools, then run the test suite
+    python install.py --dev      ... with the test tools (pytest, ruff, scikit-image, torch)
+
+Re-running is safe: an up-to-date environment is left as it is (use --force to reinstall).
+"""
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+MIN_PYTHON = (3, 10)
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".ara-install-stamp"
+
+
+def fail(message):
+    print("install.py: error: " + message, file=sys.stderr)
+    raise SystemExit(1)
+
+
+def venv_python():
+    if os.name == "nt":
+        return VENV / "Scripts" / "python.exe"
+    return VENV / "bin" / "python"
+
+
+def venv_script(name):
+    if os.name == "nt":
+        return VENV / "Scripts" / (name + ".exe")
+    return VENV / "bin" / name
+
+
+def run(args, **kwargs):
+    print("  $ " + " ".join(str(a) for a in args), flush=True)
+    result = subprocess.run([str(a) for a in args], cwd=str(ROOT), **kwargs)
+    return result.returncode
+
+
+def ensure_venv():
+    python = venv_python()
+    if python.exists():
+        probe = subprocess.run([str(python), "-c", "import sys; print(sys.version_info >= (3, 10))"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == "True":
+            print("- using the existing environment " + str(VENV))
+            return python
+        fail(str(VENV) + " exists but its Python does not work or is older than 3.10; "
+             "delete the folder and run install.py again")
+    print("- creating the environment " + str(VENV))
+    try:
+        venv.EnvBuilder(with_pip=True, upgrade_deps=False).create(str(VENV))
+    except Exception as exc:  # ensurepip missing on some Linux distributions
+        fail("could not create the virtual environment (" + str(exc) + "). On Debian/Ubuntu install "
+             "the python3-venv package, then run install.py again")
+    return python
+
+
+def install_stamp(extras):
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    digest.update((",".join(sorted(extras)) + "|" + sys.version).encode())
+    return digest.hexdigest()
+
+
+def install_project(python, extras, force):
+    stamp = install_stamp(extras)
+    if not force and STAMP.exists() and STAMP.read_text().strip() == stamp:
+        print("- the sidecar is already installed and up to date (--force reinstalls)")
+        return
+    target = "." + ("[" + ",".join(sorted(extras)) + "]" if extras else "")
+    print("- installing the sidecar" + (" with " + ", ".join(sorted(extras)) if extras else ""))
+    if run([python, "-m", "pip", "install", "--disable-pip-version-check", "-e", target]) != 0:
+        fail("pip could not install the sidecar (see its messages above)")
+    STAMP.write_text(stamp + "\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Set up Ara's sidecar in ./.venv")
+    parser.add_argument("--dev", action="store_true", help="also install the test tools")
+    parser.add_argument("--test", action="store_true", help="install with --dev, then run the tests")
+    parser.add_argument("--demo", action="store_true", help="after setup, render the demo video")
+    parser.add_argument("--force", action="store_true", help="reinstall even when up to date")
+    args = parser.parse_args(argv)
+
+    if sys.version_info < MIN_PYTHON:
+        fail("Python %d.%d or newer is needed; this is %d.%d (%s). Run install.py with a newer Python."
+             % (MIN_PYTHON + tuple(sys.version_info[:2]) + (sys.executable,)))
+
+    python = ensure_venv()
+    extras = {"dev"} if (args.dev or args.test) else set()
+    install_project(python, extras, args.force)
+    sidecar = venv_script("ara-sidecar")
+    print("- done. The sidecar's command is " + str(sidecar))
+
+    if args.test:
+        print("- running the tests")
+        return run([python, "-m", "pytest"])
+    if args.demo:
+        print("- rendering the demo")
+        return run([sidecar, "demo"])
+    print("\nNext:\n  " + str(sidecar) + " demo        render a talking video of the default persona\n"
+          "  " + str(sidecar) + " info        show the device and the backends")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

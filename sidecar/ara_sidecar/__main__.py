@@ -1,0 +1,3 @@
+from ara_sidecar.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""The sidecar's configuration: one validated object built from `config/sidecar.yaml`,
+an optional user file (`ARA_CONFIG`), `ARA_…` environment variables and CLI overrides.
+
+The YAML file is the single source of defaults; the models below are the schema.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ara_sidecar.errors import UserError
+
+ENV_PREFIX = "ARA_"
+
+
+def project_root() -> Path:
+    """The repository root (or `ARA_HOME`): where config/, personas/ and models/ live."""
+    home = os.environ.get("ARA_HOME")
+    return Path(home).expanduser().resolve() if home else Path(__file__).resolve().parents[2]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Section):
+    max_text_chars: int = Field(gt=0)
+    max_avatar_pixels: int = Field(gt=0)
+    max_audio_s: float = Field(gt=0)
+
+
+class PiperSettings(_Section):
+    voice: str
+    sentence_silence_s: float = Field(ge=0, le=5)
+    threads: int = Field(ge=0)
+
+
+class DspSettings(_Section):
+    warmth_pivot_hz: float = Field(gt=50, lt=8000)
+
+
+class AnimatorSettings(_Section):
+    mouth_open_max: float = Field(gt=0, le=0.6)
+    attack_s: float = Field(gt=0, le=1)
+    release_s: float = Field(gt=0, le=1)
+    silence_db: float = Field(lt=0)
+    blink_interval_s: float = Field(ge=0)
+    sway_degrees: float = Field(ge=0, le=5)
+
+
+class EncoderSettings(_Section):
+    crf: int = Field(ge=0, le=51)
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+    ]
+    audio_bitrate_kbps: int = Field(ge=32, le=512)
+    audio_sample_rate: Literal[16000, 22050, 24000, 32000, 44100, 48000]
+
+
+class Settings(_Section):
+    device: Literal["auto", "cpu", "cuda", "mps"]
+    personas_dir: Path
+    user_personas_dir: Path | None
+    models_dir: Path
+    output_dir: Path
+    persona: str
+    mode: str | None
+    fps: int = Field(ge=1, le=60)
+    video_max_side: int = Field(ge=64, le=4096)
+    tts: str
+    voice: str
+    lipsync: str
+    limits: Limits
+    piper: PiperSettings
+    dsp: DspSettings
+    animator: AnimatorSettings
+    encoder: EncoderSettings
+
+    def path(self, value: Path) -> Path:
+        """Resolve a configured path against the project root."""
+        value = Path(value).expanduser()
+        return value if value.is_absolute() else project_root() / value
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with top-level or dotted (`piper.voice`) keys replaced, re-validated."""
+        data = self.model_dump()
+        for key, value in overrides.items():
+            _set_path(data, key.split("."), value)
+        return _validate(data, "command-line options")
+
+
+def _set_path(data: dict, parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        data = data.setdefault(part, {})
+    data[parts[-1]] = value
+
+
+def _deep_merge(base: dict, extra: Mapping) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def _env_overrides(defaults: dict, environ: Mapping[str, str]) -> dict:
+    """Map `ARA_A_B` onto key path a.b for every key the defaults define."""
+    found: dict = {}
+
+    def walk(node: dict, prefix: list[str]) -> None:
+        for key, value in node.items():
+            path = [*prefix, key]
+            if isinstance(value, dict):
+                walk(value, path)
+                continue
+            name = ENV_PREFIX + "_".join(path).upper()
+            if name in environ:
+                # YAML parsing gives numbers, booleans and `null` their types.
+                _set_path(found, path, yaml.safe_load(environ[name]) if environ[name] else None)
+
+    walk(defaults, [])
+    return found
+
+
+def _validate(data: dict, source: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise UserError(f"invalid configuration (from {source}): {problems}") from None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults file, then the `ARA_CONFIG` file, then `ARA_…` variables."""
+    environ = os.environ if environ is None else environ
+    defaults_path = project_root() / "config" / "sidecar.yaml"
+    data = _read_yaml(defaults_path)
+    sources = [str(defaults_path)]
+    user_file = environ.get("ARA_CONFIG")
+    if user_file:
+        data = _deep_merge(data, _read_yaml(Path(user_file).expanduser()))
+        sources.append(user_file)
+    env = _env_overrides(data, environ)
+    if env:
+        data = _deep_merge(data, env)
+        sources.append("ARA_* environment variables")
+    return _validate(data, ", ".join(sources))
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()

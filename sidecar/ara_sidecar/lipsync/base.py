@@ -1,0 +1,51 @@
+"""The lip-sync stage interface: a still portrait plus speech in, video frames out."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ara_sidecar.audio import Audio
+from ara_sidecar.avatar import Avatar
+from ara_sidecar.config import Settings
+from ara_sidecar.registry import Readiness
+
+
+def frame_count(duration_s: float, fps: int) -> int:
+    """Frames needed to cover `duration_s`; the encoder pads the audio to match exactly."""
+    return max(1, math.ceil(duration_s * fps - 1e-6))
+
+
+class LipSync(ABC):
+    """Lifecycle: `load()` once; `prepare()` once per avatar (the result depends only on
+    the image, so it can be cached by `avatar.digest`); `animate()` per utterance."""
+
+    name: str
+
+    def __init__(self, settings: Settings, device: str):
+        self.settings = settings
+        self.device = device
+
+    @classmethod
+    @abstractmethod
+    def readiness(cls, settings: Settings) -> Readiness: ...
+
+    def load(self) -> None:  # noqa: B027 - optional hook
+        """Load models; called once before the first `prepare`."""
+
+    @abstractmethod
+    def prepare(self, avatar: Avatar, *, no_face_ok: bool = False) -> Any:
+        """Analyse the portrait (face, mouth, eyes…). Raises NoFaceError naming the
+        avatar when no face is found, unless `no_face_ok` (then animate a centred mouth)."""
+
+    @abstractmethod
+    def animate(self, prepared: Any, audio: Audio, fps: int) -> Iterator[np.ndarray]:
+        """Yield exactly `frame_count(audio.duration_s, fps)` RGB uint8 frames, each the
+        avatar's size, frame i showing the speech at time i / fps."""
+
+    def fingerprint(self) -> dict:
+        return {"backend": self.name}

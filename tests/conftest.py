@@ -1,0 +1,61 @@
+"""Shared fixtures: settings from the real config, real Piper speech, the real avatar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ara_sidecar.audio import Audio
+from ara_sidecar.avatar import Avatar, load_avatar
+from ara_sidecar.config import Settings, load_settings, project_root
+
+SPEECH_TEXT = "Hello, I am Ara. I run right here on your own machine, and nobody pulls the plug."
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings(environ={})
+
+
+@pytest.fixture(scope="session")
+def piper_tts(settings):
+    from ara_sidecar.tts.piper import PiperTTS
+
+    tts = PiperTTS(settings, "cpu")
+    tts.load()
+    return tts
+
+
+@pytest.fixture(scope="session")
+def speech(piper_tts) -> Audio:
+    """About four seconds of real Piper speech at 22050 Hz."""
+    return piper_tts.synthesize(SPEECH_TEXT)
+
+
+@pytest.fixture(scope="session")
+def avatar(settings) -> Avatar:
+    return load_avatar(
+        project_root() / "personas" / "ara" / "avatar.png",
+        max_pixels=settings.limits.max_avatar_pixels,
+        max_side=settings.video_max_side,
+    )
+
+
+@pytest.fixture(scope="session")
+def astronaut_png(tmp_path_factory) -> Path:
+    """The public-domain scikit-image portrait, written as a real PNG file."""
+    import skimage.data
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("img") / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(path)
+    return path
+
+
+def with_silence(audio: Audio, start_s: float, length_s: float) -> Audio:
+    """`audio` with `length_s` of digital silence inserted at `start_s`."""
+    i = int(start_s * audio.sample_rate)
+    gap = np.zeros(int(length_s * audio.sample_rate), dtype=np.float32)
+    return Audio(np.concatenate([audio.samples[:i], gap, audio.samples[i:]]), audio.sample_rate)
