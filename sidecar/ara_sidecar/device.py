@@ -61,14 +61,17 @@ def choose_device(requested: str, torch=None) -> DeviceChoice:
             card = _probe_cuda(torch)
             return DeviceChoice("cuda", f"{card}, PyTorch {version}, CUDA {torch.version.cuda}")
         except Exception as exc:  # driver/arch mismatch surfaces as many exception types
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             message = (
                 f"CUDA reports {card} as available, but a test kernel failed with PyTorch {version} "
-                f"(CUDA {torch.version.cuda}): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. "
+                f"(CUDA {torch.version.cuda}): {reason}. "
                 "The card may be newer than this PyTorch build supports; install a PyTorch build for it."
             )
             if requested == "cuda":
                 raise UserError(message) from None
-            return DeviceChoice("cpu", f"CPU (CUDA failed its test on {card})", warning=message + " Using the CPU.")
+            return DeviceChoice(
+                "cpu", f"CPU (CUDA failed its test on {card})", warning=message + " Using the CPU."
+            )
     if requested == "cuda":
         raise UserError(f"device 'cuda' was requested but PyTorch {version} sees no usable CUDA device")
     mps = getattr(torch.backends, "mps", None)

