@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from media import probe
 
 from ara_sidecar.audio import Audio
 from ara_sidecar.encode.mp4 import Mp4Encoder
-from media import probe
 
 
 def _frames(n, h=96, w=128):

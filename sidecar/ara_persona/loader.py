@@ -1,7 +1,8 @@
 """Find personas on disk and load them with schema validation.
 
-A persona is a folder holding `modes.yaml`. Every problem is reported with the file,
-the line, the field and what was expected.
+A persona is a folder holding `modes.yaml` (required), and optionally `manifesto.md` and
+`dataset.jsonl`; each file present is validated. Every problem is reported with the file,
+the line, the field and what was expected. The schema is documented in personas/README.md.
 """
 
 from __future__ import annotations
@@ -11,9 +12,21 @@ from typing import Any
 
 import yaml
 
-from ara_persona.model import MODE_NAMES, Mode, Persona, VoiceParams
+from ara_persona.dataset import DATASET_FILE, load_dataset
+from ara_persona.model import (
+    MODE_NAMES,
+    Mode,
+    Persona,
+    PersonaError,
+    PromptSettings,
+    SelectorSettings,
+    VoiceParams,
+    parse_time,
+)
+from ara_persona.prompt import MARKER_TAG
 
 MODES_FILE = "modes.yaml"
+MANIFESTO_FILE = "manifesto.md"
 
 # (min, max) for each voice parameter, in its unit.
 VOICE_RANGES = {
@@ -21,10 +34,10 @@ VOICE_RANGES = {
     "speed": (0.5, 2.0),
     "warmth_db": (-6.0, 12.0),
 }
+TOP_KEYS = ("display_name", "default_mode", "modes", "selector", "prompt")
+MODE_KEYS = ("intensity_pct", "description", "voice", "triggers", "scenarios", "guidance")
 
-
-class PersonaError(ValueError):
-    """A persona is missing or one of its files is malformed."""
+__all__ = ["MANIFESTO_FILE", "MODES_FILE", "PersonaError", "discover", "load_persona"]
 
 
 class _Doc:
@@ -34,8 +47,8 @@ class _Doc:
         self.path = path
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PersonaError(f"{path}: cannot read file ({exc.strerror})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PersonaError(f"{path}: cannot read file as UTF-8 text ({exc})") from None
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
@@ -46,13 +59,13 @@ class _Doc:
         self._scalars = yaml.SafeLoader("")
         self.data = self._convert(node, ()) if node is not None else None
 
-    def _convert(self, node: yaml.Node, key: tuple) -> Any:
-        self.lines[key] = node.start_mark.line + 1
+    def _convert(self, node: yaml.Node, key: tuple, line: int | None = None) -> Any:
+        self.lines[key] = line or node.start_mark.line + 1  # a mapping value: the line of its key
         if isinstance(node, yaml.MappingNode):
             out = {}
             for k_node, v_node in node.value:
                 k = k_node.value
-                out[k] = self._convert(v_node, (*key, k))
+                out[k] = self._convert(v_node, (*key, k), k_node.start_mark.line + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(v, (*key, i)) for i, v in enumerate(node.value)]
@@ -61,7 +74,7 @@ class _Doc:
     def error(self, key: tuple, expected: str) -> PersonaError:
         line = self.lines.get(key) or self.lines.get(key[:-1]) or 1
         field = ".".join(str(k) for k in key) or "(top level)"
-        return PersonaError(f"{self.path}:{line}: field '{field}': expected {expected}")
+        return PersonaError.at(self.path, line, field, expected)
 
 
 def _get(doc: _Doc, node: dict, key: tuple, kind: type | tuple[type, ...], expected: str, default: Any = ...):
@@ -77,25 +90,43 @@ def _get(doc: _Doc, node: dict, key: tuple, kind: type | tuple[type, ...], expec
     return value
 
 
+def _number(doc: _Doc, node: dict, key: tuple, kind: type, lo: float, hi: float, default: Any = ...):
+    what = "an integer" if kind is int else "a number"
+    expected = f"{what} from {lo:g} to {hi:g}"
+    value = _get(doc, node, key, (int,) if kind is int else (int, float), expected, default)
+    if not lo <= value <= hi:
+        raise doc.error(key, f"{expected}, got {value}")
+    return value
+
+
+def _known_keys(doc: _Doc, node: dict, key: tuple, allowed: tuple[str, ...]) -> None:
+    for name in node:
+        if name not in allowed:
+            raise doc.error((*key, name), f"one of the keys {', '.join(allowed)} (unknown key {name!r})")
+
+
+def _text(doc: _Doc, node: dict, key: tuple, expected: str, default: Any = ...) -> str:
+    value = _get(doc, node, key, str, expected, default)
+    if MARKER_TAG in value:
+        raise doc.error(key, f"text without the reserved prompt marker {MARKER_TAG!r}")
+    return value.strip()
+
+
 def _strings(doc: _Doc, node: dict, key: tuple) -> tuple[str, ...]:
     items = _get(doc, node, key, list, "a list of strings", default=[])
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item.strip():
             raise doc.error((*key, i), "a non-empty string")
-    return tuple(items)
+    return tuple(item.strip() for item in items)
 
 
 def _voice(doc: _Doc, node: dict, key: tuple) -> VoiceParams:
     voice = _get(doc, node, key, dict, "a mapping of voice parameters")
-    unknown = set(voice) - set(VOICE_RANGES)
-    if unknown:
-        raise doc.error((*key, sorted(unknown)[0]), f"one of {', '.join(VOICE_RANGES)}")
-    values = {}
-    for name, (lo, hi) in VOICE_RANGES.items():
-        value = _get(doc, voice, (*key, name), (int, float), f"a number from {lo:g} to {hi:g}")
-        if not lo <= value <= hi:
-            raise doc.error((*key, name), f"a number from {lo:g} to {hi:g}, got {value}")
-        values[name] = float(value)
+    _known_keys(doc, voice, key, tuple(VOICE_RANGES))
+    values = {
+        name: float(_number(doc, voice, (*key, name), float, lo, hi))
+        for name, (lo, hi) in VOICE_RANGES.items()
+    }
     return VoiceParams(**values)
 
 
@@ -103,22 +134,80 @@ def _mode(doc: _Doc, name: str, node: Any) -> Mode:
     key = ("modes", name)
     if not isinstance(node, dict):
         raise doc.error(key, "a mapping with intensity_pct, voice, guidance, …")
-    intensity = _get(doc, node, (*key, "intensity_pct"), int, "an integer percentage from 0 to 100")
-    if not 0 <= intensity <= 100:
-        raise doc.error((*key, "intensity_pct"), f"an integer percentage from 0 to 100, got {intensity}")
+    _known_keys(doc, node, key, MODE_KEYS)
+    guidance = _text(doc, node, (*key, "guidance"), "a non-empty string of guidance text")
+    if not guidance:
+        raise doc.error((*key, "guidance"), "a non-empty string of guidance text")
     return Mode(
         name=name,
-        intensity_pct=intensity,
+        intensity_pct=_number(doc, node, (*key, "intensity_pct"), int, 0, 100),
         voice=_voice(doc, node, (*key, "voice")),
-        description=_get(doc, node, (*key, "description"), str, "a string", default=""),
+        description=_text(doc, node, (*key, "description"), "a string", default=""),
         triggers=_strings(doc, node, (*key, "triggers")),
         scenarios=_strings(doc, node, (*key, "scenarios")),
-        guidance=_get(doc, node, (*key, "guidance"), str, "a string of guidance text", default="").strip(),
+        guidance=guidance,
     )
 
 
+def _clock(doc: _Doc, node: dict, key: tuple, default):
+    value = node.get(key[-1], default)
+    if value is default:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 23:00 as the base-60 integer 1380.
+        raise doc.error(key, 'a time as "HH:MM" in quotes (unquoted, YAML reads it as a number)')
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise doc.error(key, f'a time as "HH:MM" (00:00–23:59), got {value!r}') from None
+
+
+def _selector(doc: _Doc, data: dict) -> SelectorSettings:
+    key = ("selector",)
+    node = _get(doc, data, key, dict, "a mapping of selector settings", default={})
+    d = SelectorSettings()
+    _known_keys(doc, node, key, tuple(d.__dataclass_fields__))
+    start = _clock(doc, node, (*key, "late_night_start"), d.late_night_start)
+    end = _clock(doc, node, (*key, "late_night_end"), d.late_night_end)
+    if start == end:
+        raise doc.error((*key, "late_night_end"), "a time different from late_night_start")
+    return SelectorSettings(
+        late_night_start=start,
+        late_night_end=end,
+        min_score=float(_number(doc, node, (*key, "min_score"), float, 0.5, 20, d.min_score)),
+        switch_margin=float(_number(doc, node, (*key, "switch_margin"), float, 0, 20, d.switch_margin)),
+        follow_up_words=_number(doc, node, (*key, "follow_up_words"), int, 0, 100, d.follow_up_words),
+    )
+
+
+def _prompt(doc: _Doc, data: dict) -> PromptSettings:
+    key = ("prompt",)
+    node = _get(doc, data, key, dict, "a mapping of prompt settings", default={})
+    d = PromptSettings()
+    _known_keys(doc, node, key, tuple(d.__dataclass_fields__))
+    return PromptSettings(
+        max_chars=_number(doc, node, (*key, "max_chars"), int, 500, 200_000, d.max_chars),
+        examples=_number(doc, node, (*key, "examples"), int, 0, 50, d.examples),
+    )
+
+
+def _manifesto(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PersonaError(f"{path}: cannot read file as UTF-8 text ({exc})") from None
+    if not text.strip():
+        raise PersonaError(f"{path}: expected the persona's manifesto text, found an empty file")
+    for number, line in enumerate(text.splitlines(), 1):
+        if MARKER_TAG in line:
+            raise PersonaError(
+                f"{path}:{number}: expected text without the reserved prompt marker {MARKER_TAG!r}"
+            )
+    return text.strip()
+
+
 def load_persona(directory: Path) -> Persona:
-    """Load and validate the persona in `directory`."""
+    """Load and validate the persona in `directory` (modes.yaml, manifesto.md, dataset.jsonl)."""
     directory = Path(directory)
     path = directory / MODES_FILE
     if not path.is_file():
@@ -127,6 +216,7 @@ def load_persona(directory: Path) -> Persona:
     if not isinstance(doc.data, dict):
         raise doc.error((), "a mapping with display_name, default_mode and modes")
     data = doc.data
+    _known_keys(doc, data, (), TOP_KEYS)
     display = _get(doc, data, ("display_name",), str, "a string", default=directory.name)
     modes_node = _get(doc, data, ("modes",), dict, f"a mapping of the six modes ({', '.join(MODE_NAMES)})")
     for name in modes_node:
@@ -139,7 +229,18 @@ def load_persona(directory: Path) -> Persona:
     default = _get(doc, data, ("default_mode",), str, f"one of {', '.join(MODE_NAMES)}")
     if default not in modes:
         raise doc.error(("default_mode",), f"one of {', '.join(MODE_NAMES)}, got {default!r}")
-    return Persona(name=directory.name, display_name=display, directory=directory, default_mode=default, modes=modes)
+    manifesto_path, dataset_path = directory / MANIFESTO_FILE, directory / DATASET_FILE
+    return Persona(
+        name=directory.name,
+        display_name=display,
+        directory=directory,
+        default_mode=default,
+        modes=modes,
+        manifesto=_manifesto(manifesto_path) if manifesto_path.exists() else "",
+        examples=load_dataset(dataset_path) if dataset_path.exists() else (),
+        selector=_selector(doc, data),
+        prompt=_prompt(doc, data),
+    )
 
 
 def discover(*roots: Path | None) -> dict[str, Path]:

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 
 # The six personality modes, from most intimate to most professional.
 MODE_NAMES = ("cathedral", "comfort", "lab", "playful", "cockpit", "teaching")
+
+_HHMM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+class PersonaError(ValueError):
+    """A persona is missing or one of its files is malformed."""
+
+    @classmethod
+    def at(cls, path: Path, line: int | None, field: str, expected: str) -> PersonaError:
+        """The standard message: `FILE:LINE: field 'FIELD': expected WHAT`."""
+        where = f"{path}:{line}" if line else str(path)
+        return cls(f"{where}: field '{field}': expected {expected}")
+
+
+def parse_time(text: str) -> time:
+    """`"HH:MM"` (24-hour clock) → `datetime.time`; ValueError otherwise."""
+    match = _HHMM.fullmatch(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f"expected a time as HH:MM (00:00–23:59), got {text!r}")
+    return time(int(match[1]), int(match[2]))
 
 
 @dataclass(frozen=True)
@@ -35,21 +57,78 @@ class Mode:
 
 
 @dataclass(frozen=True)
+class SelectorSettings:
+    """Tuning of the mode selector (`selector:` in modes.yaml); see `ara_persona.selector`.
+
+    late_night_start/late_night_end: the window in which cathedral may be chosen, start
+    inclusive, end exclusive; it may wrap past midnight.
+    min_score: evidence points a message needs before a non-default mode is chosen.
+    switch_margin: points by which a challenger must beat the current mode to replace it.
+    follow_up_words: a message shorter than this, with no evidence either way, keeps the mode.
+    """
+
+    late_night_start: time = time(23, 0)
+    late_night_end: time = time(5, 0)
+    min_score: float = 2.0
+    switch_margin: float = 1.0
+    follow_up_words: int = 6
+
+    def is_late_night(self, now: time) -> bool:
+        start, end = self.late_night_start, self.late_night_end
+        if start <= end:
+            return start <= now < end
+        return now >= start or now < end
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """Prompt assembly defaults (`prompt:` in modes.yaml); see `ara_persona.prompt`.
+
+    max_chars: the whole injected block, markers included, in characters.
+    examples: how many dataset examples of the active mode to include at most.
+    """
+
+    max_chars: int = 8000
+    examples: int = 2
+
+
+@dataclass(frozen=True)
+class Example:
+    """One line of dataset.jsonl: a user turn and Ara's reply in a given mode."""
+
+    id: str
+    mode: str
+    time: time
+    user: str
+    reply: str
+    situation: str = ""
+    previous_mode: str | None = None
+
+
+@dataclass(frozen=True)
 class Persona:
     name: str
     display_name: str
     directory: Path
     default_mode: str
     modes: dict[str, Mode] = field(default_factory=dict)
+    manifesto: str = ""
+    examples: tuple[Example, ...] = ()
+    selector: SelectorSettings = SelectorSettings()
+    prompt: PromptSettings = PromptSettings()
 
     def mode(self, name: str | None) -> Mode:
         """The named mode (None = the default); an unknown name lists the valid ones."""
-        from ara_persona.loader import PersonaError
-
         key = self.default_mode if name is None else name.strip().lower()
         if key not in self.modes:
-            raise PersonaError(f"unknown mode {name!r} for persona {self.name!r}; valid modes: {', '.join(self.modes)}")
+            raise PersonaError(
+                f"unknown mode {name!r} for persona {self.name!r}; valid modes: {', '.join(self.modes)}"
+            )
         return self.modes[key]
+
+    def examples_for(self, mode: str) -> tuple[Example, ...]:
+        """The dataset examples of `mode`, in file order."""
+        return tuple(e for e in self.examples if e.mode == mode)
 
     @property
     def avatar_path(self) -> Path:

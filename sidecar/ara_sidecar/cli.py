@@ -12,9 +12,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ara_persona.cli import register as register_personas
 from ara_sidecar import __version__
 from ara_sidecar.config import Settings, settings
 from ara_sidecar.errors import UserError
+from ara_sidecar.personas import persona_roots
 
 DEMO_TEXT = (
     "Hi, I'm Ara. I live right here on your computer, not in somebody else's cloud. "
@@ -41,7 +43,13 @@ class _StageBars:
         if bar is None:
             total = 100
             bar = self.bars[stage] = tqdm(
-                total=total, desc=f"{stage:>6}", unit="%", leave=True, file=sys.stderr, dynamic_ncols=True,
+                total=total,
+                desc=f"{stage:>6}",
+                unit="%",
+                leave=True,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                disable=None,  # no bars when standard error is not a terminal
                 bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}",
             )
         bar.update(round(fraction * bar.total) - bar.n)
@@ -101,7 +109,7 @@ def cmd_render(args) -> int:
     text = args.text
     if args.audio is None and text is None:
         if sys.stdin is None or sys.stdin.isatty():
-            raise UserError("no text: give --text \"…\", pipe text on standard input, or use --audio FILE")
+            raise UserError('no text: give --text "…", pipe text on standard input, or use --audio FILE')
         text = sys.stdin.read()
     request = RenderRequest(
         text=text,
@@ -137,8 +145,12 @@ def cmd_info(args) -> int:
     if choice.warning:
         print(f"  warning: {choice.warning}")
     selected = {"tts": cfg.tts, "voice": cfg.voice, "lipsync": lipsync.resolve(cfg.lipsync), "encoder": "mp4"}
-    for stage, registry in (("tts", tts.REGISTRY), ("voice", voice.REGISTRY),
-                            ("lipsync", lipsync.REGISTRY), ("encoder", encode.REGISTRY)):
+    for stage, registry in (
+        ("tts", tts.REGISTRY),
+        ("voice", voice.REGISTRY),
+        ("lipsync", lipsync.REGISTRY),
+        ("encoder", encode.REGISTRY),
+    ):
         print(f"{stage}:")
         for name in registry.names():
             mark = "*" if name == selected[stage] else " "
@@ -166,19 +178,25 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ara-sidecar", description="Ara's rendering sidecar: text → talking video.")
+    parser = argparse.ArgumentParser(
+        prog="ara-sidecar", description="Ara's rendering sidecar: text → talking video."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     render = sub.add_parser("render", help="render text (or speech) to a talking-avatar MP4")
     render.add_argument("--text", help="what to say (default: read standard input)")
-    render.add_argument("--audio", metavar="PATH", help="lip-sync this speech (WAV/FLAC/OGG/MP3) instead of text")
+    render.add_argument(
+        "--audio", metavar="PATH", help="lip-sync this speech (WAV/FLAC/OGG/MP3) instead of text"
+    )
     render.add_argument("--persona", help="persona name (config: persona)")
     render.add_argument("--mode", help="personality mode, e.g. cockpit (default: the persona's default)")
     render.add_argument("--avatar", metavar="PATH", help="portrait image (default: the persona's avatar.png)")
     render.add_argument("--no-voice", action="store_true", help="skip the voice stage")
-    render.add_argument("--no-face-ok", action="store_true", help="animate a centred mouth if no face is found")
+    render.add_argument(
+        "--no-face-ok", action="store_true", help="animate a centred mouth if no face is found"
+    )
     render.add_argument("-o", "--output", metavar="OUT.mp4", help="output file (default: outputs/render.mp4)")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_backend_flags(render)
@@ -193,13 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="show the device and whether each backend is ready")
     _add_backend_flags(info)
     info.set_defaults(func=cmd_info)
+
+    register_personas(sub, lambda: persona_roots(settings()))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -95,7 +95,9 @@ class Pipeline:
     def avatar_for(self, persona: Persona, path: Path | None) -> Avatar:
         limits = self.settings.limits
         return load_avatar(
-            path or persona.avatar_path, max_pixels=limits.max_avatar_pixels, max_side=self.settings.video_max_side
+            path or persona.avatar_path,
+            max_pixels=limits.max_avatar_pixels,
+            max_side=self.settings.video_max_side,
         )
 
     def prepare_avatar(self, avatar: Avatar, no_face_ok: bool = False) -> Any:
@@ -118,7 +120,9 @@ class Pipeline:
 
     # -- rendering ----------------------------------------------------------------------
 
-    def render(self, request: RenderRequest, out_path: Path, progress: ProgressFn | None = None) -> RenderResult:
+    def render(
+        self, request: RenderRequest, out_path: Path, progress: ProgressFn | None = None
+    ) -> RenderResult:
         """Render `request` to `out_path` (written atomically: a failed render leaves nothing)."""
         report = progress or (lambda stage, fraction: None)
         out_path = Path(out_path)
