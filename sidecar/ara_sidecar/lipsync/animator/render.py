@@ -1,0 +1,246 @@
+"""Rendering on small regions of the portrait: an open mouth (jaw drop + mouth cavity) and a
+closing eyelid, plus the feathered head mask the sway turns. Every warp fades to zero
+displacement at its region's edges, so a rendered region pastes into the frame without a seam."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ara_sidecar.lipsync.animator.face import Box, Layout
+
+# Mouth shapes (features.WIDE, NEUTRAL, ROUND): (lip width scale, opening scale).
+SHAPES = ((1.08, 0.75), (1.0, 1.0), (0.84, 0.95))
+UPPER_LIFT = 0.15  # the upper lip rises by this fraction of the jaw drop
+CAVITY_DEEP = np.array([30, 10, 13], np.float32)  # RGB deep in the mouth
+CAVITY_LIPS = np.array([160, 88, 80], np.float32)  # RGB of the inner lips at the gap's edges
+TONGUE = np.array([140, 62, 56], np.float32)
+TEETH = np.array([226, 218, 204], np.float32)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of the image, clipped to it."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @classmethod
+    def around(cls, x0: float, y0: float, x1: float, y1: float, shape: tuple[int, ...]) -> Region:
+        h, w = shape[:2]
+        return cls(max(0, int(x0)), max(0, int(y0)), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1))))
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    def grown(self, margin: int, outer: Region) -> Region:
+        """This region grown by `margin` pixels each side, clipped to `outer`."""
+        return Region(
+            max(outer.x0, self.x0 - margin),
+            max(outer.y0, self.y0 - margin),
+            min(outer.x1, self.x1 + margin),
+            min(outer.y1, self.y1 + margin),
+        )
+
+    def within(self, outer: Region) -> tuple[slice, slice]:
+        """This region's slices relative to `outer`, which contains it."""
+        return slice(self.y0 - outer.y0, self.y1 - outer.y0), slice(self.x0 - outer.x0, self.x1 - outer.x0)
+
+
+@dataclass(frozen=True)
+class MouthRig:
+    region: Region
+    cx: float  # mouth centre, region coordinates
+    line: np.ndarray  # (1, w) parting line per column, region coordinates
+    half_width: float
+    face_w: float
+    face_h: float
+    teeth_visible: bool
+
+
+@dataclass(frozen=True)
+class EyeRig:
+    region: Region
+    cx: float  # eye centre, region coordinates
+    cy: float
+    size: float
+    weight: np.ndarray  # (1, w) feather toward the eye's corners
+    shut: np.ndarray  # the region with the eye opening inpainted (lid skin)
+    lash: np.ndarray  # RGB of the lash line
+
+
+@dataclass(frozen=True)
+class HeadRig:
+    region: Region
+    mask: np.ndarray  # (h, w) how much of the sway each pixel follows (feathered head ellipse)
+    pivot_x: float  # the sway's centre of rotation, region coordinates
+    pivot_y: float
+    reach: float  # the largest displacement per radian of sway, pixels
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def mouth_rig(image: np.ndarray, layout: Layout) -> MouthRig:
+    fw, fh = layout.frame.w, layout.frame.h
+    mx, my = layout.mouth_x, layout.mouth_y
+    region = Region.around(mx - 0.55 * fw, my - 0.22 * fh, mx + 0.55 * fw, my + 0.5 * fh, image.shape)
+    cx, cy = mx - region.x0, my - region.y0
+    dx = np.arange(region.x1 - region.x0, dtype=np.float32)[None, :] - cx
+    u = np.minimum(np.abs(dx) / layout.mouth_half_width, 1.0)
+    return MouthRig(
+        region=region,
+        cx=cx,
+        line=(cy - layout.smile * u * u).astype(np.float32),
+        half_width=layout.mouth_half_width,
+        face_w=float(fw),
+        face_h=float(fh),
+        teeth_visible=layout.teeth_visible,
+    )
+
+
+class MouthRenderer:
+    """Renders mouth states of one portrait; the fields that do not depend on the state are
+    computed once, here."""
+
+    def __init__(self, image: np.ndarray, rig: MouthRig):
+        self.rig = rig
+        self.base = image[rig.region.slices]
+        h, w = self.base.shape[:2]
+        fw, fh = rig.face_w, rig.face_h
+        self.ys = np.arange(h, dtype=np.float32)[:, None]
+        self.xs = np.arange(w, dtype=np.float32)[None, :]
+        self.dx = self.xs - rig.cx
+        self.rel = self.ys - rig.line  # > 0 below the parting line
+        self.below = self.rel >= 0
+        # The jaw: as wide as the cheeks at the mouth, narrowing to the chin; below the chin the
+        # drop fades out over the neck.
+        jaw_half = fw * (0.5 - 0.22 * np.clip(self.rel / (0.24 * fh), 0, 1))
+        self.jaw = (1 - _smoothstep((np.abs(self.dx) - 0.45 * jaw_half) / (0.55 * jaw_half))) * (
+            1 - _smoothstep((self.rel - 0.24 * fh) / (0.26 * fh))
+        )
+        self.follow = _smoothstep(self.rel / (0.22 * fh))  # lower lip (lens) → chin (jaw) profile
+        self.lifted = _smoothstep(1 + self.rel / (0.12 * fh))  # how much of the lip lift each pixel gets
+        # Source x offset per unit of lip narrowing (round) or widening: around the mouth,
+        # strongest near the parting line.
+        across = 1 - _smoothstep((np.abs(self.dx) - 1.1 * rig.half_width) / (0.8 * rig.half_width))
+        self.pinch = self.dx * across * (1 - _smoothstep((np.abs(self.rel) - 0.06 * fh) / (0.14 * fh)))
+
+    def render(self, drop_px: float, shape: int, openness: float) -> np.ndarray:
+        """The mouth region with the jaw dropped by `drop_px`, lips shaped by `shape`."""
+        rig = self.rig
+        width_scale, open_scale = SHAPES[shape]
+        drop = drop_px * open_scale
+        lift = UPPER_LIFT * drop
+        lens = np.clip(1 - (self.dx / (rig.half_width * width_scale)) ** 2, 0, 1) ** 0.7  # pointed corners
+        down = drop * (lens + (self.jaw - lens) * self.follow)
+        up = lift * lens * self.lifted
+        map_x = self.xs + self.pinch * ((1 / width_scale - 1) * min(1.0, 3 * openness))
+        map_y = self.ys + np.where(self.below, -down, up)
+        warped = cv2.remap(
+            self.base,
+            map_x.astype(np.float32),
+            map_y.astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        # The mouth cavity fills the gap between the lips: pixels whose source crossed the line.
+        depth = np.where(self.below, down - self.rel, self.rel + up)
+        alpha = np.clip(depth / max(1.5, 0.012 * rig.face_h), 0, 1) * _smoothstep(lens / 0.15)
+        rows = np.flatnonzero(alpha.max(axis=1) > 0)
+        cols = np.flatnonzero(alpha.max(axis=0) > 0)
+        if not len(rows):
+            return warped
+        window = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        cavity = _cavity(rig, lens[:, window[1]], self.rel[window], drop, lift)
+        a = alpha[window][..., None]
+        warped[window] = (warped[window] * (1 - a) + cavity * a + 0.5).astype(np.uint8)
+        return warped
+
+
+def _cavity(rig: MouthRig, lens: np.ndarray, rel: np.ndarray, drop: float, lift: float) -> np.ndarray:
+    """Colours inside the open mouth: dark under the upper lip or teeth, the tongue catching
+    some light low down, the inner lower lip's rim, and upper teeth if the portrait shows none."""
+    gap = (drop + lift) * lens
+    from_top = rel + lift * lens  # pixels below the upper lip's edge
+    from_bottom = gap - from_top  # pixels above the lower lip's edge
+    soft = max(1.0, 0.008 * rig.face_h)
+    tongue = float(np.clip((drop + lift) / (0.08 * rig.face_h), 0.25, 0.75))
+    low = _smoothstep((from_top / np.maximum(gap, 1e-3) - 0.3) / 0.7) * tongue
+    colour = CAVITY_DEEP + (TONGUE - CAVITY_DEEP) * low[..., None]
+    rim = np.exp(-np.maximum(from_bottom, 0) / (0.008 * rig.face_h))
+    colour += (CAVITY_LIPS - colour) * (0.6 * rim)[..., None]
+    shade = (0.45 + 0.55 * lens)[..., None]  # the corners are in shadow
+    colour *= shade
+    if not rig.teeth_visible:  # upper teeth just under the upper lip
+        height = np.minimum(0.3 * gap, 0.045 * rig.face_h)
+        teeth = (1 - _smoothstep((from_top - height) / soft)) * _smoothstep((lens - 0.25) / 0.35)
+        colour += (TEETH * shade - colour) * teeth[..., None]
+    return colour
+
+
+def eye_rig(image: np.ndarray, eye: Box) -> EyeRig:
+    """The eye's region plus a copy of it with the eye opening inpainted from the skin around
+    it: the closed lid."""
+    s = float(eye.w)
+    region = Region.around(
+        eye.cx - 0.75 * s, eye.cy - 0.5 * s, eye.cx + 0.75 * s, eye.cy + 0.45 * s, image.shape
+    )
+    cx, cy = eye.cx - region.x0, eye.cy - region.y0
+    base = np.ascontiguousarray(image[region.slices])
+    opening = np.zeros(base.shape[:2], np.uint8)
+    centre = (round(cx * 4), round((cy - 0.02 * s) * 4))
+    axes = (round(0.55 * s * 4), round(0.26 * s * 4))
+    cv2.ellipse(opening, centre, axes, 0, 0, 360, 255, -1, cv2.LINE_AA, shift=2)
+    shut = cv2.inpaint(base, opening, max(2.0, 0.08 * s), cv2.INPAINT_TELEA)
+    dx = np.abs(np.arange(base.shape[1], dtype=np.float32) - cx)[None, :]
+    weight = 1 - _smoothstep((dx - 0.5 * s) / (0.12 * s))
+    lash = np.percentile(base[opening > 0].reshape(-1, 3), 5, axis=0).astype(np.float32)
+    return EyeRig(region, cx, cy, s, weight.astype(np.float32), shut, lash)
+
+
+def render_eye(image: np.ndarray, rig: EyeRig, closure: float) -> np.ndarray:
+    """The eye region with the upper lid lowered by `closure` (1 = shut): above the lid's edge
+    the inpainted skin shows, and a dark lash line follows the edge."""
+    base = image[rig.region.slices].astype(np.float32)
+    h, w = base.shape[:2]
+    s = rig.size
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    arc = np.sqrt(np.clip(1 - ((xs - rig.cx) / (0.5 * s)) ** 2, 0, 1))
+    edge = rig.cy - 0.17 * s * arc + closure * 0.36 * s * arc  # shut: meets the lower lid
+    lid = np.clip(edge - ys + 0.5, 0, 1) * rig.weight
+    out = base + (rig.shut.astype(np.float32) - base) * lid[..., None]
+    line = np.exp(-(((ys - edge + 0.03 * s) / (0.035 * s)) ** 2)) * rig.weight * np.sqrt(arc)
+    out += (rig.lash - out) * (0.85 * line)[..., None]
+    return (out + 0.5).astype(np.uint8)
+
+
+def head_rig(image: np.ndarray, face: Box, parts: tuple[Region, ...]) -> HeadRig:
+    """Sway rotates the head about the base of the neck inside a feathered ellipse around face
+    and hair (zero displacement at the region's edges). The region also covers `parts`, the
+    mouth and eye regions whose patches are pasted before the head turns."""
+    fw, fh = face.w, face.h
+    ellipse = Region.around(
+        face.cx - 0.9 * fw, face.y - 0.65 * fh, face.cx + 0.9 * fw, face.y + 1.4 * fh, image.shape
+    )
+    region = Region(
+        min(r.x0 for r in (ellipse, *parts)),
+        min(r.y0 for r in (ellipse, *parts)),
+        max(r.x1 for r in (ellipse, *parts)),
+        max(r.y1 for r in (ellipse, *parts)),
+    )
+    ys = np.arange(region.y1 - region.y0, dtype=np.float32)[:, None]
+    xs = np.arange(region.x1 - region.x0, dtype=np.float32)[None, :]
+    cx, cy = face.cx - region.x0, face.y + 0.35 * fh - region.y0
+    r = np.hypot((xs - cx) / (0.85 * fw), (ys - cy) / (0.95 * fh))
+    mask = (1 - _smoothstep((r - 0.7) / 0.3)).astype(np.float32)
+    px, py = cx, face.y + 1.35 * fh - region.y0
+    return HeadRig(region, mask, px, py, float((mask * np.hypot(xs - px, ys - py)).max()))

@@ -1,0 +1,145 @@
+"""One portrait's prepared scene, and the frame loop that plays per-frame controls on it.
+
+Controls are quantised; each distinct mouth, eyelid and head-turn state is rendered once per
+utterance on its small region and reused, so a frame costs one copy of a cached (possibly
+turned) portrait, a paste per changed region and, when the head is turned, a warp of just the
+pasted rectangles."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ara_sidecar.audio import Audio
+from ara_sidecar.avatar import Avatar
+from ara_sidecar.config import AnimatorSettings
+from ara_sidecar.lipsync.animator.face import Layout, find_layout
+from ara_sidecar.lipsync.animator.features import blink_track, mouth_controls, sway_track
+from ara_sidecar.lipsync.animator.render import (
+    EyeRig,
+    HeadRig,
+    MouthRenderer,
+    MouthRig,
+    Region,
+    eye_rig,
+    head_rig,
+    mouth_rig,
+    render_eye,
+)
+
+MOUTH_LEVELS = 16  # openness steps above closed
+BLINK_LEVELS = 4  # eyelid steps above open
+SWAY_LEVELS = 8  # sway angle steps each side of upright
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything about one portrait that `frames` needs; plain data, picklable."""
+
+    image: np.ndarray
+    seed: int  # from the avatar digest: blink times and sway phases
+    layout: Layout
+    mouth: MouthRig
+    eyes: tuple[EyeRig, ...]
+    head: HeadRig | None
+
+
+def build_scene(avatar: Avatar, *, no_face_ok: bool) -> Scene:
+    image = np.ascontiguousarray(avatar.image)
+    layout = find_layout(image, avatar.source, no_face_ok=no_face_ok)
+    mouth = mouth_rig(image, layout)
+    eyes = tuple(eye_rig(image, eye) for eye in layout.eyes)
+    parts = (mouth.region, *(eye.region for eye in eyes))
+    return Scene(
+        image=image,
+        seed=int.from_bytes(hashlib.sha256(avatar.digest.encode()).digest()[:8], "little"),
+        layout=layout,
+        mouth=mouth,
+        eyes=eyes,
+        head=head_rig(image, layout.face, parts) if layout.face is not None else None,
+    )
+
+
+def frames(scene: Scene, audio: Audio, fps: int, n: int, cfg: AnimatorSettings) -> Iterator[np.ndarray]:
+    """Yield `n` fresh RGB frames of `scene` speaking `audio`."""
+    rng = np.random.default_rng([scene.seed, n])
+    openness, shapes = mouth_controls(audio, fps, n, cfg)
+    mouth_levels = np.round(openness * MOUTH_LEVELS).astype(np.int64)
+    blink = blink_track(n, fps, cfg.blink_interval_s if scene.eyes else 0.0, rng)
+    blink_levels = np.round(blink * BLINK_LEVELS).astype(np.int64)
+    swaying = scene.head is not None and cfg.sway_degrees > 0
+    sway_levels = np.round(sway_track(n, fps, rng) * SWAY_LEVELS).astype(np.int64) if swaying else np.zeros(n)
+    max_drop = cfg.mouth_open_max * scene.layout.frame.h
+
+    image = scene.image
+    mouths: dict[tuple[int, int], np.ndarray] = {}
+    lids: dict[int, list[np.ndarray]] = {}
+    mouth = MouthRenderer(image, scene.mouth)
+    head = _Sway(image, scene.head, np.radians(cfg.sway_degrees) / SWAY_LEVELS) if swaying else None
+    for i in range(n):
+        patches: list[tuple[Region, np.ndarray]] = []
+        level = int(mouth_levels[i])
+        if level:
+            key = (level, int(shapes[i]))
+            if key not in mouths:
+                fraction = level / MOUTH_LEVELS
+                mouths[key] = mouth.render(fraction * max_drop, key[1], fraction)
+            patches.append((scene.mouth.region, mouths[key]))
+        closure = int(blink_levels[i])
+        if closure:
+            if closure not in lids:
+                lids[closure] = [render_eye(image, eye, closure / BLINK_LEVELS) for eye in scene.eyes]
+            patches += zip((eye.region for eye in scene.eyes), lids[closure], strict=True)
+        angle = int(sway_levels[i])
+        if angle and head is not None:
+            yield head.frame(angle, patches)
+        else:
+            frame = image.copy()
+            for region, patch in patches:
+                frame[region.slices] = patch
+            yield frame
+
+
+class _Sway:
+    """Frames with the head turned by a quantised angle. The still portrait turned by each
+    angle is warped once; per frame only the rectangles around pasted patches (grown by the
+    warp's largest displacement) are warped again."""
+
+    def __init__(self, image: np.ndarray, rig: HeadRig, radians_per_level: float):
+        self.image, self.rig, self.step = image, rig, radians_per_level
+        self.canvas = image[rig.region.slices].copy()  # the head region with the frame's patches
+        self.turned: dict[int, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
+        h, w = rig.mask.shape
+        self.ys = np.arange(h, dtype=np.float32)[:, None]
+        self.xs = np.arange(w, dtype=np.float32)[None, :]
+        self.offset_x = rig.mask * (self.ys - rig.pivot_y)  # source offset per radian of turn
+        self.offset_y = rig.mask * (rig.pivot_x - self.xs)
+
+    def frame(self, angle: int, patches: list[tuple[Region, np.ndarray]]) -> np.ndarray:
+        rig = self.rig
+        if angle not in self.turned:
+            k = np.float32(self.step * angle)  # small-angle rotation about the pivot
+            maps = cv2.convertMaps(self.xs + k * self.offset_x, self.ys + k * self.offset_y, cv2.CV_16SC2)
+            still = self.image.copy()
+            still[rig.region.slices] = self._warp(self.image[rig.region.slices], maps)
+            self.turned[angle] = still, maps
+        still, (map1, map2) = self.turned[angle]
+        frame = still.copy()
+        for region, patch in patches:
+            self.canvas[region.within(rig.region)] = patch
+        margin = int(np.ceil(abs(self.step * angle) * rig.reach)) + 2
+        for region, _ in patches:
+            out = region.grown(margin, rig.region)
+            inner = out.within(rig.region)
+            frame[out.slices] = self._warp(self.canvas, (map1[inner], map2[inner]))
+        for region, _ in patches:
+            self.canvas[region.within(rig.region)] = self.image[region.slices]
+        return frame
+
+    @staticmethod
+    def _warp(source: np.ndarray, maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return cv2.remap(source, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
