@@ -22,9 +22,8 @@ from ara_sidecar.personas import get_persona
 from ara_sidecar.pipeline import Pipeline, RenderRequest
 
 REPLY = (
-    "Good evening. I had a look at the build logs while you were away, and the failure is in the "
-    "audio tests, not in the encoder. The fix is small: the sample rate was read before the file "
-    "was opened. Shall I walk you through it, or would you rather I just write the patch?"
+    "Good evening. I looked at the build logs while you were away, and the failure is in the "
+    "audio tests, not in the encoder. The fix is small. Shall I walk you through it?"
 )
 
 
@@ -45,7 +44,7 @@ def _row(label: str, result, wall: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="warm renders to time (median reported)")
+    parser.add_argument("--runs", type=int, default=5, help="warm renders to time (median reported)")
     parser.add_argument("--avatar", type=Path, help="portrait (default: the persona's 512×512 avatar)")
     args = parser.parse_args()
     settings = load_settings()

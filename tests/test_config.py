@@ -21,7 +21,7 @@ def test_user_file_is_merged(tmp_path):
     user = tmp_path / "mine.yaml"
     user.write_text("encoder:\n  crf: 28\n")
     s = load_settings(environ={"ARA_CONFIG": str(user)})
-    assert s.encoder.crf == 28 and s.encoder.preset == "veryfast"
+    assert s.encoder.crf == 28 and s.encoder.preset == "superfast"
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def _summary(result) -> str:
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
     return (
         f"{result.path}: speech {result.speech_s:.2f} s, {result.frames} frames | {stages} | "
-        f"total {result.total_s:.2f} s, real-time factor {result.real_time_factor:.3f} "
+        f"total {result.wall_s:.2f} s, real-time factor {result.real_time_factor:.3f} "
         f"(persona {result.persona}, mode {result.mode})"
     )
 

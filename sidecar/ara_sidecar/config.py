@@ -38,7 +38,6 @@ class Limits(_Section):
 
 class PiperSettings(_Section):
     voice: str
-    sentence_silence_s: float = Field(ge=0, le=5)
     threads: int = Field(ge=0)
 
 
@@ -60,6 +59,8 @@ class EncoderSettings(_Section):
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ]
+    x264_params: str = Field(pattern=r"^[A-Za-z0-9_.=:-]*$")
+    threads: int = Field(ge=0, le=64)
     audio_bitrate_kbps: int = Field(ge=32, le=512)
     audio_sample_rate: Literal[16000, 22050, 24000, 32000, 44100, 48000]
 
@@ -74,6 +75,7 @@ class Settings(_Section):
     mode: str | None
     fps: int = Field(ge=1, le=60)
     video_max_side: int = Field(ge=64, le=4096)
+    sentence_pause_s: float = Field(ge=0, le=5)
     tts: str
     voice: str
     lipsync: str

@@ -2,7 +2,8 @@
 
 Backends are chosen by the settings and imported lazily through each stage's registry.
 Construct a `Pipeline` once, `load()` it (models stay warm), then `render()` many times.
-Lip-sync frames stream straight into the encoder, so memory stays flat for long replies.
+Speech is made per sentence in a worker thread; lip-sync frames stream straight into the
+encoder, so the stages overlap and memory stays flat for long replies.
 """
 
 from __future__ import annotations
@@ -11,23 +12,29 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ara_persona import Mode, Persona, PersonaError
 from ara_sidecar import encode, lipsync, tts, voice
-from ara_sidecar.audio import Audio, load_audio
+from ara_sidecar.audio import Audio, load_audio, silence
 from ara_sidecar.avatar import Avatar, load_avatar
+from ara_sidecar.background import BackgroundIterator
 from ara_sidecar.config import Settings
 from ara_sidecar.device import resolve_device
 from ara_sidecar.errors import UserError
 from ara_sidecar.lipsync import frame_count
 from ara_sidecar.personas import get_persona
-from ara_sidecar.text import check_text
+from ara_sidecar.text import check_text, split_sentences
+from ara_sidecar.timings import Timings
 
-# Progress is reported per stage, in this order; "video" is lip-sync and encoding, which
-# stream frame by frame. Timings split "video" into "lipsync" and "encode".
-PROGRESS_STAGES = ("face", "tts", "voice", "video")
+# Progress is reported per stage: "tts" is speech (TTS and voice stage, per sentence) and
+# "video" is lip-sync and encoding, frame by frame; the two overlap. Timings are finer:
+# face, tts, voice, lipsync, encode.
+PROGRESS_STAGES = ("face", "tts", "video")
 
 # progress(stage, fraction 0..1); it may raise errors.Cancelled to stop the render.
 ProgressFn = Callable[[str, float], None]
@@ -49,18 +56,15 @@ class RenderResult:
     path: Path
     persona: str
     mode: str
-    speech_s: float  # length of the spoken audio
+    speech_s: float  # length of the speech (with sentence pauses)
     duration_s: float  # length of the video (whole frames)
     frames: int
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def total_s(self) -> float:
-        return sum(self.timings.values())
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (they overlap)
+    wall_s: float = 0.0  # the whole render, start to finish
 
     @property
     def real_time_factor(self) -> float:
-        return self.total_s / self.speech_s if self.speech_s else 0.0
+        return self.wall_s / self.speech_s if self.speech_s else 0.0
 
 
 class Pipeline:
@@ -107,82 +111,99 @@ class Pipeline:
             self._prepared[key] = self.lipsync.prepare(avatar, no_face_ok=no_face_ok)
         return self._prepared[key]
 
-    def _speech(self, request: RenderRequest) -> Audio:
-        if request.audio_path is not None:
-            audio = load_audio(request.audio_path)
-            if audio.duration_s > self.settings.limits.max_audio_s:
-                raise UserError(
-                    f"audio {request.audio_path} is {audio.duration_s:.0f} s long, over the limit of "
-                    f"{self.settings.limits.max_audio_s:g} s (limits.max_audio_s)"
-                )
-            return audio
-        return self.tts.synthesize(check_text(request.text, self.settings.limits.max_text_chars))
+    def _speech_sources(self, request: RenderRequest) -> list[Callable[[], Audio]]:
+        """One callable per chunk that makes its raw speech: a sentence each, or the given file."""
+        if request.audio_path is None:
+            text = check_text(request.text, self.settings.limits.max_text_chars)
+            return [partial(self.tts.synthesize, sentence) for sentence in split_sentences(text)]
+        audio = load_audio(request.audio_path)
+        if audio.duration_s > self.settings.limits.max_audio_s:
+            raise UserError(
+                f"audio {request.audio_path} is {audio.duration_s:.0f} s long, over the limit of "
+                f"{self.settings.limits.max_audio_s:g} s (limits.max_audio_s)"
+            )
+        return [lambda: audio]
+
+    def _spoken_chunks(
+        self,
+        sources: list[Callable[[], Audio]],
+        request: RenderRequest,
+        mode: Mode,
+        timings: Timings,
+        report: ProgressFn,
+    ) -> Iterator[tuple[Audio, float]]:
+        """Speech chunks after the voice stage, each ending in silence padded to whole frames,
+        with the seconds of speech (and sentence pause) each holds before that padding."""
+        fps = self.settings.fps
+        report("tts", 0.0)
+        for i, make in enumerate(sources):
+            with timings.measure("tts"):
+                chunk = make()
+            if request.apply_voice:
+                with timings.measure("voice"):
+                    chunk = self.voice.convert(chunk, mode.voice)
+            pause = self.settings.sentence_pause_s if i + 1 < len(sources) else 0.0
+            frames = frame_count(chunk.duration_s + pause, fps)
+            padding = silence(frames / fps - chunk.duration_s, chunk.sample_rate)
+            yield Audio(np.concatenate([chunk.samples, padding]), chunk.sample_rate), chunk.duration_s + pause
+            report("tts", (i + 1) / len(sources))
 
     # -- rendering ----------------------------------------------------------------------
 
     def render(
         self, request: RenderRequest, out_path: Path, progress: ProgressFn | None = None
     ) -> RenderResult:
-        """Render `request` to `out_path` (written atomically: a failed render leaves nothing)."""
+        """Render `request` to `out_path` (written atomically: a failed render leaves nothing).
+
+        Speech is made sentence by sentence in a worker thread while this thread animates and
+        encodes the sentences already spoken, so the stages overlap on a multi-core CPU.
+        """
         report = progress or (lambda stage, fraction: None)
+        started = time.perf_counter()
         out_path = Path(out_path)
         if not out_path.parent.is_dir():
             raise UserError(f"output directory does not exist: {out_path.parent}")
-        if request.audio_path is None:
-            check_text(request.text, self.settings.limits.max_text_chars)  # fail before any work
         persona = get_persona(self.settings, request.persona)
         mode = self.resolve_mode(persona, request.mode)
+        sources = self._speech_sources(request)
         avatar = self.avatar_for(persona, request.avatar_path)
-        timings: dict[str, float] = {}
-
-        def timed(stage: str, fn: Callable[[], Any]) -> Any:
-            report(stage, 0.0)
-            start = time.perf_counter()
-            value = fn()
-            timings[stage] = time.perf_counter() - start
-            report(stage, 1.0)
-            return value
-
         self.load()
-        prepared = timed("face", lambda: self.prepare_avatar(avatar, request.no_face_ok))
-        speech = timed("tts", lambda: self._speech(request))
-        if request.apply_voice:
-            speech = timed("voice", lambda: self.voice.convert(speech, mode.voice))
+        timings = Timings()
+
+        report("face", 0.0)
+        with timings.measure("face"):
+            prepared = self.prepare_avatar(avatar, request.no_face_ok)
+        report("face", 1.0)
+
         fps = self.settings.fps
-        n_frames = frame_count(speech.duration_s, fps)
-        lipsync_time = [0.0]
-        frames = _timed(self.lipsync.animate(prepared, speech, fps), lipsync_time)
-        partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial{self.encoder.suffix}")
-        report("video", 0.0)
-        start = time.perf_counter()
+        speech_s = 0.0
+        chunks = BackgroundIterator(self._spoken_chunks(sources, request, mode, timings, report))
+        partial_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial{self.encoder.suffix}")
         try:
-            self.encoder.encode(
-                frames, n_frames, speech, fps, partial, on_frame=lambda i: report("video", (i + 1) / n_frames)
-            )
-            os.replace(partial, out_path)
+            with self.encoder.open(partial_path, fps) as writer:
+                for i, (chunk, spoken_s) in enumerate(chunks):
+                    n = frame_count(chunk.duration_s, fps)
+                    frames = timings.timed_iter("lipsync", self.lipsync.animate(prepared, chunk, fps))
+                    for j, frame in enumerate(frames):
+                        with timings.measure("encode"):
+                            writer.write_frame(frame)
+                        report("video", (i + (j + 1) / n) / len(sources))
+                    with timings.measure("encode"):
+                        writer.write_audio(chunk)
+                    speech_s += spoken_s
+                timings.start("encode")  # closing the writer flushes the encoder
+            timings.stop("encode")
+            os.replace(partial_path, out_path)
         finally:
-            partial.unlink(missing_ok=True)
-        timings["lipsync"] = lipsync_time[0]
-        timings["encode"] = time.perf_counter() - start - lipsync_time[0]
+            chunks.close()
+            partial_path.unlink(missing_ok=True)
         return RenderResult(
             path=out_path,
             persona=persona.name,
             mode=mode.name,
-            speech_s=speech.duration_s,
-            duration_s=n_frames / fps,
-            frames=n_frames,
-            timings=timings,
+            speech_s=speech_s,
+            duration_s=writer.frames / fps,
+            frames=writer.frames,
+            timings=dict(timings.seconds),
+            wall_s=time.perf_counter() - started,
         )
-
-
-def _timed(frames: Iterator, total: list[float]) -> Iterator:
-    """Pass `frames` through, adding the time spent producing them to total[0]."""
-    while True:
-        start = time.perf_counter()
-        try:
-            frame = next(frames)
-        except StopIteration:
-            return
-        finally:
-            total[0] += time.perf_counter() - start
-        yield frame

@@ -85,7 +85,7 @@ class PiperTTS(TTS):
     def synthesize(self, text: str) -> Audio:
         self.load()
         rate = self._voice.config.sample_rate
-        gap = silence(self.settings.piper.sentence_silence_s, rate)
+        gap = silence(self.settings.sentence_pause_s, rate)
         parts: list[np.ndarray] = []
         for chunk in self._voice.synthesize(text):
             if parts:
@@ -101,5 +101,5 @@ class PiperTTS(TTS):
             "backend": self.name,
             "voice": self._path.name,
             "voice_digest": file_digest(self._path),
-            "sentence_silence_s": self.settings.piper.sentence_silence_s,
+            "sentence_pause_s": self.settings.sentence_pause_s,
         }
