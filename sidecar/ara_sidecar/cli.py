@@ -41,10 +41,10 @@ class _StageBars:
 
         bar = self.bars.get(stage)
         if bar is None:
-            total = 100
             bar = self.bars[stage] = tqdm(
-                total=total,
+                total=100,
                 desc=f"{stage:>6}",
+                position=len(self.bars),
                 unit="%",
                 leave=True,
                 file=sys.stderr,
@@ -53,7 +53,9 @@ class _StageBars:
                 bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}",
             )
         bar.update(round(fraction * bar.total) - bar.n)
-        if fraction >= 1.0:
+
+    def close(self) -> None:
+        for bar in self.bars.values():
             bar.close()
 
 
@@ -94,11 +96,20 @@ def _output_path(cfg: Settings, value: str | None, default_name: str) -> Path:
 
 
 def _render(cfg: Settings, request, out: Path, quiet: bool) -> int:
+    import time
+
     from ara_sidecar.pipeline import Pipeline
 
+    start = time.perf_counter()
+    pipeline = Pipeline(cfg)
+    pipeline.load()
+    load_s = time.perf_counter() - start
     bars = _StageBars(quiet)
-    result = Pipeline(cfg).render(request, out, progress=bars)
-    print(_summary(result))
+    try:
+        result = pipeline.render(request, out, progress=bars)
+    finally:
+        bars.close()
+    print(f"{_summary(result)} | models loaded in {load_s:.2f} s")
     return 0
 
 

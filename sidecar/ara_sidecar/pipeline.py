@@ -197,6 +197,7 @@ class Pipeline:
         finally:
             chunks.close()
             partial_path.unlink(missing_ok=True)
+        report("video", 1.0)
         return RenderResult(
             path=out_path,
             persona=persona.name,
