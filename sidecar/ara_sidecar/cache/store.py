@@ -1,0 +1,449 @@
+"""The content-addressed file store behind every cache (see the package docstring for the design)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+from filelock import FileLock, Timeout
+
+from ara_sidecar.cache.key import is_key
+from ara_sidecar.errors import AraError, UserError
+
+Producer = Callable[[Path], None]
+
+_SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]{1,16}){0,3}")
+_TEMP_PREFIX = ".tmp-"
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    suffix TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_access REAL NOT NULL,
+    hits INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_lru ON entries (last_access);
+CREATE TABLE IF NOT EXISTS pins (token TEXT PRIMARY KEY, key TEXT NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS pins_key ON pins (key);
+"""
+_TOUCH = "UPDATE entries SET last_access = ?, hits = hits + 1 WHERE key = ?"
+_UNPINNED = "NOT EXISTS (SELECT 1 FROM pins WHERE pins.key = entries.key)"
+_LRU = f"SELECT key, suffix, size FROM entries WHERE key != ? AND {_UNPINNED} ORDER BY last_access, created"
+
+
+class Entry(NamedTuple):
+    """A cached file and whether it was already there (False: this call produced it)."""
+
+    path: Path
+    hit: bool
+
+
+class CacheStore:
+    """Files keyed by `cache_key`, under `root`, shared safely by threads and processes.
+
+    max_bytes: total size kept; least recently used entries are evicted after each insert.
+    ttl_s: entries older than this (since creation) are dropped; None keeps them.
+    pin_s: how long a `reading` pin protects an entry if its holder dies without releasing it.
+    clock: the time source (seconds since the epoch), injectable for tests.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int,
+        ttl_s: float | None = None,
+        pin_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        if ttl_s is not None and ttl_s <= 0:
+            raise ValueError(f"ttl_s must be positive or None, not {ttl_s}")
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.ttl_s = ttl_s
+        self._pin_s = pin_s
+        self._clock = clock
+        self._objects = self.root / "objects"
+        self._locks = self.root / "locks"
+        self._index = self.root / "index.sqlite3"
+        self._local = threading.local()
+        try:
+            self._objects.mkdir(parents=True, exist_ok=True)
+            self._locks.mkdir(exist_ok=True)
+            with self._lock("index"):
+                conn = self._conn()
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"cannot open the cache at {self.root}: {exc}") from exc
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Path | None:
+        """The entry's file, or None if it is absent, expired, missing or of the wrong size (a bad
+        entry is dropped). Not pinned: use `reading` to serve the file by path."""
+        _check_key(key)
+        return self._lookup(key, None)
+
+    def get_or_create(self, key: str, suffix: str, produce: Producer, kind: str = "video") -> Entry:
+        """The entry's file; on a miss `produce(tmp_path)` writes it first, once across all threads
+        and processes asking for `key` at the same time (the others wait and get the hit).
+
+        If `produce` raises, nothing is stored and the exception propagates; a full disk raises
+        UserError. Not pinned: use `reading` to serve the file by path.
+        """
+        entry = self._obtain(key, produce, suffix, kind, None)
+        assert entry is not None
+        return entry
+
+    @contextmanager
+    def reading(
+        self, key: str, produce: Producer | None = None, *, suffix: str = "", kind: str = "video"
+    ) -> Iterator[Entry | None]:
+        """Pin the entry for the block: eviction, TTL expiry and `clear` leave its file alone.
+        Yields None on a miss, or with `produce` creates the entry first, as `get_or_create`."""
+        token = uuid.uuid4().hex
+        entry = None
+        try:
+            entry = self._obtain(key, produce, suffix, kind, token)
+            yield entry
+        finally:
+            if entry is not None:
+                self._conn().execute("DELETE FROM pins WHERE token = ?", (token,))
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """A small entry's content, checksum-verified; None on a miss (a corrupt entry is dropped)."""
+        with self.reading(key) as entry:
+            return None if entry is None else self._read_intact(key, entry.path)
+
+    def get_or_create_bytes(
+        self, key: str, produce: Callable[[], bytes], *, suffix: str = ".bin", kind: str = "data"
+    ) -> bytes:
+        """A small entry's content (checksum-verified), made by `produce()` on a miss; for stage
+        artefacts such as an avatar analysis or synthesized audio."""
+
+        def write(path: Path) -> None:
+            path.write_bytes(produce())
+
+        for _ in range(2):  # a corrupt entry is dropped and produced once more
+            with self.reading(key, write, suffix=suffix, kind=kind) as entry:
+                assert entry is not None
+                data = self._read_intact(key, entry.path)
+            if data is not None:
+                return data
+        raise AraError(f"cache entry {key} under {self.root} is corrupt right after it was written")
+
+    # -- maintenance -----------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Entry count, bytes and hits, in total and by kind; limits; oldest and newest creation
+        times (seconds since the epoch); how many entries are pinned."""
+        conn = self._conn()
+        rows = conn.execute(
+            "SELECT kind, COUNT(*), SUM(size), SUM(hits), MIN(created), MAX(created)"
+            " FROM entries GROUP BY kind ORDER BY kind"
+        ).fetchall()
+        pinned = conn.execute(
+            "SELECT COUNT(DISTINCT key) FROM pins WHERE expires > ?", (self._clock(),)
+        ).fetchone()[0]
+        return {
+            "root": str(self.root),
+            "entries": sum(r[1] for r in rows),
+            "bytes": sum(r[2] for r in rows),
+            "max_bytes": self.max_bytes,
+            "ttl_s": self.ttl_s,
+            "hits": sum(r[3] for r in rows),
+            "pinned": pinned,
+            "oldest": min((r[4] for r in rows), default=None),
+            "newest": max((r[5] for r in rows), default=None),
+            "by_kind": {r[0]: {"entries": r[1], "bytes": r[2], "hits": r[3]} for r in rows},
+        }
+
+    def clear(self) -> int:
+        """Remove every entry not pinned by a reader; returns how many were removed."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM pins WHERE expires <= ?", (self._clock(),))
+            rows = conn.execute(f"SELECT key, suffix FROM entries WHERE {_UNPINNED}").fetchall()
+            return sum(self._remove(conn, key, suffix) for key, suffix in rows)
+
+    def verify(self) -> dict[str, int]:
+        """Recompute every checksum; drop corrupt and missing entries, delete files the index does
+        not know, temporary files and lock files no live render holds. Returns the counts."""
+        rows = self._conn().execute("SELECT key, suffix, sha256 FROM entries").fetchall()
+        bad: dict[str, tuple[str, str]] = {}  # key -> (sha256 as checked, "missing" | "corrupt")
+        for key, suffix, sha256 in rows:
+            actual = _file_sha256(self._path(key, suffix))
+            if actual != sha256:
+                bad[key] = (sha256, "missing" if actual is None else "corrupt")
+        counts = dict.fromkeys(("missing", "corrupt", "orphans", "temps", "locks"), 0)
+        counts.update(checked=len(rows), ok=len(rows) - len(bad))
+        with self._write() as conn:  # no insert can run meanwhile, so unindexed files are orphans
+            conn.execute("DELETE FROM pins WHERE expires <= ?", (self._clock(),))
+            for key, (sha256, problem) in bad.items():
+                row = conn.execute(
+                    "SELECT suffix FROM entries WHERE key = ? AND sha256 = ?", (key, sha256)
+                ).fetchone()
+                if row is not None and self._remove(conn, key, row[0]):
+                    counts[problem] += 1
+            known = {key + suffix for key, suffix in conn.execute("SELECT key, suffix FROM entries")}
+            for path in self._objects.glob("*/*"):
+                if path.name.startswith(_TEMP_PREFIX):
+                    counts["temps"] += self._remove_stale(path, path.name[len(_TEMP_PREFIX) :][:64])
+                elif path.name not in known:
+                    path.unlink(missing_ok=True)
+                    counts["orphans"] += 1
+        for path in self._locks.glob("*.lock"):
+            counts["locks"] += self._remove_stale(None, path.stem)
+        return counts
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _obtain(
+        self, key: str, produce: Producer | None, suffix: str, kind: str, token: str | None
+    ) -> Entry | None:
+        _check_key(key)
+        path = self._lookup(key, token)
+        if path is not None:
+            return Entry(path, True)
+        if produce is None:
+            return None
+        if not _SUFFIX.fullmatch(suffix):
+            raise ValueError(f"bad cache file suffix {suffix!r}")
+        with self._lock(key):
+            path = self._lookup(key, token)
+            if path is not None:
+                return Entry(path, True)
+            path = self._produce(key, suffix, kind, produce, token)
+        self._evict(keep=key)
+        return Entry(path, False)
+
+    def _lookup(self, key: str, token: str | None) -> Path | None:
+        """The entry's file if it is indexed, unexpired and of its recorded size, after bumping its
+        access time and hit count (and pinning it under `token`); a bad entry is dropped."""
+        conn = self._conn()
+        row = conn.execute("SELECT suffix, size, created FROM entries WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        path = self._path(key, row[0])
+        now = self._clock()
+        if not _intact(path, row[1]) or self._expired(row[2], now):
+            self._drop_bad(key)
+            return None
+        if token is None:
+            conn.execute(_TOUCH, (now, key))
+            return path
+        with self._write() as conn:
+            if conn.execute(_TOUCH, (now, key)).rowcount == 0:  # evicted since the check
+                return None
+            conn.execute("INSERT INTO pins VALUES (?, ?, ?)", (token, key, now + self._pin_s))
+        return path
+
+    def _produce(self, key: str, suffix: str, kind: str, produce: Producer, token: str | None) -> Path:
+        """Run `produce` on a temporary file, then move it into place and index it in one index
+        transaction. Called with the key's lock held."""
+        final = self._path(key, suffix)
+        tmp: Path | None = None
+        renaming = False
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            for stale in final.parent.glob(f"{_TEMP_PREFIX}{key}-*"):  # left by a killed render
+                stale.unlink(missing_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{key}-", suffix=suffix, dir=final.parent)
+            os.close(fd)
+            tmp = Path(name)
+            produce(tmp)
+            with open(tmp, "r+b") as f:
+                sha256 = _sha256(f)
+                size = f.tell()
+                os.fsync(f.fileno())
+            now = self._clock()
+            with self._write() as conn:
+                renaming = True
+                os.replace(tmp, final)
+                conn.execute(
+                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                    (key, suffix, kind, size, sha256, now, now),
+                )
+                if token is not None:
+                    conn.execute("INSERT INTO pins VALUES (?, ?, ?)", (token, key, now + self._pin_s))
+        except BaseException as exc:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            if renaming:  # no row names it, and the key's lock is held: nobody else can use it
+                with suppress(OSError):
+                    final.unlink(missing_ok=True)
+            if _disk_full(exc):
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise UserError(
+                    f"cache disk full at {self.root}: {reason}; free some space or lower the cache size limit"
+                ) from exc
+            raise
+        return final
+
+    def _drop_bad(self, key: str) -> None:
+        """Remove the entry if, checked again under the index lock, its file is missing or of the
+        wrong size, or it expired and nobody pins it."""
+        now = self._clock()
+        with self._write() as conn:
+            row = conn.execute("SELECT suffix, size, created FROM entries WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return
+            if _intact(self._path(key, row[0]), row[1]):
+                pinned = conn.execute("SELECT 1 FROM pins WHERE key = ? AND expires > ?", (key, now))
+                if not self._expired(row[2], now) or pinned.fetchone():
+                    return
+            self._remove(conn, key, row[0])
+
+    def _evict(self, keep: str) -> None:
+        """Drop expired entries, then least recently used ones until the total fits `max_bytes`.
+        Pinned entries and `keep` (the entry just made) are spared."""
+        now = self._clock()
+        with self._write() as conn:
+            conn.execute("DELETE FROM pins WHERE expires <= ?", (now,))
+            total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0]
+            victims = []
+            if self.ttl_s is not None:
+                victims = conn.execute(
+                    f"SELECT key, suffix, size FROM entries WHERE created < ? AND key != ? AND {_UNPINNED}",
+                    (now - self.ttl_s, keep),
+                ).fetchall()
+            excess = total - self.max_bytes - sum(size for _, _, size in victims)
+            if excess > 0:
+                expired = {key for key, _, _ in victims}
+                for key, suffix, size in conn.execute(_LRU, (keep,)):
+                    if excess <= 0:
+                        break
+                    if key not in expired:
+                        victims.append((key, suffix, size))
+                        excess -= size
+            for key, suffix, _ in victims:
+                self._remove(conn, key, suffix)
+
+    def _remove(self, conn: sqlite3.Connection, key: str, suffix: str) -> bool:
+        """Delete an entry's file and row, inside an index transaction. False (entry kept) where
+        the file cannot be deleted, as on Windows while another process has it open."""
+        try:
+            self._path(key, suffix).unlink(missing_ok=True)
+        except PermissionError:
+            return False
+        conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+        return True
+
+    def _remove_stale(self, path: Path | None, key: str) -> int:
+        """Delete `path` (a temporary file) unless a render of `key` holds its lock; the lock file
+        goes too. Returns 1 if the lock was free."""
+        if not is_key(key):
+            return 0
+        try:
+            with self._lock(key, timeout=0):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+        except Timeout:
+            return 0
+        return 1
+
+    def _expired(self, created: float, now: float) -> bool:
+        return self.ttl_s is not None and now - created > self.ttl_s
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return Path(os.path.join(self._objects, key[:2], key + suffix))  # faster than Path's "/"
+
+    def _read_intact(self, key: str, path: Path) -> bytes | None:
+        """`path`'s content if it matches the indexed checksum; else the entry is dropped."""
+        data = path.read_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
+        conn = self._conn()
+        if conn.execute("SELECT 1 FROM entries WHERE key = ? AND sha256 = ?", (key, sha256)).fetchone():
+            return data
+        with self._write() as conn:  # check again: the entry may have been replaced meanwhile
+            row = conn.execute("SELECT suffix, sha256 FROM entries WHERE key = ?", (key,)).fetchone()
+            if row is not None and _file_sha256(self._path(key, row[0])) != row[1]:
+                self._remove(conn, key, row[0])
+        return None
+
+    @contextmanager
+    def _lock(self, name: str, timeout: float = -1) -> Iterator[None]:
+        """Hold `locks/<name>.lock`. Its file is deleted before release, so only held locks leave
+        files; a waiter that locked the deleted file notices and locks the new one."""
+        lock = FileLock(self._locks / f"{name}.lock", timeout=timeout)
+        with lock:
+            try:
+                yield
+            finally:
+                with suppress(OSError):
+                    os.unlink(lock.lock_file)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """An index write transaction: it waits for, then excludes, every other writer."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's index connection (a new one after a fork)."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self._index, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            local.conn, local.pid = conn, os.getpid()
+        return local.conn
+
+
+def _check_key(key: str) -> None:
+    if not is_key(key):
+        raise ValueError(f"not a cache key: {key!r}")
+
+
+def _intact(path: Path, size: int) -> bool:
+    """The cheap check of the hot path: the file exists with its recorded size."""
+    try:
+        return os.stat(path).st_size == size
+    except FileNotFoundError:
+        return False
+
+
+def _sha256(f: BinaryIO) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
+
+
+def _file_sha256(path: Path) -> str | None:
+    """SHA-256 of a file's content, None if it is missing. Not memoized (unlike `digest.file_digest`,
+    which is for weight files): cache files are hashed to catch changes that keep size and mtime."""
+    try:
+        with open(path, "rb") as f:
+            return _sha256(f)
+    except FileNotFoundError:
+        return None
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in _DISK_FULL
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
