@@ -49,19 +49,26 @@ def run(args, **kwargs):
 def ensure_venv():
     python = venv_python()
     if python.exists():
-        probe = subprocess.run([str(python), "-c", "import sys; print(sys.version_info >= (3, 10))"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [str(python), "-c", "import sys; print(sys.version_info >= (3, 10))"],
+            capture_output=True,
+            text=True,
+        )
         if probe.returncode == 0 and probe.stdout.strip() == "True":
             print("- using the existing environment " + str(VENV))
             return python
-        fail(str(VENV) + " exists but its Python does not work or is older than 3.10; "
-             "delete the folder and run install.py again")
+        fail(
+            str(VENV) + " exists but its Python does not work or is older than 3.10; "
+            "delete the folder and run install.py again"
+        )
     print("- creating the environment " + str(VENV))
     try:
         venv.EnvBuilder(with_pip=True, upgrade_deps=False).create(str(VENV))
     except Exception as exc:  # ensurepip missing on some Linux distributions
-        fail("could not create the virtual environment (" + str(exc) + "). On Debian/Ubuntu install "
-             "the python3-venv package, then run install.py again")
+        fail(
+            "could not create the virtual environment (" + str(exc) + "). On Debian/Ubuntu install "
+            "the python3-venv package, then run install.py again"
+        )
     return python
 
 
@@ -92,8 +99,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if sys.version_info < MIN_PYTHON:
-        fail("Python %d.%d or newer is needed; this is %d.%d (%s). Run install.py with a newer Python."
-             % (MIN_PYTHON + tuple(sys.version_info[:2]) + (sys.executable,)))
+        fail(
+            "Python %d.%d or newer is needed; this is %d.%d (%s). Run install.py with a newer Python."
+            % (MIN_PYTHON + tuple(sys.version_info[:2]) + (sys.executable,))
+        )
 
     python = ensure_venv()
     extras = {"dev"} if (args.dev or args.test) else set()
@@ -107,8 +116,10 @@ def main(argv=None):
     if args.demo:
         print("- rendering the demo")
         return run([sidecar, "demo"])
-    print("\nNext:\n  " + str(sidecar) + " demo        render a talking video of the default persona\n"
-          "  " + str(sidecar) + " info        show the device and the backends")
+    print(
+        "\nNext:\n  " + str(sidecar) + " demo        render a talking video of the default persona\n"
+        "  " + str(sidecar) + " info        show the device and the backends"
+    )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,26 @@ from ara_sidecar.config import Settings, load_settings, project_root
 SPEECH_TEXT = "Hello, I am Ara. I run right here on your own machine, and nobody pulls the plug."
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_dirs(tmp_path_factory) -> dict[str, str]:
+    """Keep every test's cache and outputs (also of `ara-sidecar` subprocesses) out of the repo."""
+    dirs = {
+        "ARA_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+        "ARA_OUTPUT_DIR": str(tmp_path_factory.mktemp("outputs")),
+    }
+    saved = {name: os.environ.get(name) for name in dirs}
+    os.environ.update(dirs)
+    yield dirs
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    return load_settings(environ={})
+def settings(private_dirs) -> Settings:
+    return load_settings(environ=private_dirs)
 
 
 @pytest.fixture(scope="session")

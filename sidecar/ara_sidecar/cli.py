@@ -60,10 +60,12 @@ class _StageBars:
 
 
 def _summary(result) -> str:
-    t = result.timings
-    stages = ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+    if result.cached:
+        work = "cached"
+    else:
+        work = ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in result.timings.items())
     return (
-        f"{result.path}: speech {result.speech_s:.2f} s, {result.frames} frames | {stages} | "
+        f"{result.path}: speech {result.speech_s:.2f} s, {result.frames} frames | {work} | "
         f"total {result.wall_s:.2f} s, real-time factor {result.real_time_factor:.3f} "
         f"(persona {result.persona}, mode {result.mode})"
     )
@@ -95,21 +97,15 @@ def _output_path(cfg: Settings, value: str | None, default_name: str) -> Path:
     return path
 
 
-def _render(cfg: Settings, request, out: Path, quiet: bool) -> int:
-    import time
-
+def _render(cfg: Settings, request, out: Path, quiet: bool, use_cache: bool) -> int:
     from ara_sidecar.pipeline import Pipeline
 
-    start = time.perf_counter()
-    pipeline = Pipeline(cfg)
-    pipeline.load()
-    load_s = time.perf_counter() - start
     bars = _StageBars(quiet)
     try:
-        result = pipeline.render(request, out, progress=bars)
+        result = Pipeline(cfg).render(request, out, progress=bars, use_cache=use_cache)
     finally:
         bars.close()
-    print(f"{_summary(result)} | models loaded in {load_s:.2f} s")
+    print(_summary(result))
     return 0
 
 
@@ -131,7 +127,7 @@ def cmd_render(args) -> int:
         apply_voice=not args.no_voice,
         no_face_ok=args.no_face_ok,
     )
-    return _render(cfg, request, _output_path(cfg, args.output, "render.mp4"), args.quiet)
+    return _render(cfg, request, _output_path(cfg, args.output, "render.mp4"), args.quiet, not args.no_cache)
 
 
 def cmd_demo(args) -> int:
@@ -139,7 +135,7 @@ def cmd_demo(args) -> int:
 
     cfg = _settings_from_args(args)
     out = _output_path(cfg, args.output, "demo.mp4")
-    return _render(cfg, RenderRequest(text=DEMO_TEXT), out, args.quiet)
+    return _render(cfg, RenderRequest(text=DEMO_TEXT), out, args.quiet, not args.no_cache)
 
 
 # -- info ---------------------------------------------------------------------------------
@@ -177,6 +173,30 @@ def cmd_info(args) -> int:
     return 0
 
 
+# -- cache ----------------------------------------------------------------------------------
+
+
+def cmd_cache(args) -> int:
+    from ara_sidecar.pipeline import open_cache
+
+    store = open_cache(settings())
+    if args.action == "stats":
+        stats = store.stats()
+        print(
+            f"{stats['root']}: {stats['entries']} entries, {stats['bytes'] / 2**20:.1f} of "
+            f"{stats['max_bytes'] / 2**20:.0f} MB, {stats['hits']} hits"
+        )
+        for kind, row in sorted(stats["by_kind"].items()):
+            print(f"  {kind:<7} {row['entries']:>6} entries {row['bytes'] / 2**20:>9.1f} MB")
+    elif args.action == "clear":
+        print(f"removed {store.clear()} entries from {store.root}")
+    else:
+        report = store.verify()
+        print(", ".join(f"{name} {count}" for name, count in report.items()))
+        return 1 if report.get("corrupt") or report.get("missing") else 0
+    return 0
+
+
 # -- entry point --------------------------------------------------------------------------
 
 
@@ -210,18 +230,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("-o", "--output", metavar="OUT.mp4", help="output file (default: outputs/render.mp4)")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    render.add_argument("--no-cache", action="store_true", help="render even if the cache has this video")
     _add_backend_flags(render)
     render.set_defaults(func=cmd_render)
 
     demo = sub.add_parser("demo", help="render the default persona saying a built-in line")
     demo.add_argument("-o", "--output", metavar="OUT.mp4", help="output file (default: outputs/demo.mp4)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--no-cache", action="store_true", help="render even if the cache has this video")
     _add_backend_flags(demo)
     demo.set_defaults(func=cmd_demo)
 
     info = sub.add_parser("info", help="show the device and whether each backend is ready")
     _add_backend_flags(info)
     info.set_defaults(func=cmd_info)
+
+    cache = sub.add_parser("cache", help="inspect or empty the render cache")
+    cache.add_argument(
+        "action",
+        choices=("stats", "clear", "verify"),
+        help="stats: size and hits; clear: delete all entries; verify: check every file",
+    )
+    cache.set_defaults(func=cmd_cache)
 
     register_personas(sub, lambda: persona_roots(settings()))
     return parser

@@ -22,7 +22,11 @@ ENV_PREFIX = "ARA_"
 
 def project_root() -> Path:
     """The repository root (or `ARA_HOME`): where config/, personas/ and models/ live."""
-    home = os.environ.get("ARA_HOME")
+    return _root(os.environ.get("ARA_HOME"))
+
+
+@lru_cache(maxsize=4)
+def _root(home: str | None) -> Path:
     return Path(home).expanduser().resolve() if home else Path(__file__).resolve().parents[2]
 
 
@@ -34,6 +38,13 @@ class Limits(_Section):
     max_text_chars: int = Field(gt=0)
     max_avatar_pixels: int = Field(gt=0)
     max_audio_s: float = Field(gt=0)
+
+
+class CacheSettings(_Section):
+    enabled: bool
+    dir: Path
+    max_mb: float = Field(gt=0)
+    ttl_hours: float | None = Field(default=None, gt=0)
 
 
 class PiperSettings(_Section):
@@ -79,6 +90,7 @@ class Settings(_Section):
     tts: str
     voice: str
     lipsync: str
+    cache: CacheSettings
     limits: Limits
     piper: PiperSettings
     dsp: DspSettings

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import lru_cache
 from pathlib import Path
 
 
 def file_digest(path: Path) -> str:
     """SHA-256 of a file, recomputed only when its size or mtime changes."""
-    stat = Path(path).stat()
-    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    path = os.path.abspath(path)
+    stat = os.stat(path)
+    return _digest(path, stat.st_size, stat.st_mtime_ns)
 
 
 @lru_cache(maxsize=256)

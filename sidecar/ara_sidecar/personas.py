@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
 from pathlib import Path
 
 from ara_persona import Persona, PersonaError, discover, load_persona
@@ -19,11 +21,37 @@ def persona_roots(settings: Settings) -> list[Path]:
 
 def get_persona(settings: Settings, name: str | None = None) -> Persona:
     name = name or settings.persona
-    found = discover(*persona_roots(settings))
+    roots = persona_roots(settings)
+    found = _discover(tuple(roots), tuple(_mtime(root) for root in roots))
+    if name not in found:
+        found = discover(*roots)  # a persona folder may have been completed since
     if name not in found:
         valid = ", ".join(sorted(found)) or "none found"
         raise UserError(f"unknown persona {name!r}; valid personas: {valid}")
+    folder = found[name]
+    with os.scandir(folder) as entries:
+        files = [(e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries if e.is_file()]
+    stamp = tuple(sorted(files))
     try:
-        return load_persona(found[name])
+        return _load(folder, stamp)
     except PersonaError as exc:
         raise UserError(str(exc)) from None
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+@lru_cache(maxsize=8)
+def _discover(roots: tuple[Path, ...], stamp: tuple[int, ...]) -> dict[str, Path]:
+    """`discover`, again only when a root folder changes (`stamp`: their mtimes)."""
+    return discover(*roots)
+
+
+@lru_cache(maxsize=32)
+def _load(folder: Path, stamp: tuple) -> Persona:
+    """Parse a persona once per version of its files (`stamp`: names, mtimes, sizes)."""
+    return load_persona(folder)

@@ -8,7 +8,11 @@ encoder, so the stages overlap and memory stays flat for long replies.
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
+import shutil
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,8 +27,10 @@ from ara_sidecar import encode, lipsync, tts, voice
 from ara_sidecar.audio import Audio, load_audio, silence
 from ara_sidecar.avatar import Avatar, load_avatar
 from ara_sidecar.background import BackgroundIterator
+from ara_sidecar.cache import CacheStore, cache_key
 from ara_sidecar.config import Settings
 from ara_sidecar.device import resolve_device
+from ara_sidecar.digest import file_digest
 from ara_sidecar.errors import UserError
 from ara_sidecar.lipsync import frame_count
 from ara_sidecar.personas import get_persona
@@ -54,6 +60,8 @@ class RenderRequest:
 @dataclass
 class RenderResult:
     path: Path
+    key: str  # content hash of everything that shaped the video (the cache key)
+    cached: bool  # served from the cache without rendering
     persona: str
     mode: str
     speech_s: float  # length of the speech (with sentence pauses)
@@ -65,6 +73,18 @@ class RenderResult:
     @property
     def real_time_factor(self) -> float:
         return self.wall_s / self.speech_s if self.speech_s else 0.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated request: everything the render needs, and its cache key."""
+
+    request: RenderRequest
+    persona: Persona
+    mode: Mode
+    text: str | None  # normalised text to speak (None for audio input)
+    avatar_path: Path
+    key: str
 
 
 class Pipeline:
@@ -81,67 +101,129 @@ class Pipeline:
         self.voice = classes["voice"](settings, self.device)
         self.lipsync = classes["lipsync"](settings, self.device)
         self.encoder = encode.REGISTRY.load("mp4")(settings)
-        self._prepared: dict[tuple[str, bool], Any] = {}
+        self.cache = open_cache(settings) if settings.cache.enabled else None
+        self._prepared: dict[str, Any] = {}
+        self._loaded = False
 
     def load(self) -> None:
         """Load every stage's models (idempotent)."""
         for stage in (self.tts, self.voice, self.lipsync):
             stage.load()
+        self._loaded = True
 
     # -- inputs -------------------------------------------------------------------------
 
-    def resolve_mode(self, persona: Persona, mode: str | None) -> Mode:
+    def plan(self, request: RenderRequest) -> _Plan:
+        """Validate `request` and compute its cache key, without reading any pixels or audio."""
+        persona = get_persona(self.settings, request.persona)
         try:
-            return persona.mode(mode or self.settings.mode)
+            mode = persona.mode(request.mode or self.settings.mode)
         except PersonaError as exc:
             raise UserError(str(exc)) from None
-
-    def avatar_for(self, persona: Persona, path: Path | None) -> Avatar:
-        limits = self.settings.limits
-        return load_avatar(
-            path or persona.avatar_path,
-            max_pixels=limits.max_avatar_pixels,
-            max_side=self.settings.video_max_side,
-        )
-
-    def prepare_avatar(self, avatar: Avatar, no_face_ok: bool = False) -> Any:
-        """The lip-sync backend's per-avatar analysis, memoized by image digest."""
-        key = (avatar.digest, no_face_ok)
-        if key not in self._prepared:
-            self._prepared[key] = self.lipsync.prepare(avatar, no_face_ok=no_face_ok)
-        return self._prepared[key]
-
-    def _speech_sources(self, request: RenderRequest) -> list[Callable[[], Audio]]:
-        """One callable per chunk that makes its raw speech: a sentence each, or the given file."""
         if request.audio_path is None:
             text = check_text(request.text, self.settings.limits.max_text_chars)
-            return [partial(self.tts.synthesize, sentence) for sentence in split_sentences(text)]
-        audio = load_audio(request.audio_path)
-        if audio.duration_s > self.settings.limits.max_audio_s:
-            raise UserError(
-                f"audio {request.audio_path} is {audio.duration_s:.0f} s long, over the limit of "
-                f"{self.settings.limits.max_audio_s:g} s (limits.max_audio_s)"
+            speech = {"text": text}
+        else:
+            text = None
+            if not Path(request.audio_path).is_file():
+                raise UserError(f"audio file not found: {request.audio_path}")
+            speech = {"audio": file_digest(request.audio_path)}
+        avatar_path = Path(request.avatar_path or persona.avatar_path)
+        if not avatar_path.is_file():
+            raise UserError(f"avatar not found: {avatar_path}")
+        parts = {
+            **speech,
+            "kind": "video",
+            "voice_params": mode.voice if request.apply_voice else None,
+            "avatar": file_digest(avatar_path),
+            "no_face_ok": request.no_face_ok,
+            "tts": self.tts.fingerprint() if text is not None else None,
+            "voice": self.voice.fingerprint() if request.apply_voice else None,
+            "lipsync": self.lipsync.fingerprint(),
+            "encoder": self.encoder.fingerprint(),
+            "fps": self.settings.fps,
+            "sentence_pause_s": self.settings.sentence_pause_s,
+            "video_max_side": self.settings.video_max_side,
+        }
+        return _Plan(request, persona, mode, text, avatar_path, cache_key(parts))
+
+    def prepare_avatar(
+        self, avatar: Avatar, no_face_ok: bool = False, cache: CacheStore | None = None
+    ) -> Any:
+        """The lip-sync backend's per-avatar analysis: memoized in memory and in `cache`."""
+        key = cache_key(
+            {
+                "kind": "avatar",
+                "avatar": avatar.digest,
+                "no_face_ok": no_face_ok,
+                "lipsync": self.lipsync.name,
+            }
+        )
+        if key not in self._prepared:
+            if cache is None:
+                self._prepared[key] = self.lipsync.prepare(avatar, no_face_ok=no_face_ok)
+            else:
+                make = lambda: pickle.dumps(self.lipsync.prepare(avatar, no_face_ok=no_face_ok))  # noqa: E731
+                self._prepared[key] = pickle.loads(cache.get_or_create_bytes(key, make, kind="avatar"))
+        return self._prepared[key]
+
+    def open_avatar(self, path: Path) -> Avatar:
+        limits = self.settings.limits
+        return load_avatar(path, max_pixels=limits.max_avatar_pixels, max_side=self.settings.video_max_side)
+
+    def _speech_sources(
+        self, plan: _Plan, timings: Timings, cache: CacheStore | None
+    ) -> list[Callable[[], Audio]]:
+        """One callable per chunk that makes its speech after the voice stage: one per sentence
+        (each cached by sentence, voice parameters and backends), or the given audio file."""
+        request, params = plan.request, plan.mode.voice
+        if plan.text is None:
+            audio = load_audio(request.audio_path)
+            if audio.duration_s > self.settings.limits.max_audio_s:
+                raise UserError(
+                    f"audio {request.audio_path} is {audio.duration_s:.0f} s long, over the limit of "
+                    f"{self.settings.limits.max_audio_s:g} s (limits.max_audio_s)"
+                )
+            return [lambda: self.voice.convert(audio, params) if request.apply_voice else audio]
+
+        def speak(sentence: str) -> Audio:
+            with timings.measure("tts"):
+                audio = self.tts.synthesize(sentence)
+            if not request.apply_voice:
+                return audio
+            with timings.measure("voice"):
+                return self.voice.convert(audio, params)
+
+        if cache is None:
+            return [partial(speak, sentence) for sentence in split_sentences(plan.text)]
+        voice_print = self.voice.fingerprint() if request.apply_voice else None
+        return [
+            partial(
+                _cached_speech,
+                cache,
+                cache_key(
+                    {
+                        "kind": "speech",
+                        "text": sentence,
+                        "tts": self.tts.fingerprint(),
+                        "voice": voice_print,
+                        "voice_params": params if request.apply_voice else None,
+                    }
+                ),
+                partial(speak, sentence),
             )
-        return [lambda: audio]
+            for sentence in split_sentences(plan.text)
+        ]
 
     def _spoken_chunks(
-        self,
-        sources: list[Callable[[], Audio]],
-        request: RenderRequest,
-        mode: Mode,
-        timings: Timings,
-        report: ProgressFn,
+        self, sources: list[Callable[[], Audio]], timings: Timings, report: ProgressFn
     ) -> Iterator[tuple[Audio, float]]:
-        """Speech chunks after the voice stage, each ending in silence padded to whole frames,
-        with the seconds of speech (and sentence pause) each holds before that padding."""
+        """Speech chunks, each ending in silence padded to whole frames, with the seconds of
+        speech (and sentence pause) each holds before that padding."""
         fps = self.settings.fps
         report("tts", 0.0)
         for i, make in enumerate(sources):
-            with timings.measure("tts"):
-                chunk = make()
-            if request.apply_voice:
-                with timings.measure("voice"):
-                    chunk = self.voice.convert(chunk, mode.voice)
+            chunk = make()
             pause = self.settings.sentence_pause_s if i + 1 < len(sources) else 0.0
             frames = frame_count(chunk.duration_s + pause, fps)
             padding = silence(frames / fps - chunk.duration_s, chunk.sample_rate)
@@ -151,33 +233,80 @@ class Pipeline:
     # -- rendering ----------------------------------------------------------------------
 
     def render(
-        self, request: RenderRequest, out_path: Path, progress: ProgressFn | None = None
+        self,
+        request: RenderRequest,
+        out_path: Path | None = None,
+        progress: ProgressFn | None = None,
+        *,
+        use_cache: bool = True,
     ) -> RenderResult:
-        """Render `request` to `out_path` (written atomically: a failed render leaves nothing).
+        """Render `request`, or return it from the cache when the same video was made before.
 
-        Speech is made sentence by sentence in a worker thread while this thread animates and
-        encodes the sentences already spoken, so the stages overlap on a multi-core CPU.
+        With `out_path` the video is also written there (atomically: a failed render leaves
+        nothing); without it, `result.path` is the cached file (or `output_dir/KEY.mp4` when
+        the cache is off).
         """
         report = progress or (lambda stage, fraction: None)
         started = time.perf_counter()
-        out_path = Path(out_path)
-        if not out_path.parent.is_dir():
-            raise UserError(f"output directory does not exist: {out_path.parent}")
-        persona = get_persona(self.settings, request.persona)
-        mode = self.resolve_mode(persona, request.mode)
-        sources = self._speech_sources(request)
-        avatar = self.avatar_for(persona, request.avatar_path)
-        self.load()
-        timings = Timings()
+        if out_path is not None and not Path(out_path).parent.is_dir():
+            raise UserError(f"output directory does not exist: {Path(out_path).parent}")
+        plan = self.plan(request)
+        if self.cache is None or not use_cache:
+            target = (
+                Path(out_path)
+                if out_path
+                else self.settings.path(self.settings.output_dir) / f"{plan.key}.mp4"
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            result = self._render_file(plan, target, report, cache=None)
+            result.wall_s = time.perf_counter() - started
+            return result
 
+        made: list[RenderResult] = []
+        entry = self.cache.get_or_create(
+            plan.key,
+            self.encoder.suffix,
+            lambda tmp: made.append(self._render_file(plan, tmp, report, self.cache)),
+        )
+        meta_key = cache_key({"kind": "meta", "video": plan.key})
+        if made:
+            result = made[0]
+            self.cache.get_or_create_bytes(meta_key, lambda: json.dumps(_meta(result)).encode(), kind="meta")
+        else:
+            meta = self.cache.get_bytes(meta_key)
+            result = RenderResult(
+                path=entry.path,
+                key=plan.key,
+                cached=True,
+                **(json.loads(meta) if meta else _probe_meta(entry.path, plan, self.settings.fps)),
+            )
+        result.path, result.cached = entry.path, entry.hit
+        if out_path is not None:
+            with self.cache.reading(plan.key):
+                _copy_atomically(entry.path, Path(out_path))
+            result.path = Path(out_path)
+        result.wall_s = time.perf_counter() - started
+        return result
+
+    def _render_file(
+        self, plan: _Plan, out_path: Path, report: ProgressFn, cache: CacheStore | None
+    ) -> RenderResult:
+        """The render itself. Speech is made sentence by sentence in a worker thread while this
+        thread animates and encodes the sentences already spoken, so the stages overlap."""
+        started = time.perf_counter()
+        timings = Timings()
+        sources = self._speech_sources(plan, timings, cache)
+        if not self._loaded:
+            with timings.measure("load"):
+                self.load()
         report("face", 0.0)
         with timings.measure("face"):
-            prepared = self.prepare_avatar(avatar, request.no_face_ok)
+            prepared = self.prepare_avatar(self.open_avatar(plan.avatar_path), plan.request.no_face_ok, cache)
         report("face", 1.0)
 
         fps = self.settings.fps
         speech_s = 0.0
-        chunks = BackgroundIterator(self._spoken_chunks(sources, request, mode, timings, report))
+        chunks = BackgroundIterator(self._spoken_chunks(sources, timings, report))
         partial_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial{self.encoder.suffix}")
         try:
             with self.encoder.open(partial_path, fps) as writer:
@@ -200,11 +329,71 @@ class Pipeline:
         report("video", 1.0)
         return RenderResult(
             path=out_path,
-            persona=persona.name,
-            mode=mode.name,
+            key=plan.key,
+            cached=False,
+            persona=plan.persona.name,
+            mode=plan.mode.name,
             speech_s=speech_s,
             duration_s=writer.frames / fps,
             frames=writer.frames,
             timings=dict(timings.seconds),
             wall_s=time.perf_counter() - started,
         )
+
+
+def open_cache(settings: Settings) -> CacheStore:
+    cfg = settings.cache
+    return CacheStore(
+        settings.path(cfg.dir),
+        max_bytes=int(cfg.max_mb * 2**20),
+        ttl_s=None if cfg.ttl_hours is None else cfg.ttl_hours * 3600,
+    )
+
+
+def _cached_speech(cache: CacheStore, key: str, make: Callable[[], Audio]) -> Audio:
+    """Speech from the stage cache (float32 PCM after a little-endian sample-rate header)."""
+
+    def produce() -> bytes:
+        audio = make()
+        return struct.pack("<I", audio.sample_rate) + audio.samples.tobytes()
+
+    data = cache.get_or_create_bytes(key, produce, suffix=".pcm", kind="speech")
+    (rate,) = struct.unpack_from("<I", data)
+    return Audio(np.frombuffer(data, dtype=np.float32, offset=4).copy(), rate)
+
+
+def _meta(result: RenderResult) -> dict:
+    return {
+        "persona": result.persona,
+        "mode": result.mode,
+        "speech_s": result.speech_s,
+        "duration_s": result.duration_s,
+        "frames": result.frames,
+    }
+
+
+def _probe_meta(path: Path, plan: _Plan, fps: int) -> dict:
+    """Describe a cached video whose metadata entry was evicted, from the file itself."""
+    import av
+
+    with av.open(str(path)) as box:
+        stream = box.streams.video[0]
+        duration = float(stream.duration * stream.time_base)
+    return {
+        "persona": plan.persona.name,
+        "mode": plan.mode.name,
+        "speech_s": duration,
+        "duration_s": duration,
+        "frames": round(duration * fps),
+    }
+
+
+def _copy_atomically(src: Path, dst: Path) -> None:
+    partial_path = dst.with_name(f".{dst.name}.{os.getpid()}.partial")
+    try:
+        shutil.copyfile(src, partial_path)
+        os.replace(partial_path, dst)
+    except OSError as exc:
+        raise UserError(f"cannot write {dst}: {exc.strerror or exc}") from None
+    finally:
+        partial_path.unlink(missing_ok=True)
