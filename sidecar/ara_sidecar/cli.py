@@ -200,6 +200,12 @@ def cmd_cache(args) -> int:
 # -- entry point --------------------------------------------------------------------------
 
 
+def _add_output_flags(p: argparse.ArgumentParser, default_name: str) -> None:
+    p.add_argument("-o", "--output", metavar="OUT.mp4", help=f"output file (default: outputs/{default_name})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-cache", action="store_true", help="render even if the cache has this video")
+
+
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="compute device (config: device)")
     p.add_argument("--tts", help="TTS backend (config: tts)")
@@ -228,16 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--no-face-ok", action="store_true", help="animate a centred mouth if no face is found"
     )
-    render.add_argument("-o", "--output", metavar="OUT.mp4", help="output file (default: outputs/render.mp4)")
-    render.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    render.add_argument("--no-cache", action="store_true", help="render even if the cache has this video")
+    _add_output_flags(render, "render.mp4")
     _add_backend_flags(render)
     render.set_defaults(func=cmd_render)
 
     demo = sub.add_parser("demo", help="render the default persona saying a built-in line")
-    demo.add_argument("-o", "--output", metavar="OUT.mp4", help="output file (default: outputs/demo.mp4)")
-    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    demo.add_argument("--no-cache", action="store_true", help="render even if the cache has this video")
+    _add_output_flags(demo, "demo.mp4")
     _add_backend_flags(demo)
     demo.set_defaults(func=cmd_demo)
 

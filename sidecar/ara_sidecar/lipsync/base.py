@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +11,7 @@ import numpy as np
 
 from ara_sidecar.audio import Audio
 from ara_sidecar.avatar import Avatar
-from ara_sidecar.config import Settings
-from ara_sidecar.registry import Readiness
+from ara_sidecar.stage import Stage
 
 
 def frame_count(duration_s: float, fps: int) -> int:
@@ -20,22 +19,9 @@ def frame_count(duration_s: float, fps: int) -> int:
     return max(1, math.ceil(duration_s * fps - 1e-6))
 
 
-class LipSync(ABC):
-    """Lifecycle: `load()` once; `prepare()` once per avatar (the result depends only on
-    the image, so it can be cached by `avatar.digest`); `animate()` per utterance."""
-
-    name: str
-
-    def __init__(self, settings: Settings, device: str):
-        self.settings = settings
-        self.device = device
-
-    @classmethod
-    @abstractmethod
-    def readiness(cls, settings: Settings) -> Readiness: ...
-
-    def load(self) -> None:  # noqa: B027 - optional hook
-        """Load models; called once before the first `prepare`."""
+class LipSync(Stage):
+    """`prepare()` runs once per avatar (its result depends only on the image, so it can be
+    cached by `avatar.digest`); `animate()` runs per utterance."""
 
     @abstractmethod
     def prepare(self, avatar: Avatar, *, no_face_ok: bool = False) -> Any:
@@ -46,6 +32,3 @@ class LipSync(ABC):
     def animate(self, prepared: Any, audio: Audio, fps: int) -> Iterator[np.ndarray]:
         """Yield exactly `frame_count(audio.duration_s, fps)` RGB uint8 frames, each the
         avatar's size, frame i showing the speech at time i / fps."""
-
-    def fingerprint(self) -> dict:
-        return {"backend": self.name}
