@@ -5,13 +5,16 @@
     python install.py --demo     ... then render the demo video
     python install.py --test     ... with the test tools, then run the test suite
     python install.py --dev      ... with the test tools (pytest, ruff, scikit-image, torch)
+    python install.py --tgwui PATH   ... and the text-generation-webui extension into PATH
 
 Re-running is safe: an up-to-date environment is left as it is (use --force to reinstall).
 """
 
 import argparse
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -21,6 +24,8 @@ MIN_PYTHON = (3, 10)
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".ara-install-stamp"
+EXTENSION = "ara_avatar"  # the extension's name in text-generation-webui
+EXTENSION_RECORD = "ara_avatar.json"  # where the extension finds this checkout and its sidecar
 
 
 def fail(message):
@@ -90,13 +95,49 @@ def install_project(python, extras, force):
     STAMP.write_text(stamp + "\n")
 
 
+def tgwui_folder(path):
+    """The text-generation-webui checkout at `path`, or fail."""
+    tgwui = Path(path).expanduser().resolve()
+    if not (tgwui / "server.py").is_file() or not (tgwui / "extensions").is_dir():
+        fail(str(tgwui) + " is not a text-generation-webui folder (it needs server.py and extensions/)")
+    return tgwui
+
+
+def install_tgwui(tgwui):
+    """Copy extension/ into TGWUI/extensions/ara_avatar (replacing an earlier copy) and record ROOT."""
+    target = tgwui / "extensions" / EXTENSION
+    if target.is_symlink():
+        target.unlink()
+    elif target.exists():
+        if not (target / EXTENSION_RECORD).is_file() and not (target / "ara_tgwui").is_dir():
+            fail(str(target) + " exists and is not Ara's extension; move it away and run install.py again")
+        shutil.rmtree(str(target))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", EXTENSION_RECORD)
+    shutil.copytree(str(ROOT / "extension"), str(target), ignore=ignore)
+    record = {"repo": str(ROOT), "command": [str(venv_script("ara-sidecar"))]}
+    (target / EXTENSION_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print("- installed the text-generation-webui extension in " + str(target))
+    print(
+        "\nStart text-generation-webui with Ara's avatar (with its own Python environment, e.g. after its\n"
+        "cmd_linux.sh / cmd_windows.bat / cmd_macos.sh):\n"
+        "  cd " + str(tgwui) + "\n"
+        "  python server.py --extensions " + EXTENSION + "\n"
+        "or tick " + EXTENSION + ' in the Session tab and click "Apply flags/extensions and restart".\n'
+        "The extension starts the sidecar (" + str(venv_script("ara-sidecar")) + ") when it needs it."
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Set up Ara's sidecar in ./.venv")
     parser.add_argument("--dev", action="store_true", help="also install the test tools")
     parser.add_argument("--test", action="store_true", help="install with --dev, then run the tests")
     parser.add_argument("--demo", action="store_true", help="after setup, render the demo video")
     parser.add_argument("--force", action="store_true", help="reinstall even when up to date")
+    parser.add_argument(
+        "--tgwui", metavar="PATH", help="also install the extension into the text-generation-webui at PATH"
+    )
     args = parser.parse_args(argv)
+    tgwui = tgwui_folder(args.tgwui) if args.tgwui else None
 
     if sys.version_info < MIN_PYTHON:
         fail(
@@ -109,6 +150,8 @@ def main(argv=None):
     install_project(python, extras, args.force)
     sidecar = venv_script("ara-sidecar")
     print("- done. The sidecar's command is " + str(sidecar))
+    if tgwui is not None:
+        install_tgwui(tgwui)
 
     if args.test:
         print("- running the tests")

@@ -1,0 +1,135 @@
+"""Ara's talking avatar for text-generation-webui: every chat reply comes with a talking video.
+
+TGWUI loads this file as the extension `ara_avatar` (`python server.py --extensions
+ara_avatar`), applies the saved settings `ara_avatar-KEY` to `params`, calls `setup()` once and
+then the hooks below. The rendering runs in Ara's sidecar, a separate process with an HTTP API.
+No hook raises: failures leave the reply as text with a small note.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:  # the helper package next to this file (TGWUI may load us by path)
+    sys.path.insert(0, str(_HERE))
+
+from ara_tgwui import markup  # noqa: E402
+from ara_tgwui.runtime import AUTO, BEGIN_CHAT, Runtime  # noqa: E402
+
+log = logging.getLogger("ara_avatar")
+
+MODES = ("cathedral", "comfort", "lab", "playful", "cockpit", "teaching")  # ara_persona.MODE_NAMES
+_TURN = "_ara_avatar_turn"  # the user's message of the turn in progress, kept in TGWUI's state
+
+params = {
+    "activate": True,
+    "mode": AUTO,  # "Auto" or one of MODES
+    "auto_modes": list(MODES),  # the modes Auto may pick
+    "inject_manifesto": True,
+    "autoplay": True,
+    "show_text": True,
+    "position": "before",  # the video "before" or "after" the text
+    "show_badge": True,
+    "delivery": "file",  # "file": cached under user_data/cache, served by TGWUI; "url": from the sidecar
+    "sidecar_url": "http://127.0.0.1:7870",
+    "token": "",
+    "autostart": True,
+    "timeout_s": 60,
+    "persona": "ara",
+    "avatar_id": "",
+}
+
+runtime = Runtime(params, _HERE)
+
+
+def setup() -> None:
+    """Start the local sidecar in the background if it is not running (never fails TGWUI's startup)."""
+    try:
+        if params["activate"] and params["autostart"]:
+            deadline = time.monotonic() + max(float(params["timeout_s"]), 30.0)
+            threading.Thread(target=_warm_up, args=(deadline,), name="ara-sidecar-start", daemon=True).start()
+    except Exception:
+        log.exception("Ara: setup failed; the extension will retry when a reply needs a video")
+
+
+def _warm_up(deadline: float) -> None:
+    try:
+        runtime.ensure_sidecar(deadline)
+    except Exception as exc:
+        log.warning("Ara: the sidecar is not available yet (%s)", exc)
+
+
+def _last_user(state: dict) -> str:
+    """The user's text of the last history row (the turn being regenerated or continued)."""
+    rows = (state.get("history") or {}).get("internal") or []
+    text = rows[-1][0] if rows and rows[-1] else ""
+    return "" if text == BEGIN_CHAT else str(text or "")
+
+
+def state_modifier(state: dict) -> dict:
+    """Before each generation: inject the persona block and remember the turn's user text."""
+    try:
+        user = _last_user(state)
+        state[_TURN] = user
+        runtime.inject(state, user)
+    except (ValueError, ImportError, OSError) as exc:  # ValueError: PersonaError
+        log.warning("Ara: the persona was not injected (%s)", exc)
+    except Exception:
+        log.exception("Ara: could not update the context")
+    return state
+
+
+def chat_input_modifier(text: str, visible_text: str, state: dict) -> tuple[str, str]:
+    """A new user message: remember it and re-inject the block for the mode it suggests."""
+    try:
+        state[_TURN] = text
+        runtime.inject(state, text)
+    except (ValueError, ImportError, OSError) as exc:  # ValueError: PersonaError
+        log.warning("Ara: the persona was not injected (%s)", exc)
+    except Exception:
+        log.exception("Ara: could not update the context")
+    return text, visible_text
+
+
+def output_modifier(string: str, state: dict, is_chat: bool = False) -> str:
+    """After the whole reply: the visible chat reply gets the talking video (chat UI only).
+
+    `string` is TGWUI's HTML-escaped visible reply; the internal history keeps the plain text.
+    The API path (its state has no `chat_style`) and non-chat generation get `string` unchanged.
+    """
+    user = state.pop(_TURN, "") if isinstance(state, dict) else ""
+    if not (is_chat and params["activate"] and isinstance(state, dict) and "chat_style" in state):
+        return string
+    try:
+        return runtime.present(string, state, user)
+    except Exception:
+        log.exception("Ara: no video for this reply")
+        return string
+
+
+def history_modifier(history: dict) -> dict:
+    """Before each generation: older replies lose autoplay, so a redraw does not replay them."""
+    try:
+        for row in history.get("visible", []):
+            if len(row) > 1 and isinstance(row[1], str):
+                row[1] = markup.without_autoplay(row[1])
+    except Exception:
+        log.exception("Ara: could not update the history")
+    return history
+
+
+def custom_css() -> str:
+    """Video, badge and note styles for every chat style."""
+    return markup.CSS
+
+
+def ui() -> None:
+    """The settings panel (gradio is imported only here)."""
+    from ara_tgwui.panel import build
+
+    build(params, runtime, MODES)

@@ -1,0 +1,675 @@
+"""The text-generation-webui extension, driven exactly as TGWUI drives it.
+
+`Chat` below replays the call order of TGWUI's `modules/chat.py` (chatbot_wrapper,
+start_new_chat) and the argument handling of `modules/extensions.py` against a sidecar on
+loopback. Until the real HTTP service exists, that sidecar is `SidecarDouble`, a faithful
+stand-in for its API (this file also runs as a stand-in `ara-sidecar serve` command).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import html
+import importlib.util
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from inspect import signature
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTENSION = ROOT / "extension"
+VIDEO = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 8
+
+
+# -- the sidecar stand-in ------------------------------------------------------------------
+
+
+class SidecarDouble(ThreadingHTTPServer):
+    """The sidecar's HTTP API on loopback: health, render, jobs, videos, avatars, personas."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int = 0, token: str = "", delay_s: float = 0.0):
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.token, self.delay_s = token, delay_s
+        self.requests: list[tuple[str, str, dict]] = []
+        self.videos: dict[str, bytes] = {}
+        self.avatars: list[str] = []
+        self.jobs: dict[str, dict] = {}
+        self.fail: tuple[int, dict] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def renders(self) -> list[dict]:
+        return [body for method, path, body in self.requests if path == "/v1/render"]
+
+    def render(self, body: dict) -> dict:
+        time.sleep(self.delay_s)
+        mode = body.get("mode") or "auto"
+        mode = "cockpit" if mode == "auto" else mode
+        digest = json.dumps([body["text"], mode, body.get("persona"), body.get("avatar_id")]).encode()
+        key = hashlib.sha256(digest).hexdigest()
+        cached = key in self.videos
+        self.videos[key] = VIDEO + key.encode()
+        return {
+            "key": key,
+            "video_url": f"/v1/videos/{key}.mp4",
+            "duration_s": 1.5,
+            "mode": mode,
+            "mode_reason": "as requested",
+            "cached": cached,
+            "timings": {"tts": 0.01},
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SidecarDouble
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, data: bytes, ctype: str = "application/json", headers: dict | None = None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _json(self, status: int, payload) -> None:
+        self._send(status, json.dumps(payload).encode())
+
+    def _handle(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw) if self.headers.get("Content-Type") == "application/json" else {}
+        path = self.path.split("?")[0]
+        self.server.requests.append((method, path, body))
+        if path == "/health":
+            return self._json(200, {"status": "ok"})
+        if self.server.token and self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            return self._json(401, {"error": "missing or wrong token"})
+        if method == "POST" and path == "/v1/render":
+            if self.server.fail:
+                return self._json(*self.server.fail)
+            return self._json(200, self.server.render(body))
+        if method == "POST" and path == "/v1/jobs":
+            job_id = f"job{len(self.server.jobs)}"
+            self.server.jobs[job_id] = {"job_id": job_id, "status": "done", "stage": "done", "progress": 1.0}
+            self.server.jobs[job_id]["result"] = self.server.render(body)
+            return self._json(202, {"job_id": job_id})
+        if method == "GET" and path.startswith("/v1/jobs/"):
+            job = self.server.jobs.get(path.rsplit("/", 1)[1])
+            return self._json(200, job) if job else self._json(404, {"error": "unknown job"})
+        match = re.fullmatch(r"/v1/videos/(\w+)\.mp4", path)
+        if method == "GET" and match:
+            data = self.server.videos.get(match[1])
+            if data is None:
+                return self._json(404, {"error": "unknown video"})
+            span = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+            if span:
+                start, end = int(span[1]), int(span[2] or len(data) - 1)
+                headers = {"Content-Range": f"bytes {start}-{end}/{len(data)}", "Accept-Ranges": "bytes"}
+                return self._send(206, data[start : end + 1], "video/mp4", headers)
+            return self._send(200, data, "video/mp4", {"Accept-Ranges": "bytes"})
+        if method == "POST" and path == "/v1/avatars":
+            if b'name="file"; filename=' not in raw:
+                return self._json(422, {"detail": [{"msg": "Field required", "loc": ["body", "file"]}]})
+            avatar_id = hashlib.sha256(raw).hexdigest()
+            self.server.avatars.append(avatar_id)
+            return self._json(201, {"avatar_id": avatar_id})
+        if method == "GET" and path == "/v1/avatars":
+            listed = [{"avatar_id": "0" * 64, "persona": "ara"}]
+            return self._json(200, listed + [{"avatar_id": a, "uploaded": 1.0} for a in self.server.avatars])
+        if method == "GET" and path == "/v1/personas":
+            return self._json(200, {"personas": [{"name": "ara"}]})
+        return self._json(404, {"error": f"no route {method} {path}"})
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+
+def serve_double(argv: list[str]) -> None:
+    """`python test_extension.py serve --host H --port P`: the stand-in command (token: env)."""
+    args = dict(zip(argv[1::2], argv[2::2], strict=False))
+    SidecarDouble(int(args["--port"]), os.environ.get("ARA_SERVER_TOKEN", "")).serve_forever()
+
+
+if __name__ == "__main__":
+    serve_double(sys.argv[1:])
+    raise SystemExit(0)
+
+import pytest  # noqa: E402  (not needed by the stand-in command above)
+
+# -- text-generation-webui, as far as the extension sees it ------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load_extension(script: Path = EXTENSION / "script.py", name: str = "user_ext_ara_avatar"):
+    """Import script.py the way TGWUI imports a user extension (by path, under its own name)."""
+    spec = importlib.util.spec_from_file_location(name, str(script))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def apply_settings(ext, settings: dict) -> None:
+    """TGWUI's `apply_settings`: saved `ara_avatar-KEY` values override `params`."""
+    for key in ext.params:
+        if f"ara_avatar-{key}" in settings:
+            ext.params[key] = settings[f"ara_avatar-{key}"]
+
+
+def apply_string_extension(ext, name: str, text: str, state: dict, is_chat: bool = False) -> str:
+    """TGWUI's `_apply_string_extensions`: state passed when the hook takes two arguments."""
+    func = getattr(ext, name)
+    names = [k for k in signature(func).parameters if k != "is_chat"]
+    args = [text, state] if len(names) == 2 else [text]
+    kwargs = {"is_chat": is_chat} if "is_chat" in signature(func).parameters else {}
+    return func(*args, **kwargs)
+
+
+def ui_state(mode: str) -> dict:
+    """The part of TGWUI's interface state that chat generation reads."""
+    return {
+        "mode": mode,
+        "chat_style": "cai-chat",
+        "name1": "You",
+        "name2": "Ara",
+        "context": "Ara is the user's local assistant.",
+        "custom_system_message": "" if mode != "instruct" else "Answer briefly.",
+        "greeting": "Hi, I'm Ara. What are we working on?",
+        "user_bio": "",
+        "character_menu": "Ara",
+        "unique_id": "20260101-00-00-00",
+        "history": {"internal": [], "visible": [], "metadata": {}},
+        "stream": True,
+    }
+
+
+class Chat:
+    """One conversation, with TGWUI's call order for each kind of turn."""
+
+    def __init__(self, ext, mode: str = "chat", state: dict | None = None):
+        self.ext = ext
+        self.state = state or ui_state(mode)
+        self.prompts: list[str] = []  # the system text the model saw, per generation
+
+    @property
+    def history(self) -> dict:
+        return self.state["history"]
+
+    def start_new_chat(self) -> None:
+        """`start_new_chat`: the greeting goes through output_modifier, nothing else is called."""
+        history = {"internal": [], "visible": [], "metadata": {}}
+        greeting = self.state["greeting"]
+        if self.state["mode"] != "instruct" and greeting:
+            history["internal"].append(["<|BEGIN-VISIBLE-CHAT|>", greeting])
+            visible = apply_string_extension(
+                self.ext, "output_modifier", html.escape(greeting), self.state, True
+            )
+            history["visible"].append(["", visible])
+        self.state["history"] = history
+
+    def turn(self, text: str, reply: str, *, regenerate=False, _continue=False, stop=False) -> str:
+        """`chatbot_wrapper` (non-streaming end state): returns the visible reply."""
+        state = self.state
+        output = copy.deepcopy(state["history"])
+        output = self.ext.history_modifier(output)
+        state = self.ext.state_modifier(state)
+        if not (regenerate or _continue):
+            visible_text = html.escape(text)
+            text, visible_text = self.ext.chat_input_modifier(text, visible_text, state)
+            output["internal"].append([text, ""])
+            output["visible"].append([visible_text, ""])
+        else:
+            text, visible_text = output["internal"][-1][0], output["visible"][-1][0]
+            last_reply = [output["internal"][-1][1], output["visible"][-1][1]]
+        system = state["custom_system_message"] if state["mode"] == "instruct" else state["context"]
+        self.prompts.append(system)
+        assert "<video" not in json.dumps(output["internal"])  # the model never sees HTML
+        if stop:  # shared.stop_everything: the partial visible reply goes through output_modifier
+            output["internal"][-1] = [text, reply]
+            output["visible"][-1] = [visible_text, html.escape(reply)]
+            output["visible"][-1][1] = apply_string_extension(
+                self.ext, "output_modifier", output["visible"][-1][1], state, True
+            )
+        elif _continue:
+            output["internal"][-1] = [text, last_reply[0] + reply]
+            full = html.escape(output["internal"][-1][1])
+            output["visible"][-1][1] = apply_string_extension(self.ext, "output_modifier", full, state, True)
+        else:
+            output["internal"][-1] = [text, reply]
+            output["visible"][-1] = [visible_text, html.escape(reply)]
+            output["visible"][-1][1] = apply_string_extension(
+                self.ext, "output_modifier", output["visible"][-1][1], state, True
+            )
+        state["history"] = output
+        return output["visible"][-1][1]
+
+
+@pytest.fixture
+def tgwui(tmp_path, monkeypatch):
+    """TGWUI's `modules.shared` (its user_data folder) and its working directory."""
+    modules = types.ModuleType("modules")
+    shared = types.ModuleType("modules.shared")
+    shared.user_data_dir = Path("user_data")
+    modules.shared = shared
+    monkeypatch.setitem(sys.modules, "modules", modules)
+    monkeypatch.setitem(sys.modules, "modules.shared", shared)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def sidecar():
+    server = SidecarDouble()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def ext(tgwui, sidecar):
+    module = load_extension()
+    apply_settings(module, {"ara_avatar-sidecar_url": sidecar.url, "ara_avatar-autostart": False})
+    module.setup()
+    yield module
+    module.runtime.process.stop()
+
+
+TURNS = [
+    ("I keep getting a CUDA out of memory error in train.py, here is the traceback", "Let's look at it."),
+    ("ok, and then?", "Then lower the batch size and retry."),
+    ("Can you explain how attention works, step by step?", "Sure. First, the queries..."),
+    ("haha you're such a nerd, tell me a joke", 'Fine: "Why did the GPU cross the road?"'),
+    ("I'm so overwhelmed today, everything is falling apart", "I'm here. One thing at a time."),
+    ("thanks", "Anytime & always <3"),
+]
+
+
+def _video_src(visible: str) -> str:
+    match = re.search(r'<video class="ara-avatar-video" src="([^"]+)"', visible)
+    assert match, visible
+    return match[1]
+
+
+# -- many turns against the sidecar -----------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["chat", "chat-instruct", "instruct"])
+def test_many_turns_get_videos_and_history_stays_clean(ext, sidecar, tgwui, mode):
+    chat = Chat(ext, mode)
+    chat.start_new_chat()
+    for i, (user, reply) in enumerate(TURNS):
+        visible = chat.turn(user, reply)
+        src = _video_src(visible)
+        assert src.startswith("file/user_data/cache/ara_avatar/") and src.endswith(".mp4")
+        assert (tgwui / src[len("file/") :]).read_bytes().startswith(VIDEO)
+        assert visible.index("<video") < visible.index(html.escape(reply))  # position "before"
+        assert visible.count("<video") == 1 and " autoplay" in visible
+        assert chat.history["internal"][-1] == [user, reply]  # internal history keeps plain text
+        older = chat.history["visible"][:-1]
+        assert all(" autoplay" not in row[1] for row in older), f"turn {i}: old reply still autoplays"
+    assert "ara-avatar-badge" in visible
+    renders = sidecar.renders()
+    greeting = 0 if mode == "instruct" else 1
+    assert len(renders) == len(TURNS) + greeting
+    assert [r.get("user_message") for r in renders[greeting:]] == [u for u, _ in TURNS]
+    assert renders[greeting]["text"] == TURNS[0][1] and renders[-1]["text"] == "Anytime & always <3"
+    assert renders[greeting]["mode"] == "lab" and renders[greeting + 4]["mode"] == "comfort"
+    assert {r["persona"] for r in renders} == {"ara"}
+    field, other = (
+        ("custom_system_message", "context") if mode == "instruct" else ("context", "custom_system_message")
+    )
+    for system in chat.prompts:  # one persona block per generation, never stacked
+        assert system.count("<!-- ara-persona:begin") == 1 and system.count("<!-- ara-persona:end -->") == 1
+    assert chat.state[field].count("<!-- ara-persona:begin") == 1
+    assert "ara-persona" not in chat.state[other]
+    original = "Answer briefly." if mode == "instruct" else "Ara is the user's local assistant."
+    assert chat.state[field].endswith(original)
+    assert "ara-persona:begin ara/lab" in chat.prompts[0]  # the user's message picks the mode
+
+
+def test_regenerate_continue_and_stop_use_the_turns_user_message(ext, sidecar):
+    chat = Chat(ext)
+    chat.turn("why does my python script segfault?", "Probably a C extension.")
+    chat.turn("", "Most likely a native extension.", regenerate=True)
+    chat.turn("", " Check the core dump.", _continue=True)
+    chat.turn("stop there", "Stopp", stop=True)
+    users = [r.get("user_message") for r in sidecar.renders()]
+    assert users == ["why does my python script segfault?"] * 3 + ["stop there"]
+    assert sidecar.renders()[2]["text"] == "Most likely a native extension. Check the core dump."
+    assert chat.history["internal"][0][1] == "Most likely a native extension. Check the core dump."
+    assert chat.history["visible"][-1][1].count("<video") == 1
+
+
+def test_greeting_is_rendered_without_a_user_message(ext, sidecar):
+    chat = Chat(ext)
+    chat.start_new_chat()
+    assert "<video" in chat.history["visible"][0][1]
+    assert chat.history["internal"][0] == ["<|BEGIN-VISIBLE-CHAT|>", chat.state["greeting"]]
+    assert "user_message" not in sidecar.renders()[0]
+
+
+def test_api_and_non_chat_paths_get_plain_text(ext, sidecar):
+    api_state = {k: v for k, v in ui_state("instruct").items() if k != "chat_style"}  # the API's state
+    api_state = ext.state_modifier(api_state)
+    assert ext.chat_input_modifier("hello", "hello", api_state) == ("hello", "hello")
+    assert apply_string_extension(ext, "output_modifier", "Hello &amp; welcome", api_state, True) == (
+        "Hello &amp; welcome"
+    )
+    state = ext.state_modifier(ui_state("chat"))  # Default/Notebook tabs: is_chat=False
+    assert apply_string_extension(ext, "output_modifier", "plain", state, False) == "plain"
+    assert sidecar.renders() == []
+    assert "_ara_avatar_turn" not in state and "_ara_avatar_turn" not in api_state
+
+
+def test_disabled_extension_leaves_replies_and_context_alone(ext, sidecar):
+    chat = Chat(ext)
+    chat.turn("hello there", "Hi.")
+    assert "ara-persona" in chat.state["context"]
+    ext.params["activate"] = False
+    visible = chat.turn("how are you?", "Fine.")
+    assert visible == "Fine." and chat.state["context"] == "Ara is the user's local assistant."
+    assert len(sidecar.renders()) == 1
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+def test_settings_shape_the_reply(ext, sidecar):
+    chat = Chat(ext)
+    ext.params.update(position="after", autoplay=False, show_badge=False, mode="playful")
+    visible = chat.turn("Tell me about quantization.", "It shrinks weights.")
+    assert visible.index("It shrinks weights.") < visible.index("<video")
+    assert " autoplay" not in visible and "ara-avatar-badge" not in visible
+    assert sidecar.renders()[-1]["mode"] == "playful" and "ara/playful" in chat.prompts[-1]
+    ext.params.update(show_text=False, mode="Auto", auto_modes=["cockpit", "teaching"])
+    visible = chat.turn("I'm so sad and overwhelmed", "I'm here.")
+    assert visible.startswith('<div class="ara-avatar">') and "I'm here." not in visible
+    assert sidecar.renders()[-1]["mode"] in ("cockpit", "teaching")
+    ext.params.update(show_text=True, inject_manifesto=False)
+    chat.turn("and now?", "Now.")
+    assert "ara-persona" not in chat.state["context"]
+    ext.params.update(delivery="url", avatar_id="av123")
+    visible = chat.turn("one more", "Sure.")
+    assert _video_src(visible).startswith(sidecar.url + "/v1/videos/")
+    assert sidecar.renders()[-1]["avatar_id"] == "av123"
+
+
+def test_settings_round_trip_through_tgwui_settings_yaml(tgwui):
+    import yaml
+
+    ext = load_extension()
+    defaults = copy.deepcopy(ext.params)
+    assert set(ext.params) >= {"sidecar_url", "token", "autostart", "timeout_s", "mode"}
+    changed = {"sidecar_url": "http://10.0.0.5:7870", "token": "s3cret", "autostart": False, "timeout_s": 12}
+    changed |= {"mode": "lab", "auto_modes": ["lab", "cockpit"], "position": "after", "delivery": "url"}
+    ext.params.update(changed)
+    saved = {f"ara_avatar-{k}": v for k, v in ext.params.items()}  # TGWUI's save_settings
+    loaded = yaml.safe_load(yaml.dump(saved))
+    again = load_extension()
+    assert again.params == defaults
+    apply_settings(again, loaded)
+    assert again.params == {**defaults, **changed}
+    assert tuple(again.MODES) == __import__("ara_persona").MODE_NAMES
+
+
+# -- injection -------------------------------------------------------------------------
+
+
+def test_injection_is_idempotent_and_follows_the_mode(ext):
+    state = ui_state("chat")
+    for _ in range(5):
+        state = ext.state_modifier(state)
+        ext.chat_input_modifier("there's a traceback in my code", "", state)
+    assert state["context"].count("<!-- ara-persona:begin ara/lab -->") == 1
+    assert state["context"].count("ara-persona:begin") == 1
+    ext.chat_input_modifier("haha, tell me a joke", "", state)
+    assert "ara/playful" in state["context"] and state["context"].count("ara-persona:begin") == 1
+    state["mode"] = "instruct"
+    ext.state_modifier(state)
+    assert (
+        "ara-persona" not in state["context"]
+        and state["custom_system_message"].count("ara-persona:begin") == 1
+    )
+    ext.params["inject_manifesto"] = False
+    ext.state_modifier(state)
+    assert "ara-persona" not in state["custom_system_message"] + state["context"]
+    assert state["context"] == "Ara is the user's local assistant." and state["custom_system_message"] == ""
+
+
+def test_history_modifier_only_removes_autoplay_from_aras_videos(ext):
+    history = {
+        "internal": [["hi", "a"], ["x", "b"]],
+        "visible": [
+            ["hi", ext.markup.video("file/a.mp4", autoplay=True) + "\n\na"],
+            ["x", '<audio src="file/b.wav" controls autoplay></audio>\n\nb'],
+        ],
+    }
+    out = ext.history_modifier(copy.deepcopy(history))
+    assert " autoplay" not in out["visible"][0][1] and "controls playsinline" in out["visible"][0][1]
+    assert out["visible"][1] == history["visible"][1] and out["internal"] == history["internal"]
+
+
+# -- failures are never fatal ---------------------------------------------------------
+
+
+def _note(visible: str) -> str:
+    match = re.search(r'<div class="ara-avatar-note">(.*?)</div>', visible)
+    assert match, visible
+    return match[1]
+
+
+def test_sidecar_down_gives_text_and_a_note_quickly(tgwui):
+    ext = load_extension()
+    ext.params.update(sidecar_url=f"http://127.0.0.1:{free_port()}", autostart=False, timeout_s=5)
+    ext.setup()
+    started = time.monotonic()
+    visible = Chat(ext).turn("hello", "Hi & welcome.")
+    assert time.monotonic() - started < 3
+    assert visible.startswith("Hi &amp; welcome.") and "not reachable" in _note(visible)
+    assert "<video" not in visible
+
+
+def test_slow_sidecar_times_out_after_timeout_s(ext, sidecar):
+    sidecar.delay_s = 4.0
+    ext.params["timeout_s"] = 1
+    started = time.monotonic()
+    visible = Chat(ext).turn("hello", "Hi.")
+    elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 2.5, elapsed
+    assert visible.startswith("Hi.") and "within 1 s" in _note(visible)
+
+
+def test_sidecar_errors_and_token(ext, sidecar):
+    sidecar.fail = (422, {"detail": "text is 5000 characters, over the limit of 4000"})
+    visible = Chat(ext).turn("hello", "Hi.")
+    assert "422" in _note(visible) and "over the limit of 4000" in _note(visible)
+    sidecar.fail, sidecar.token = None, "s3cret"
+    assert "token" in _note(Chat(ext).turn("hello", "Hi."))
+    ext.params["token"] = "s3cret"
+    assert "<video" in Chat(ext).turn("hello", "Hi.")
+
+
+def test_unknown_persona_and_broken_settings_are_not_fatal(ext, sidecar):
+    ext.params.update(persona="nobody", timeout_s="soon")
+    chat = Chat(ext)
+    chat.start_new_chat()
+    visible = chat.turn("hello", "Hi.")
+    assert visible.startswith("Hi.") and "nobody" in _note(visible)
+    ext.setup()
+
+
+def test_extension_without_its_repository_still_loads(tmp_path):
+    """Copied without install.py's record, without PyYAML: TGWUI still starts, replies stay text."""
+    import shutil
+
+    copy_dir = tmp_path / "extensions" / "ara_avatar"
+    shutil.copytree(EXTENSION, copy_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    code = (
+        "import importlib.util, sys\n"
+        f"path = {str(copy_dir / 'script.py')!r}\n"
+        "spec = importlib.util.spec_from_file_location('user_ext_ara_avatar', path)\n"
+        "ext = importlib.util.module_from_spec(spec); spec.loader.exec_module(ext)\n"
+        f"ext.params.update(sidecar_url='http://127.0.0.1:{free_port()}', autostart=False)\n"
+        "ext.setup()\n"
+        "state = ext.state_modifier({'mode': 'chat', 'chat_style': 'cai-chat', 'context': 'c',"
+        " 'custom_system_message': '', 'history': {'internal': [], 'visible': []}})\n"
+        "print(ext.output_modifier('Hi.', state, is_chat=True))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Hi.") and "ara-avatar-note" in done.stdout
+
+
+# -- the sidecar lifecycle --------------------------------------------------------------
+
+
+def test_autostart_starts_the_sidecar_and_stops_it_at_exit(tgwui):
+    ext = load_extension()
+    port = free_port()
+    double = (sys.executable, str(Path(__file__).resolve()))  # stands in for `ara-sidecar`
+    ext.runtime.install = ext.runtime.install.__class__(ext.runtime.install.repo, double)
+    ext.params.update(sidecar_url=f"http://127.0.0.1:{port}", token="tok", timeout_s=20)
+    ext.setup()  # starts it in the background
+    visible = Chat(ext).turn("hello", "Hi.")
+    process = ext.runtime.process.process
+    try:
+        assert "<video" in visible, visible
+        assert process is not None and process.poll() is None
+        assert process.args[-5:] == ["serve", "--host", "127.0.0.1", "--port", str(port)]  # token: env
+        assert (tgwui / "user_data" / "cache" / "ara_avatar" / "sidecar.log").is_file()
+    finally:
+        ext.runtime.process.stop()  # what atexit does when TGWUI exits
+    assert process.poll() is not None
+
+
+def test_autostart_without_a_sidecar_command_gives_a_note(tgwui):
+    ext = load_extension()
+    ext.runtime.install = ext.runtime.install.__class__(ext.runtime.install.repo, ())
+    ext.params.update(sidecar_url=f"http://127.0.0.1:{free_port()}", timeout_s=5)
+    ext.setup()
+    visible = Chat(ext).turn("hello", "Hi.")
+    assert "could not be started" in _note(visible)
+
+
+def test_real_sidecar_server(tgwui):
+    """Turns in chat and instruct mode against `ara-sidecar serve`, started by autostart."""
+    if not (ROOT / "sidecar" / "ara_sidecar" / "server").is_dir():
+        pytest.skip("sidecar/ara_sidecar/server is not there yet")
+    ext = load_extension()
+    ext.params.update(sidecar_url=f"http://127.0.0.1:{free_port()}", timeout_s=300)
+    try:
+        for mode, turns in (("chat", TURNS[:3]), ("instruct", TURNS[3:5])):
+            chat = Chat(ext, mode)
+            for user, reply in turns:
+                visible = chat.turn(user, reply)
+                src = _video_src(visible)
+                assert (tgwui / src[len("file/") :]).read_bytes()[4:8] == b"ftyp"
+                assert chat.history["internal"][-1] == [user, reply]
+            assert all(system.count("ara-persona:begin") == 1 for system in chat.prompts)
+        assert ">lab</span>" in Chat(ext).turn(
+            "the traceback says KeyError in app.py", "Check the dict keys."
+        )
+    finally:
+        ext.runtime.process.stop()
+
+
+# -- TGWUI's Markdown rendering ------------------------------------------------------
+
+
+def tgwui_markdown(visible: str) -> str:
+    """The steps of TGWUI's `process_markdown_content` that matter to raw HTML."""
+    markdown = pytest.importorskip("markdown")
+    text = visible.replace("\\", "\\\\")
+    text = re.sub(r"&quot;(.*?)&quot;", r"<q>&quot;\1&quot;</q>", text, flags=re.S)
+    text = "".join(line + "  \n" for line in text.split("\n")).strip()
+    out = markdown.markdown(text, extensions=["fenced_code", "tables"])
+    return out.replace("\\\\", "\\")
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_video_html_survives_markdown(ext, sidecar, position):
+    ext.params["position"] = position
+    reply = 'Here is **bold**, a "quote", C:\\path and a list:\n\n- one\n- two'
+    visible = Chat(ext).turn("show me", reply)
+    rendered = tgwui_markdown(visible)
+    tag = re.search(r"<video [^>]*></video>", visible)[0]
+    assert tag in rendered and '<div class="ara-avatar">' in rendered
+    assert "<strong>bold</strong>" in rendered and "<li>one" in rendered
+    assert "<p><video" not in rendered and "&lt;video" not in rendered
+
+
+def test_note_survives_markdown(tgwui):
+    ext = load_extension()
+    ext.params.update(sidecar_url=f"http://127.0.0.1:{free_port()}", autostart=False)
+    rendered = tgwui_markdown(Chat(ext).turn("hello", "Hi *there*."))
+    assert '<div class="ara-avatar-note">' in rendered and "<em>there</em>" in rendered
+
+
+# -- gradio 4.37.2 (TGWUI's build) -----------------------------------------------------
+
+
+GRADIO_SCRIPT = """
+import importlib.util, sys
+import gradio as gr
+assert gr.__version__ == "4.37.2", gr.__version__
+spec = importlib.util.spec_from_file_location("user_ext_ara_avatar", sys.argv[1])
+ext = importlib.util.module_from_spec(spec); spec.loader.exec_module(ext)
+before = dict(ext.params)
+with gr.Blocks(css=ext.custom_css()) as demo:
+    with gr.Column(elem_id="extensions"):
+        ext.ui()
+assert ext.params == before
+fns = list(demo.fns.values() if isinstance(demo.fns, dict) else demo.fns)
+setters = [f.fn for f in fns if f.fn.__name__ == "update"]
+setters[0](False)  # the first control: "Talking video with every reply"
+assert ext.params["activate"] is False
+print("handlers", len(fns), "components", len(demo.blocks))
+"""
+
+
+def test_ui_builds_with_gradio_4_37_2(tmp_path):
+    """Set ARA_GRADIO437_PYTHON to a Python with gradio==4.37.2 (see extension/README.md)."""
+    python = os.environ.get("ARA_GRADIO437_PYTHON")
+    if not python:
+        pytest.skip("ARA_GRADIO437_PYTHON is not set")
+    script = tmp_path / "build_ui.py"
+    script.write_text(GRADIO_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "sidecar"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run(
+        [python, str(script), str(EXTENSION / "script.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "handlers" in done.stdout
