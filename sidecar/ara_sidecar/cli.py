@@ -17,6 +17,7 @@ from ara_sidecar import __version__
 from ara_sidecar.config import Settings, settings
 from ara_sidecar.errors import UserError
 from ara_sidecar.personas import persona_roots
+from ara_sidecar.server.serve import register as register_serve
 
 DEMO_TEXT = (
     "Hi, I'm Ara. I live right here on your computer, not in somebody else's cloud. "
@@ -80,6 +81,7 @@ def _settings_from_args(args) -> Settings:
             "voice": getattr(args, "voice", None),
             "lipsync": getattr(args, "lipsync", None),
             "piper.voice": getattr(args, "piper_voice", None),
+            "wav2lip.checkpoint": getattr(args, "wav2lip_checkpoint", None),
         }.items()
         if value is not None
     }
@@ -212,6 +214,9 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voice", help="voice stage backend (config: voice)")
     p.add_argument("--lipsync", help="lip-sync backend (config: lipsync)")
     p.add_argument("--piper-voice", help="Piper voice: default, NAME under models/piper/, or a .onnx path")
+    p.add_argument(
+        "--wav2lip-checkpoint", metavar="PATH", help="Wav2Lip generator weights (config: wav2lip.checkpoint)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(func=cmd_cache)
 
     register_personas(sub, lambda: persona_roots(settings()))
+    register_serve(sub)
     return parser
 
 

@@ -65,6 +65,14 @@ class AnimatorSettings(_Section):
     sway_degrees: float = Field(ge=0, le=5)
 
 
+class Wav2LipSettings(_Section):
+    checkpoint: Path | None = None
+    detector: Literal["haar"]
+    pads: tuple[int, int, int, int]
+    engine: Literal["fast", "reference"]
+    batch_size: int = Field(ge=0, le=4096)
+
+
 class EncoderSettings(_Section):
     crf: int = Field(ge=0, le=51)
     preset: Literal[
@@ -74,6 +82,16 @@ class EncoderSettings(_Section):
     threads: int = Field(ge=0, le=64)
     audio_bitrate_kbps: int = Field(ge=32, le=512)
     audio_sample_rate: Literal[16000, 22050, 24000, 32000, 44100, 48000]
+
+
+class ServerSettings(_Section):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    token: str | None = Field(default=None, min_length=1)
+    cors_origins: list[str]
+    queue_size: int = Field(ge=1)
+    job_timeout_s: float = Field(gt=0)
+    max_upload_mb: float = Field(gt=0)
 
 
 class Settings(_Section):
@@ -95,7 +113,9 @@ class Settings(_Section):
     piper: PiperSettings
     dsp: DspSettings
     animator: AnimatorSettings
+    wav2lip: Wav2LipSettings
     encoder: EncoderSettings
+    server: ServerSettings
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path against the project root."""

@@ -1,0 +1,446 @@
+"""The HTTP API of `ara-sidecar serve` (FastAPI; interactive documentation at /docs).
+
+Rendering runs in a separate worker process that keeps the models loaded; the server itself
+only validates, queues and serves files, so it answers (e.g. `GET /health`) while a render runs.
+Bodies are JSON. Errors are `{"error": "message"}` with a 4xx status (schema errors add
+`detail`); a request that is well-formed but cannot be rendered (unknown persona, mode or
+avatar, empty or too long text, an image without a face…) is a 422.
+With a token (`--token`, `server.token`, `ARA_SERVER_TOKEN`) every endpoint but `GET /health`
+and the static pages (`/`, `/docs`, `/openapi.json`) needs `Authorization: Bearer TOKEN`.
+
+    GET    /health                 {"status": "ok"}, at once
+    GET    /health/detailed        device; each backend, installed and loaded; queue length;
+                                   worker pid, uptime and restarts; cache stats
+    POST   /v1/render              {text | audio_id, persona?, mode?, avatar_id?, user_message?, voice?}
+                                   waits, then {key, video_url, duration_s, mode, mode_reason, cached,
+                                   timings, persona}. mode "auto": the persona's selector picks it
+                                   from user_message and text. audio_id: lip-sync uploaded speech
+                                   (no TTS; voice: false skips the voice stage too).
+                                   429 with Retry-After when the queue is full; a render that fails
+                                   for the input 422, times out 504, loses its worker 503.
+    POST   /v1/jobs                the same body, 202 {job_id}; identical requests share one render
+    GET    /v1/jobs/{id}           {job_id, status: queued|running|done|failed|cancelled, stage,
+                                   progress 0–1, result (as /v1/render) or error}
+    GET    /v1/jobs/{id}/events    Server-Sent Events: `data:` the job as above at every change, until
+                                   it ends (comment lines keep an idle connection open)
+    DELETE /v1/jobs/{id}           cancel; the render stops at the next frame or sentence (unless
+                                   an identical job still waits for it). Unknown job ids are 404s.
+    GET    /v1/videos/{key}.mp4    the video: Range requests (206, 416), ETag = key, cached for a year
+                                   (the key is the content hash); an unknown key is a 404
+    POST   /v1/avatars             multipart `file`, an image; checked (format, pixel limit, a face)
+                                   and stored, 201 {avatar_id} (its SHA-256)
+    GET    /v1/avatars             the personas' avatars and this server's uploads
+    POST   /v1/audio               multipart `file`, WAV/FLAC/OGG/MP3 speech, 201 {audio_id}
+    GET    /v1/personas            each persona: name, display name, default mode, modes, avatar_id
+    GET    /v1/personas/{name}     one persona, with each mode's voice parameters
+    GET    /v1/cache/stats         entries, bytes and hits, by kind
+    DELETE /v1/cache               remove every entry not being read (videos and uploads too)
+
+Request bodies are capped (413): uploads at `server.max_upload_mb`, JSON at 1 MiB. CORS origins
+come from `server.cors_origins`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
+
+from ara_persona import PersonaError, discover, select_mode
+from ara_sidecar import __version__, encode
+from ara_sidecar.cache import is_key
+from ara_sidecar.config import Settings
+from ara_sidecar.digest import file_digest
+from ara_sidecar.errors import UserError
+from ara_sidecar.personas import get_persona, persona_roots
+from ara_sidecar.pipeline import Pipeline, RenderRequest
+from ara_sidecar.server.guards import BearerAuth, BodyLimit, add_error_handlers
+from ara_sidecar.server.jobs import Job, JobManager
+from ara_sidecar.server.uploads import Uploads
+
+KEEPALIVE_S = 15.0  # an idle event stream gets a comment line this often
+FAILURE_STATUS = {"user": 422, "timeout": 504, "worker": 503, "internal": 500}
+PLACEHOLDER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Ara sidecar</title></head>
+<body><h1>Ara sidecar</h1>
+<p>The web UI will live here. The API is documented at <a href="/docs">/docs</a>.</p>
+</body></html>
+"""
+
+Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="a SHA-256 hex digest")]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+# -- request and response bodies ------------------------------------------------------------
+
+
+class RenderBody(BaseModel):
+    """What to render: `text`, or `audio_id` of uploaded speech (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str | None = Field(None, min_length=1, max_length=100_000, description="what to say")
+    audio_id: Digest | None = Field(None, description="lip-sync this upload (POST /v1/audio) instead")
+    persona: Name | None = Field(None, description="persona name (default: config persona)")
+    mode: Name | None = Field(None, description="a mode of the persona, or auto (default: its default)")
+    avatar_id: Digest | None = Field(None, description="an avatar from GET /v1/avatars (default: persona's)")
+    user_message: str | None = Field(None, max_length=100_000, description="the user's turn, for mode auto")
+    voice: bool = Field(True, description="false skips the voice stage")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RenderBody:
+        if (self.text is None) == (self.audio_id is None):
+            raise ValueError("give either text or audio_id")
+        return self
+
+
+class RenderOutput(BaseModel):
+    key: str
+    video_url: str
+    duration_s: float
+    mode: str
+    mode_reason: str
+    cached: bool
+    timings: dict[str, float]
+    persona: str
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    stage: str | None
+    progress: float
+    created: float
+    finished: float | None
+    result: RenderOutput | None = None
+    error: str | None = None
+
+
+# -- the service behind the routes ----------------------------------------------------------
+
+
+@dataclass
+class Service:
+    settings: Settings
+    pipeline: Pipeline  # on the CPU, not loaded: plans requests, checks uploads, holds the cache
+    jobs: JobManager
+    uploads: Uploads
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+Svc = Annotated[Service, Depends(_service)]
+router = APIRouter()
+
+
+@router.get("/health", tags=["health"])
+async def health() -> dict[str, str]:
+    """Liveness: answers at once, whatever the worker is doing."""
+    return {"status": "ok"}
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> HTMLResponse:
+    return HTMLResponse(PLACEHOLDER_PAGE)
+
+
+@router.get("/health/detailed", tags=["health"])
+async def health_detailed(svc: Svc) -> dict[str, Any]:
+    """Device, backends, queue, worker and cache."""
+    jobs = svc.jobs.stats()
+    loaded = jobs["worker"]["ready"]
+    backends = await run_in_threadpool(_backends, svc.pipeline, loaded)
+    cache = await run_in_threadpool(svc.pipeline.cache.stats)
+    return {
+        "status": "ok" if loaded else "starting",
+        "device": jobs["worker"]["device"],  # None until the worker has loaded its models
+        "backends": backends,
+        **jobs,
+        "cache": cache,
+    }
+
+
+@router.post("/v1/render", tags=["render"], responses={429: {}, 422: {}})
+async def render(body: RenderBody, svc: Svc) -> RenderOutput:
+    """Render and wait for the video."""
+    job = await _submit(svc, body)
+    await job.wait()
+    if job.status == "done":
+        return _output(job)
+    status = 409 if job.status == "cancelled" else FAILURE_STATUS[job.render.error_kind or "internal"]
+    raise HTTPException(status, job.render.error or "the render was cancelled")
+
+
+@router.post("/v1/jobs", tags=["jobs"], status_code=202, responses={429: {}})
+async def create_job(body: RenderBody, svc: Svc) -> dict[str, str]:
+    """Queue a render; follow it with GET /v1/jobs/{id} or its events."""
+    job = await _submit(svc, body)
+    return {"job_id": job.id}
+
+
+@router.get("/v1/jobs/{job_id}", tags=["jobs"])
+async def get_job(job_id: str, svc: Svc) -> JobView:
+    return _view(_job(svc, job_id))
+
+
+@router.get("/v1/jobs/{job_id}/events", tags=["jobs"], response_class=StreamingResponse)
+async def job_events(job_id: str, svc: Svc) -> StreamingResponse:
+    """Server-Sent Events: the job (as GET /v1/jobs/{id}) at every change until it ends."""
+    job = _job(svc, job_id)
+
+    async def stream() -> AsyncIterator[str]:
+        count = 0
+        async for changed in job.changes(KEEPALIVE_S):
+            if changed:
+                count += 1
+                yield f"id: {count}\ndata: {_view(job).model_dump_json()}\n\n"
+            else:
+                yield ": keepalive\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+@router.delete("/v1/jobs/{job_id}", tags=["jobs"])
+async def cancel_job(job_id: str, svc: Svc) -> JobView:
+    """Cancel a job (a finished job is left as it is)."""
+    job = _job(svc, job_id)
+    svc.jobs.cancel(job)
+    return _view(job)
+
+
+@router.api_route("/v1/videos/{name}", methods=["GET", "HEAD"], tags=["videos"], response_class=FileResponse)
+async def video(name: str, request: Request, svc: Svc) -> Response:
+    """A rendered video by its key, with Range support; pinned in the cache while it is sent."""
+    key = name.removesuffix(".mp4")
+    if not name.endswith(".mp4") or not is_key(key):
+        raise HTTPException(404, "no such video: expected /v1/videos/KEY.mp4 with a 64-digit hex key")
+    headers = {"ETag": f'"{key}"', "Cache-Control": "public, max-age=31536000, immutable"}
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    pin = ExitStack()
+    entry = await run_in_threadpool(pin.enter_context, svc.pipeline.cache.reading(key))
+    if entry is None or entry.path.suffix != ".mp4":
+        await run_in_threadpool(pin.close)
+        raise HTTPException(404, f"no such video: {key} (not rendered, or evicted from the cache)")
+    return _PinnedFile(entry.path, pin.close, media_type="video/mp4", headers=headers)
+
+
+@router.post("/v1/avatars", tags=["avatars"], status_code=201, responses={413: {}, 422: {}})
+async def upload_avatar(svc: Svc, file: Annotated[UploadFile, File(description="an image")]) -> dict:
+    """Upload a portrait; it must decode, fit the pixel limit and show a face."""
+    data = await file.read()
+    return {"avatar_id": await run_in_threadpool(svc.uploads.add_avatar, data, _filename(file))}
+
+
+@router.get("/v1/avatars", tags=["avatars"])
+def list_avatars(svc: Svc) -> list[dict]:
+    return svc.uploads.avatars()
+
+
+@router.post("/v1/audio", tags=["audio"], status_code=201, responses={413: {}, 422: {}})
+async def upload_audio(svc: Svc, file: Annotated[UploadFile, File(description="WAV/FLAC/OGG/MP3")]) -> dict:
+    """Upload speech to lip-sync (render with audio_id instead of text)."""
+    data = await file.read()
+    return {"audio_id": await run_in_threadpool(svc.uploads.add_audio, data, _filename(file))}
+
+
+@router.get("/v1/personas", tags=["personas"])
+def list_personas(svc: Svc) -> list[dict]:
+    return [_persona(svc, name, detailed=False) for name in discover(*persona_roots(svc.settings))]
+
+
+@router.get("/v1/personas/{name}", tags=["personas"])
+def persona_details(name: str, svc: Svc) -> dict:
+    if name not in discover(*persona_roots(svc.settings)):
+        raise HTTPException(404, f"unknown persona {name!r}; GET /v1/personas lists them")
+    return _persona(svc, name, detailed=True)
+
+
+@router.get("/v1/cache/stats", tags=["cache"])
+def cache_stats(svc: Svc) -> dict:
+    return svc.pipeline.cache.stats()
+
+
+@router.delete("/v1/cache", tags=["cache"])
+def cache_clear(svc: Svc) -> dict[str, int]:
+    """Remove every cache entry that is not being read."""
+    return {"removed": svc.pipeline.cache.clear()}
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+async def _submit(svc: Service, body: RenderBody) -> Job:
+    key, request, reason = await run_in_threadpool(_plan, svc, body)
+    return svc.jobs.submit(key, request, reason)
+
+
+def _plan(svc: Service, body: RenderBody) -> tuple[str, RenderRequest, str]:
+    """Validate a body against the personas, uploads and limits: (cache key, request, mode reason)."""
+    persona = get_persona(svc.settings, body.persona)
+    mode, reason = body.mode, "requested" if body.mode else "default mode"
+    if mode == "auto":
+        try:
+            selection = select_mode(persona, body.user_message or "", body.text or "")
+        except PersonaError as exc:
+            raise UserError(str(exc)) from None
+        mode, reason = selection.mode, selection.reason
+    request = RenderRequest(
+        text=body.text,
+        audio_path=svc.uploads.audio_path(body.audio_id) if body.audio_id else None,
+        persona=persona.name,
+        mode=mode,
+        avatar_path=svc.uploads.avatar_path(body.avatar_id) if body.avatar_id else None,
+        apply_voice=body.voice,
+    )
+    return svc.pipeline.plan(request).key, request, reason
+
+
+def _job(svc: Service, job_id: str) -> Job:
+    job = svc.jobs.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no such job: {job_id[:64]!r} (unknown, or finished long ago)")
+    return job
+
+
+def _output(job: Job) -> RenderOutput:
+    result = job.render.result
+    assert result is not None
+    return RenderOutput(
+        key=result["key"],
+        video_url=f"/v1/videos/{result['key']}.mp4",
+        duration_s=result["duration_s"],
+        mode=result["mode"],
+        mode_reason=job.mode_reason,
+        cached=result["cached"],
+        timings=result["timings"],
+        persona=result["persona"],
+    )
+
+
+def _view(job: Job) -> JobView:
+    render = job.render
+    return JobView(
+        job_id=job.id,
+        status=job.status,
+        stage=render.stage,
+        progress=render.progress,
+        created=job.created,
+        finished=job.finished,
+        result=_output(job) if job.status == "done" else None,
+        error=render.error if job.status == "failed" else None,
+    )
+
+
+def _backends(pipeline: Pipeline, loaded: bool) -> dict[str, dict]:
+    out = {}
+    for stage in ("tts", "voice", "lipsync"):
+        backend = getattr(pipeline, stage)
+        readiness = type(backend).readiness(pipeline.settings)
+        out[stage] = {
+            "name": backend.name,
+            "ready": readiness.ready,
+            "detail": readiness.detail,
+            "loaded": loaded,  # the worker loads every stage's models before it takes jobs
+        }
+    name = pipeline.encoder.name
+    out["encoder"] = {"name": name, "ready": True, "detail": encode.REGISTRY.summary(name), "loaded": loaded}
+    return out
+
+
+def _persona(svc: Service, name: str, detailed: bool) -> dict:
+    persona = get_persona(svc.settings, name)
+    avatar = persona.avatar_path
+    out: dict[str, Any] = {
+        "name": persona.name,
+        "display_name": persona.display_name,
+        "default_mode": persona.default_mode,
+        "avatar_id": file_digest(avatar) if avatar.is_file() else None,
+    }
+    if not detailed:
+        return {**out, "modes": list(persona.modes)}
+    modes = {
+        mode.name: {
+            "intensity_pct": mode.intensity_pct,
+            "description": mode.description,
+            "voice": dataclasses.asdict(mode.voice),
+        }
+        for mode in persona.modes.values()
+    }
+    return {**out, "modes": modes}
+
+
+def _filename(file: UploadFile) -> str:
+    return Path(file.filename or "upload").name[:128]
+
+
+class _PinnedFile(FileResponse):
+    """A file response that releases its cache pin once sent (or the client went away)."""
+
+    def __init__(self, path: Path, release: Callable[[], None], **kwargs: Any):
+        super().__init__(path, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await run_in_threadpool(self._release)
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, token: str | None = None) -> FastAPI:
+    """The service for `settings`; with `token`, requests need it as a bearer token."""
+    # The server process validates requests and checks uploads but never runs a model: it stays
+    # off the GPU. (Its plan keys only group identical requests; results carry the worker's keys.)
+    pipeline = Pipeline(settings.with_overrides(device="cpu"))
+    if pipeline.cache is None:
+        raise UserError("the HTTP service keeps videos in the cache: set cache.enabled: true")
+    service = Service(settings, pipeline, JobManager(settings), Uploads(pipeline))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.jobs.start()
+        yield
+        await service.jobs.stop()
+
+    app = FastAPI(
+        title="Ara sidecar",
+        version=__version__,
+        summary="Text (or speech) in, a lip-synced talking-avatar MP4 out.",
+        lifespan=lifespan,
+        dependencies=[Depends(HTTPBearer(auto_error=False))] if token else [],  # /docs "Authorize"
+    )
+    app.state.service = service
+    app.include_router(router)
+    add_error_handlers(app)
+    # The last added runs first: CORS (answers preflights), then the token, then the body limit.
+    app.add_middleware(BodyLimit, upload_bytes=int(settings.server.max_upload_mb * 2**20))
+    if token:
+        app.add_middleware(BearerAuth, token=token)
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.server.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Range"],
+            expose_headers=["Content-Range", "Content-Length", "Accept-Ranges", "ETag", "Retry-After"],
+        )
+    return app

@@ -1,0 +1,120 @@
+"""Avatar and audio uploads: checked once, stored in the render cache under their content
+digest (kinds "avatar-upload" and "audio-upload"), found again by that digest. An id a client
+sends is only ever looked up in the cache index, never turned into a path.
+
+Uploads are evicted with the rest of the cache (least recently used first); a render naming
+an evicted upload fails with a message asking to upload it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from ara_persona import discover
+from ara_sidecar.audio import load_audio
+from ara_sidecar.avatar import decode_avatar
+from ara_sidecar.cache import cache_key
+from ara_sidecar.digest import file_digest
+from ara_sidecar.errors import UserError
+from ara_sidecar.personas import persona_roots
+from ara_sidecar.pipeline import Pipeline
+
+AVATAR_KIND = "avatar-upload"
+AUDIO_KIND = "audio-upload"
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")  # kept as a hint for FFmpeg
+
+
+class Uploads:
+    """The uploads of one server, in `pipeline.cache`; CPU and disk work: call from a thread."""
+
+    def __init__(self, pipeline: Pipeline):
+        assert pipeline.cache is not None
+        self.pipeline = pipeline
+        self.cache = pipeline.cache
+        self._avatars: dict[str, float] = {}  # ids uploaded through this server → time
+
+    def add_avatar(self, data: bytes, filename: str) -> str:
+        """Check an image (decodable, within the pixel limit, a face in it), store it, return its id."""
+        settings = self.pipeline.settings
+
+        def check_and_write(path: Path) -> None:
+            avatar = decode_avatar(
+                data,
+                f"upload {filename!r}",
+                max_pixels=settings.limits.max_avatar_pixels,
+                max_side=settings.video_max_side,
+            )
+            self.pipeline.lipsync.prepare(avatar)  # raises NoFaceError
+            path.write_bytes(data)
+
+        avatar_id = hashlib.sha256(data).hexdigest()
+        self.cache.get_or_create(_key(AVATAR_KIND, avatar_id), ".img", check_and_write, kind=AVATAR_KIND)
+        self._avatars[avatar_id] = time.time()
+        return avatar_id
+
+    def add_audio(self, data: bytes, filename: str) -> str:
+        """Check that FFmpeg decodes the speech and that it is within the length limit; store it."""
+        limit = self.pipeline.settings.limits.max_audio_s
+
+        def check_and_write(path: Path) -> None:
+            path.write_bytes(data)
+            audio = load_audio(path)
+            if audio.duration_s > limit:
+                raise UserError(
+                    f"audio {filename!r} is {audio.duration_s:.0f} s long, over the limit of {limit:g} s "
+                    "(limits.max_audio_s)"
+                )
+
+        suffix = Path(filename).suffix.lower()
+        audio_id = hashlib.sha256(data).hexdigest()
+        self.cache.get_or_create(
+            _key(AUDIO_KIND, audio_id),
+            suffix if suffix in AUDIO_SUFFIXES else ".audio",
+            check_and_write,
+            kind=AUDIO_KIND,
+        )
+        return audio_id
+
+    def avatar_path(self, avatar_id: str) -> Path:
+        """The image of an uploaded or persona avatar."""
+        path = self.cache.get(_key(AVATAR_KIND, avatar_id)) or self.persona_avatars().get(avatar_id)
+        if path is None:
+            raise UserError(
+                f"unknown avatar_id {avatar_id}: upload the image with POST /v1/avatars "
+                "(GET /v1/avatars lists the known ones)"
+            )
+        return path
+
+    def audio_path(self, audio_id: str) -> Path:
+        path = self.cache.get(_key(AUDIO_KIND, audio_id))
+        if path is None:
+            raise UserError(f"unknown audio_id {audio_id}: upload the speech with POST /v1/audio")
+        return path
+
+    def persona_avatars(self) -> dict[str, Path]:
+        """avatar_id → avatar.png of every persona that has one."""
+        found = {}
+        for folder in discover(*persona_roots(self.pipeline.settings)).values():
+            path = folder / "avatar.png"
+            if path.is_file():
+                found[file_digest(path)] = path
+        return found
+
+    def avatars(self) -> list[dict]:
+        """The personas' avatars, then the uploads this server received that are still stored."""
+        listed = [
+            {"avatar_id": avatar_id, "persona": path.parent.name}
+            for avatar_id, path in self.persona_avatars().items()
+        ]
+        for avatar_id, uploaded in list(self._avatars.items()):
+            if self.cache.get(_key(AVATAR_KIND, avatar_id)) is None:
+                self._avatars.pop(avatar_id, None)
+            else:
+                listed.append({"avatar_id": avatar_id, "uploaded": uploaded})
+        return listed
+
+
+def _key(kind: str, digest: str) -> str:
+    return cache_key({"kind": kind, "digest": digest})
