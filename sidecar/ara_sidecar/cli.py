@@ -153,7 +153,12 @@ def cmd_info(args) -> int:
     print(f"device: {choice.device} ({cfg.device}: {choice.detail})")
     if choice.warning:
         print(f"  warning: {choice.warning}")
-    selected = {"tts": cfg.tts, "voice": cfg.voice, "lipsync": lipsync.resolve(cfg.lipsync), "encoder": "mp4"}
+    selected = {
+        "tts": cfg.tts,
+        "voice": cfg.voice,
+        "lipsync": lipsync.resolve(cfg.lipsync, cfg),
+        "encoder": "mp4",
+    }
     for stage, registry in (
         ("tts", tts.REGISTRY),
         ("voice", voice.REGISTRY),

@@ -93,7 +93,7 @@ class Pipeline:
         classes = {
             "tts": tts.REGISTRY.load(settings.tts),
             "voice": voice.REGISTRY.load(settings.voice),
-            "lipsync": lipsync.REGISTRY.load(lipsync.resolve(settings.lipsync)),
+            "lipsync": lipsync.REGISTRY.load(lipsync.resolve(settings.lipsync, settings)),
         }
         uses_gpu = any(getattr(cls, "uses_device", False) for cls in classes.values())
         self.device = resolve_device(settings.device).device if uses_gpu else "cpu"
@@ -156,7 +156,7 @@ class Pipeline:
                 "kind": "avatar",
                 "avatar": avatar.digest,
                 "no_face_ok": no_face_ok,
-                "lipsync": self.lipsync.name,
+                "lipsync": self.lipsync.fingerprint(),
             }
         )
         if key not in self._prepared:

@@ -69,18 +69,24 @@ class PiperTTS(TTS):
     def load(self) -> None:
         if self._voice is not None:
             return
+        import json
+
         import onnxruntime
         from piper import PiperVoice
+        from piper.config import PiperConfig
 
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.settings.piper.threads
+        # Piper runs beside the lip-sync and encoder threads: idle ONNX Runtime workers should
+        # sleep rather than spin, or they take the CPU those stages need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         cuda = self.device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-        voice = PiperVoice.load(self._path, use_cuda=cuda)
-        if self.settings.piper.threads:
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self.settings.piper.threads
-            voice.session = onnxruntime.InferenceSession(
-                str(self._path), sess_options=options, providers=voice.session.get_providers()
-            )
-        self._voice = voice
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        config = json.loads(Path(f"{self._path}.json").read_text(encoding="utf-8"))
+        self._voice = PiperVoice(
+            session=onnxruntime.InferenceSession(str(self._path), sess_options=options, providers=providers),
+            config=PiperConfig.from_dict(config),
+        )
 
     def synthesize(self, text: str) -> Audio:
         self.load()

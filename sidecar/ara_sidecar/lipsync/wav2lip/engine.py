@@ -1,0 +1,102 @@
+"""Running the generator over mel windows for one face, on the configured device.
+
+`fast`: the face's skip features are folded into `StillFaceDecoder` bias maps once per
+face, so a frame costs only the audio encoder and the decoder (channels-last fp32 on the
+CPU, the fastest exact path measured there; fp16 on CUDA). `reference`: the whole model
+per frame in fp32, face batch and all, as the reference inference does.
+
+On CUDA the batch size comes from the free memory; out of memory, it is halved and the
+batch retried, and below one frame the engine moves to the CPU with a warning.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from ara_sidecar.lipsync.wav2lip.model import StillFaceDecoder, Wav2LipGenerator, bias_maps
+
+log = logging.getLogger(__name__)
+
+CPU_BATCH = 64
+CUDA_FRAME_BYTES = 24 << 20  # generous activation memory per frame in a batch (fp16 decoder)
+FACES_KEPT = 8
+
+
+class Engine:
+    def __init__(self, model: Wav2LipGenerator, device: str, kind: str, batch_size: int = 0):
+        self.model = model  # fp32 on the CPU: the master copy
+        self.kind = kind
+        self.requested_batch = batch_size
+        self._faces: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
+        self._build(device)
+
+    @property
+    def precision(self) -> str:
+        return "fp16" if self.dtype == torch.float16 else "fp32"
+
+    def _build(self, device: str) -> None:
+        self.device = device
+        self.dtype = torch.float16 if device == "cuda" and self.kind == "fast" else torch.float32
+        channels_last = device == "cpu" and self.kind == "fast"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        net = StillFaceDecoder(self.model) if self.kind == "fast" else copy.deepcopy(self.model)
+        self.net = net.eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
+        self.batch = self.requested_batch or self._auto_batch()
+        self._faces.clear()
+
+    def _auto_batch(self) -> int:
+        if self.device != "cuda":
+            return CPU_BATCH
+        free, _ = torch.cuda.mem_get_info()
+        return int(max(8, min(1024, free // 2 // CUDA_FRAME_BYTES)))
+
+    def _face_inputs(self, key: str, face: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Per-face tensors on the device (memoized): bias maps, or the face batch input."""
+        if key in self._faces:
+            self._faces.move_to_end(key)
+            return self._faces[key]
+        tensor = torch.from_numpy(face)
+        inputs = tuple(bias_maps(self.model, tensor)) if self.kind == "fast" else (tensor,)
+        inputs = tuple(
+            t.to(self.device, self.dtype).contiguous(memory_format=self.memory_format) for t in inputs
+        )
+        self._faces[key] = inputs
+        if len(self._faces) > FACES_KEPT:
+            self._faces.popitem(last=False)
+        return inputs
+
+    def run(self, key: str, face: np.ndarray, mels: np.ndarray) -> np.ndarray:
+        """(n, 96, 96, 3) float32 BGR faces in [0, 1] for mel windows (n, 80, 16) and the face
+        input (1, 6, 96, 96) identified by `key`."""
+        out = np.empty((len(mels), 96, 96, 3), np.float32)
+        i = 0
+        while i < len(mels):
+            try:
+                inputs = self._face_inputs(key, face)
+                n = len(mels[i : i + self.batch])
+                out[i : i + n] = self._forward(inputs, mels[i : i + n])
+                i += n
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if self.batch > 1:
+                    self.batch //= 2
+                    log.warning("Wav2Lip: CUDA out of memory; retrying with batch size %d", self.batch)
+                else:
+                    log.warning("Wav2Lip: CUDA out of memory even for one frame; using the CPU")
+                    self._build("cpu")
+        return out
+
+    @torch.inference_mode()
+    def _forward(self, inputs: tuple[torch.Tensor, ...], mels: np.ndarray) -> np.ndarray:
+        mel = torch.from_numpy(mels[:, None]).to(self.device, self.dtype)
+        mel = mel.contiguous(memory_format=self.memory_format)
+        if self.kind == "fast":
+            faces = self.net(mel, *inputs)
+        else:
+            faces = self.net(mel, inputs[0].expand(len(mel), -1, -1, -1).contiguous())
+        return faces.float().permute(0, 2, 3, 1).cpu().numpy()
