@@ -9,16 +9,16 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import wave
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from server_helpers import free_port, running_server, sidecar, wait_until
+from server_helpers import worker as server_worker
 
 TOKEN = "test-token-123"
 SHORT = "Hello from the server."
@@ -30,48 +30,11 @@ def long_text(tag: str) -> str:
     return " ".join(f"Sentence {i} of the {tag} test keeps the worker busy for a while." for i in range(50))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sidecar() -> str:
-    return str(Path(sys.executable).with_name("ara-sidecar"))
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("server")
-    port = free_port()
-    env = {
-        **os.environ,
-        "ARA_CACHE_DIR": str(tmp / "cache"),
-        "ARA_SERVER_QUEUE_SIZE": "4",
-        "ARA_SERVER_MAX_UPLOAD_MB": "2",
-        "ARA_SERVER_JOB_TIMEOUT_S": "6",
-    }
-    env.pop("ARA_SERVER_TOKEN", None)
-    log_path = tmp / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sidecar(), "serve", "--port", str(port), "--token", TOKEN],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: worker(base)["ready"], 90, lambda: log_path.read_text())
+    env = {"ARA_SERVER_QUEUE_SIZE": "4", "ARA_SERVER_MAX_UPLOAD_MB": "2", "ARA_SERVER_JOB_TIMEOUT_S": "6"}
+    with running_server(tmp_path_factory.mktemp("server"), TOKEN, env) as base:
         yield base
-        pid = worker(base)["pid"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
-    # uvicorn re-raises the signal once it has shut down cleanly
-    assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in log_path.read_text()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # the worker went with it
 
 
 @pytest.fixture(scope="module")
@@ -80,21 +43,8 @@ def client(server) -> Iterator[httpx.Client]:
         yield c
 
 
-def wait_until(check, timeout_s: float, why=lambda: "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s\n{why()}")
-
-
 def worker(base: str) -> dict:
-    r = httpx.get(f"{base}/health/detailed", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-    return r.json()["worker"]
+    return server_worker(base, TOKEN)
 
 
 def running_job(client: httpx.Client, text: str) -> str:

@@ -72,12 +72,7 @@ from ara_sidecar.server.uploads import Uploads
 
 KEEPALIVE_S = 15.0  # an idle event stream gets a comment line this often
 FAILURE_STATUS = {"user": 422, "timeout": 504, "worker": 503, "internal": 500}
-PLACEHOLDER_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Ara sidecar</title></head>
-<body><h1>Ara sidecar</h1>
-<p>The web UI will live here. The API is documented at <a href="/docs">/docs</a>.</p>
-</body></html>
-"""
+INDEX_PAGE = Path(__file__).with_name("static") / "index.html"  # the web UI, one self-contained file
 
 Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="a SHA-256 hex digest")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -104,6 +99,30 @@ class RenderBody(BaseModel):
         if (self.text is None) == (self.audio_id is None):
             raise ValueError("give either text or audio_id")
         return self
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="what went wrong, in words")
+    detail: list[dict[str, Any]] | None = Field(None, description="schema errors (422 only)")
+
+
+ERRORS = {
+    401: "missing or wrong token (a server started with one)",
+    404: "no such item",
+    409: "the render was cancelled",
+    413: "request body over the limit",
+    416: "range not satisfiable",
+    422: "invalid request (schema, persona, mode, avatar, text, upload…)",
+    429: "the render queue is full: see Retry-After",
+    500: "the render failed unexpectedly",
+    503: "the render worker died",
+    504: "the render timed out",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses (the token's 401 included)."""
+    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in (401, *codes)}
 
 
 class RenderOutput(BaseModel):
@@ -144,10 +163,11 @@ def _service(request: Request) -> Service:
 
 
 Svc = Annotated[Service, Depends(_service)]
+open_router = APIRouter()  # no token needed
 router = APIRouter()
 
 
-@router.get("/health", tags=["health"])
+@open_router.get("/health", tags=["health"])
 async def health() -> dict[str, str]:
     """Liveness: answers at once, whatever the worker is doing."""
     return {"status": "ok"}
@@ -155,10 +175,11 @@ async def health() -> dict[str, str]:
 
 @router.get("/", include_in_schema=False)
 async def index() -> HTMLResponse:
-    return HTMLResponse(PLACEHOLDER_PAGE)
+    """The web UI: text, persona, mode and avatar in; progress and the video out."""
+    return HTMLResponse(INDEX_PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/health/detailed", tags=["health"])
+@router.get("/health/detailed", tags=["health"], responses=_errors())
 async def health_detailed(svc: Svc) -> dict[str, Any]:
     """Device, backends, queue, worker and cache."""
     jobs = svc.jobs.stats()
@@ -174,7 +195,7 @@ async def health_detailed(svc: Svc) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/render", tags=["render"], responses={429: {}, 422: {}})
+@router.post("/v1/render", tags=["render"], responses=_errors(409, 413, 422, 429, 500, 503, 504))
 async def render(body: RenderBody, svc: Svc) -> RenderOutput:
     """Render and wait for the video."""
     job = await _submit(svc, body)
@@ -185,19 +206,21 @@ async def render(body: RenderBody, svc: Svc) -> RenderOutput:
     raise HTTPException(status, job.render.error or "the render was cancelled")
 
 
-@router.post("/v1/jobs", tags=["jobs"], status_code=202, responses={429: {}})
+@router.post("/v1/jobs", tags=["jobs"], status_code=202, responses=_errors(413, 422, 429))
 async def create_job(body: RenderBody, svc: Svc) -> dict[str, str]:
     """Queue a render; follow it with GET /v1/jobs/{id} or its events."""
     job = await _submit(svc, body)
     return {"job_id": job.id}
 
 
-@router.get("/v1/jobs/{job_id}", tags=["jobs"])
+@router.get("/v1/jobs/{job_id}", tags=["jobs"], responses=_errors(404))
 async def get_job(job_id: str, svc: Svc) -> JobView:
     return _view(_job(svc, job_id))
 
 
-@router.get("/v1/jobs/{job_id}/events", tags=["jobs"], response_class=StreamingResponse)
+@router.get(
+    "/v1/jobs/{job_id}/events", tags=["jobs"], response_class=StreamingResponse, responses=_errors(404)
+)
 async def job_events(job_id: str, svc: Svc) -> StreamingResponse:
     """Server-Sent Events: the job (as GET /v1/jobs/{id}) at every change until it ends."""
     job = _job(svc, job_id)
@@ -215,7 +238,7 @@ async def job_events(job_id: str, svc: Svc) -> StreamingResponse:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
-@router.delete("/v1/jobs/{job_id}", tags=["jobs"])
+@router.delete("/v1/jobs/{job_id}", tags=["jobs"], responses=_errors(404))
 async def cancel_job(job_id: str, svc: Svc) -> JobView:
     """Cancel a job (a finished job is left as it is)."""
     job = _job(svc, job_id)
@@ -223,7 +246,16 @@ async def cancel_job(job_id: str, svc: Svc) -> JobView:
     return _view(job)
 
 
-@router.api_route("/v1/videos/{name}", methods=["GET", "HEAD"], tags=["videos"], response_class=FileResponse)
+VIDEO_ROUTE: dict[str, Any] = {
+    "tags": ["videos"],
+    "response_class": FileResponse,
+    "responses": {206: {"description": "a Range"}, 304: {"description": "unchanged (If-None-Match)"}}
+    | _errors(404, 416),
+}
+
+
+@router.get("/v1/videos/{name}", **VIDEO_ROUTE)
+@router.head("/v1/videos/{name}", **VIDEO_ROUTE)  # its own route: an operation id of its own
 async def video(name: str, request: Request, svc: Svc) -> Response:
     """A rendered video by its key, with Range support; pinned in the cache while it is sent."""
     key = name.removesuffix(".mp4")
@@ -240,43 +272,43 @@ async def video(name: str, request: Request, svc: Svc) -> Response:
     return _PinnedFile(entry.path, pin.close, media_type="video/mp4", headers=headers)
 
 
-@router.post("/v1/avatars", tags=["avatars"], status_code=201, responses={413: {}, 422: {}})
+@router.post("/v1/avatars", tags=["avatars"], status_code=201, responses=_errors(413, 422))
 async def upload_avatar(svc: Svc, file: Annotated[UploadFile, File(description="an image")]) -> dict:
     """Upload a portrait; it must decode, fit the pixel limit and show a face."""
     data = await file.read()
     return {"avatar_id": await run_in_threadpool(svc.uploads.add_avatar, data, _filename(file))}
 
 
-@router.get("/v1/avatars", tags=["avatars"])
+@router.get("/v1/avatars", tags=["avatars"], responses=_errors())
 def list_avatars(svc: Svc) -> list[dict]:
     return svc.uploads.avatars()
 
 
-@router.post("/v1/audio", tags=["audio"], status_code=201, responses={413: {}, 422: {}})
+@router.post("/v1/audio", tags=["audio"], status_code=201, responses=_errors(413, 422))
 async def upload_audio(svc: Svc, file: Annotated[UploadFile, File(description="WAV/FLAC/OGG/MP3")]) -> dict:
     """Upload speech to lip-sync (render with audio_id instead of text)."""
     data = await file.read()
     return {"audio_id": await run_in_threadpool(svc.uploads.add_audio, data, _filename(file))}
 
 
-@router.get("/v1/personas", tags=["personas"])
+@router.get("/v1/personas", tags=["personas"], responses=_errors())
 def list_personas(svc: Svc) -> list[dict]:
     return [_persona(svc, name, detailed=False) for name in discover(*persona_roots(svc.settings))]
 
 
-@router.get("/v1/personas/{name}", tags=["personas"])
+@router.get("/v1/personas/{name}", tags=["personas"], responses=_errors(404))
 def persona_details(name: str, svc: Svc) -> dict:
     if name not in discover(*persona_roots(svc.settings)):
         raise HTTPException(404, f"unknown persona {name!r}; GET /v1/personas lists them")
     return _persona(svc, name, detailed=True)
 
 
-@router.get("/v1/cache/stats", tags=["cache"])
+@router.get("/v1/cache/stats", tags=["cache"], responses=_errors())
 def cache_stats(svc: Svc) -> dict:
     return svc.pipeline.cache.stats()
 
 
-@router.delete("/v1/cache", tags=["cache"])
+@router.delete("/v1/cache", tags=["cache"], responses=_errors())
 def cache_clear(svc: Svc) -> dict[str, int]:
     """Remove every cache entry that is not being read."""
     return {"removed": svc.pipeline.cache.clear()}
@@ -286,12 +318,13 @@ def cache_clear(svc: Svc) -> dict[str, int]:
 
 
 async def _submit(svc: Service, body: RenderBody) -> Job:
-    key, request, reason = await run_in_threadpool(_plan, svc, body)
-    return svc.jobs.submit(key, request, reason)
+    key, request, reason, cached = await run_in_threadpool(_plan, svc, body)
+    return svc.jobs.submit(key, request, reason, cached)
 
 
-def _plan(svc: Service, body: RenderBody) -> tuple[str, RenderRequest, str]:
-    """Validate a body against the personas, uploads and limits: (cache key, request, mode reason)."""
+def _plan(svc: Service, body: RenderBody) -> tuple[str, RenderRequest, str, dict | None]:
+    """Validate a body against the personas, uploads and limits: (cache key, request, mode reason,
+    the result if the worker rendered this before and the cache still holds the video)."""
     persona = get_persona(svc.settings, body.persona)
     mode, reason = body.mode, "requested" if body.mode else "default mode"
     if mode == "auto":
@@ -308,7 +341,13 @@ def _plan(svc: Service, body: RenderBody) -> tuple[str, RenderRequest, str]:
         avatar_path=svc.uploads.avatar_path(body.avatar_id) if body.avatar_id else None,
         apply_voice=body.voice,
     )
-    return svc.pipeline.plan(request).key, request, reason
+    plan = svc.pipeline.plan(request)
+    result = svc.jobs.rendered(plan.key)
+    if result is None or svc.pipeline.cache.get(result["key"]) is None:
+        return plan.key, request, reason, None
+    # as the worker answers a hit; the mode and persona names are this request's (a key has no names)
+    cached = {**result, "cached": True, "timings": {}, "mode": plan.mode.name, "persona": plan.persona.name}
+    return plan.key, request, reason, cached
 
 
 def _job(svc: Service, job_id: str) -> Job:
@@ -426,10 +465,11 @@ def create_app(settings: Settings, token: str | None = None) -> FastAPI:
         version=__version__,
         summary="Text (or speech) in, a lip-synced talking-avatar MP4 out.",
         lifespan=lifespan,
-        dependencies=[Depends(HTTPBearer(auto_error=False))] if token else [],  # /docs "Authorize"
     )
     app.state.service = service
-    app.include_router(router)
+    app.include_router(open_router)
+    # the token's security scheme, documented on the routes that need it (and /docs "Authorize")
+    app.include_router(router, dependencies=[Depends(HTTPBearer(auto_error=False))] if token else [])
     add_error_handlers(app)
     # The last added runs first: CORS (answers preflights), then the token, then the body limit.
     app.add_middleware(BodyLimit, upload_bytes=int(settings.server.max_upload_mb * 2**20))

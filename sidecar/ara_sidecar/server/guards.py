@@ -97,6 +97,9 @@ def _validation_message(errors: list[dict]) -> str:
 
 def add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI or Starlette could not parse the body: a 422 like bad JSON
+            why = exc.__cause__ or exc.detail
+            return JSONResponse({"error": f"unreadable request body (UTF-8 JSON, or multipart): {why}"}, 422)
         return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -10,6 +10,7 @@ thread owns the worker process, forwards its messages to the loop and restarts i
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import threading
@@ -32,6 +33,7 @@ from ara_sidecar.server.worker import start_worker
 log = logging.getLogger(__name__)
 
 KEEP_JOBS = 1000  # finished jobs are forgotten, oldest first, beyond this many
+KEEP_RESULTS = 10_000  # the newest results, remembered to answer repeated requests at once
 CANCEL_GRACE_S = 10.0  # an abandoned render gets this long to stop before its worker is killed
 RESTART_DELAY_S = 2.0  # pause before restarting a worker that died while loading its models
 STOP_TIMEOUT_S = 5.0  # on shutdown, a worker still busy after this long is killed
@@ -119,6 +121,7 @@ class JobManager:
         self.timeout_s = settings.server.job_timeout_s
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._active: dict[str, Render] = {}  # key -> queued or running render
+        self._results: OrderedDict[str, dict[str, Any]] = OrderedDict()  # key -> the worker's result
         self._queue: deque[Render] = deque()
         self._inflight: Render | None = None  # what the worker is doing (maybe abandoned)
         self._seq = 0
@@ -158,17 +161,24 @@ class JobManager:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def submit(self, key: str, request: RenderRequest, mode_reason: str) -> Job:
-        """A new job for the video `key`; it joins an identical queued or running render.
+    def submit(
+        self, key: str, request: RenderRequest, mode_reason: str, cached: dict[str, Any] | None = None
+    ) -> Job:
+        """A new job for the video `key`; it joins an identical queued or running render. With
+        `cached` (a result, see `rendered`) it is done at once, without the worker.
         Raises QueueFull when `queue_size` distinct renders are waiting or running."""
         render = self._active.get(key)
-        if render is None:
+        if cached is not None:
+            render = Render(0, key, request, status="done", result=cached)
+        elif render is None:
             if len(self._active) >= self.queue_size:
                 raise QueueFull(self.queue_size, self.retry_after())
             self._seq += 1
             render = self._active[key] = Render(self._seq, key, request)
             self._queue.append(render)
         job = Job(uuid.uuid4().hex, render, mode_reason)
+        if cached is not None:
+            job.finished = job.created
         render.jobs.append(job)
         self.jobs[job.id] = job
         self._forget_old_jobs()
@@ -187,6 +197,11 @@ class JobManager:
             self._finish(render, "cancelled")
             if render is self._inflight and self._cancel is not None:
                 self._cancel.value = render.seq
+
+    def rendered(self, key: str) -> dict[str, Any] | None:
+        """The worker's last result for the render `key` (its `key` is the video's: the worker's
+        device may change it). A dict lookup: safe from any thread."""
+        return self._results.get(key)
 
     def retry_after(self) -> int:
         """Seconds until a queue slot is likely free."""
@@ -274,6 +289,11 @@ class JobManager:
     def _finish(self, render: Render, status: str, *, result=None, error=None, kind=None) -> None:
         render.status, render.result, render.error, render.error_kind = status, result, error, kind
         render.ended = time.monotonic()
+        if status == "done":
+            self._results[render.key] = result
+            self._results.move_to_end(render.key)
+            if len(self._results) > KEEP_RESULTS:
+                self._results.popitem(last=False)
         if self._active.get(render.key) is render:
             del self._active[render.key]
         if render in self._queue:
@@ -289,7 +309,10 @@ class JobManager:
 
     def _forget_old_jobs(self) -> None:
         excess = len(self.jobs) - KEEP_JOBS
-        for job_id in [i for i, job in self.jobs.items() if job.finished is not None][: max(0, excess)]:
+        if excess <= 0:
+            return
+        finished = (i for i, job in self.jobs.items() if job.finished is not None)
+        for job_id in list(itertools.islice(finished, excess)):  # mostly the first few: O(1)
             del self.jobs[job_id]
 
     async def _tick(self) -> None:
