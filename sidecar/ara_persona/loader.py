@@ -7,6 +7,7 @@ the line, the field and what was expected. The schema is documented in personas/
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ VOICE_RANGES = {
     "warmth_db": (-6.0, 12.0),
 }
 TOP_KEYS = ("display_name", "default_mode", "modes", "selector", "prompt")
-MODE_KEYS = ("intensity_pct", "description", "voice", "triggers", "scenarios", "guidance")
+MODE_KEYS = ("intensity_pct", "description", "voice", "triggers", "scenarios", "guidance", "alltalk_voice")
+# An AllTalk voice name: what AllTalk's API accepts as character_voice_gen.
+_ALLTALK_VOICE = re.compile(r'[^<>"|?*\n]+')
 
 __all__ = ["MANIFESTO_FILE", "MODES_FILE", "PersonaError", "discover", "load_persona"]
 
@@ -130,6 +133,14 @@ def _voice(doc: _Doc, node: dict, key: tuple) -> VoiceParams:
     return VoiceParams(**values)
 
 
+def _alltalk_voice(doc: _Doc, node: dict, key: tuple) -> str | None:
+    expected = 'the name of a voice of the AllTalk server, e.g. "female_01.wav" (no <>"|?*)'
+    value = _get(doc, node, key, str, expected, default=None)
+    if value is not None and not _ALLTALK_VOICE.fullmatch(value.strip()):
+        raise doc.error(key, f"{expected}, got {value!r}")
+    return value.strip() if value is not None else None
+
+
 def _mode(doc: _Doc, name: str, node: Any) -> Mode:
     key = ("modes", name)
     if not isinstance(node, dict):
@@ -146,6 +157,7 @@ def _mode(doc: _Doc, name: str, node: Any) -> Mode:
         triggers=_strings(doc, node, (*key, "triggers")),
         scenarios=_strings(doc, node, (*key, "scenarios")),
         guidance=guidance,
+        alltalk_voice=_alltalk_voice(doc, node, (*key, "alltalk_voice")),
     )
 
 

@@ -54,6 +54,7 @@ class Mode:
     triggers: tuple[str, ...] = ()
     scenarios: tuple[str, ...] = ()
     guidance: str = ""
+    alltalk_voice: str | None = None  # the AllTalk TTS voice of this mode (None = alltalk.voice)
 
 
 @dataclass(frozen=True)

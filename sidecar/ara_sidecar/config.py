@@ -52,6 +52,16 @@ class PiperSettings(_Section):
     threads: int = Field(ge=0)
 
 
+class AllTalkSettings(_Section):
+    url: str = Field(pattern=r"^https?://[^/\s]+")
+    voice: str | None = Field(default=None, min_length=1)
+    language: str = Field(pattern=r"^[a-z]{2}(-[a-z]{2})?$|^auto$")
+    rvc_voice: str | None = Field(default=None, min_length=1)
+    connect_timeout_s: float = Field(gt=0)
+    timeout_s: float = Field(gt=0)
+    max_chars: int = Field(ge=50)
+
+
 class DspSettings(_Section):
     warmth_pivot_hz: float = Field(gt=50, lt=8000)
 
@@ -71,6 +81,18 @@ class Wav2LipSettings(_Section):
     pads: tuple[int, int, int, int]
     engine: Literal["fast", "reference"]
     batch_size: int = Field(ge=0, le=4096)
+
+
+class RvcSettings(_Section):
+    model: str | None = Field(default=None, min_length=1)
+    index: Path | None = None
+    hubert: Path | None = None
+    f0_method: Literal["pm", "harvest", "crepe", "crepe-tiny"]
+    index_rate: float = Field(ge=0, le=1)
+    protect: float = Field(ge=0, le=0.5)
+    rms_mix_rate: float = Field(ge=0, le=1)
+    transpose: float = Field(ge=-36, le=36)
+    speaker: int = Field(ge=0)
 
 
 class EncoderSettings(_Section):
@@ -111,9 +133,11 @@ class Settings(_Section):
     cache: CacheSettings
     limits: Limits
     piper: PiperSettings
+    alltalk: AllTalkSettings
     dsp: DspSettings
     animator: AnimatorSettings
     wav2lip: Wav2LipSettings
+    rvc: RvcSettings
     encoder: EncoderSettings
     server: ServerSettings
 

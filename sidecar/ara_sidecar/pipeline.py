@@ -138,6 +138,7 @@ class Pipeline:
             "avatar": file_digest(avatar_path),
             "no_face_ok": request.no_face_ok,
             "tts": self.tts.fingerprint() if text is not None else None,
+            "tts_inputs": self.tts.mode_inputs(mode if request.apply_voice else None) if text else None,
             "voice": self.voice.fingerprint() if request.apply_voice else None,
             "lipsync": self.lipsync.fingerprint(),
             "encoder": self.encoder.fingerprint(),
@@ -186,17 +187,22 @@ class Pipeline:
                 )
             return [lambda: self.voice.convert(audio, params) if request.apply_voice else audio]
 
+        # The TTS backend may apply part of the mode's voice itself (or all of it: no voice stage).
+        mode = plan.mode if request.apply_voice else None
+        params = self.tts.voice_stage_params(params) if mode else None
+
         def speak(sentence: str) -> Audio:
             with timings.measure("tts"):
-                audio = self.tts.synthesize(sentence)
-            if not request.apply_voice:
+                audio = self.tts.synthesize(sentence, mode)
+            if params is None:
                 return audio
             with timings.measure("voice"):
                 return self.voice.convert(audio, params)
 
         if cache is None:
             return [partial(speak, sentence) for sentence in split_sentences(plan.text)]
-        voice_print = self.voice.fingerprint() if request.apply_voice else None
+        tts_print, tts_inputs = self.tts.fingerprint(), self.tts.mode_inputs(mode)
+        voice_print = self.voice.fingerprint() if params is not None else None
         return [
             partial(
                 _cached_speech,
@@ -205,9 +211,10 @@ class Pipeline:
                     {
                         "kind": "speech",
                         "text": sentence,
-                        "tts": self.tts.fingerprint(),
+                        "tts": tts_print,
+                        "tts_inputs": tts_inputs,
                         "voice": voice_print,
-                        "voice_params": params if request.apply_voice else None,
+                        "voice_params": params,
                     }
                 ),
                 partial(speak, sentence),

