@@ -418,6 +418,7 @@ def _persona(svc: Service, name: str, detailed: bool) -> dict:
             "intensity_pct": mode.intensity_pct,
             "description": mode.description,
             "voice": dataclasses.asdict(mode.voice),
+            "alltalk_voice": mode.alltalk_voice,
         }
         for mode in persona.modes.values()
     }
