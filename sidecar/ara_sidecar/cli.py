@@ -82,6 +82,7 @@ def _settings_from_args(args) -> Settings:
             "lipsync": getattr(args, "lipsync", None),
             "piper.voice": getattr(args, "piper_voice", None),
             "wav2lip.checkpoint": getattr(args, "wav2lip_checkpoint", None),
+            "rvc.model": getattr(args, "rvc_model", None),
         }.items()
         if value is not None
     }
@@ -221,6 +222,11 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--piper-voice", help="Piper voice: default, NAME under models/piper/, or a .onnx path")
     p.add_argument(
         "--wav2lip-checkpoint", metavar="PATH", help="Wav2Lip generator weights (config: wav2lip.checkpoint)"
+    )
+    p.add_argument(
+        "--rvc-model",
+        metavar="PATH",
+        help="RVC voice model: NAME in models/rvc/ or a .pth (config: rvc.model)",
     )
 
 

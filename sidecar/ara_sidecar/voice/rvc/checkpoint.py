@@ -1,0 +1,131 @@
+"""Finding and loading RVC voice models (`NAME.pth`, optional `NAME.index` beside it).
+
+A community RVC model is a `torch.save`d dict: `weight` (the generator's state dict without the
+training-only posterior encoder `enc_q`), `config` (the 18 constructor arguments, ending with
+spk_embed_dim, gin_channels and the sample rate), `f0` (1 = pitch-conditioned, 0 = not), `version`
+("v1": 256-d content features, "v2": 768-d; absent in early v1 files) and `sr` ("40k", …).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ara_sidecar.config import Settings
+from ara_sidecar.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from ara_sidecar.voice.rvc.synthesizer import Synthesizer
+
+
+def model_dir(settings: Settings) -> Path:
+    return settings.path(settings.models_dir) / "rvc"
+
+
+def find_model(settings: Settings) -> Path:
+    """The configured model (rvc.model / ARA_RVC_MODEL / --rvc-model: NAME under models/rvc/ or a
+    path), else the only `.pth` in models/rvc/."""
+    folder = model_dir(settings)
+    if settings.rvc.model is not None:
+        value = Path(settings.rvc.model)
+        candidates = [settings.path(value)]
+        if value.parent == Path("."):  # a bare name: models/rvc/NAME(.pth)
+            candidates += [folder / value.name, folder / f"{value.name}.pth"]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise BackendUnavailable(
+                f"RVC model not found: {settings.rvc.model} (looked for {', '.join(map(str, candidates))}; "
+                "set rvc.model, ARA_RVC_MODEL or --rvc-model to NAME under models/rvc/ or a .pth path)"
+            )
+        return found
+    models = sorted(folder.glob("*.pth")) if folder.is_dir() else []
+    if len(models) != 1:
+        have = f"found {', '.join(p.name for p in models)}" if models else "found none"
+        raise BackendUnavailable(
+            f"no RVC model chosen: put one NAME.pth in {folder}/ or choose one with rvc.model, "
+            f"ARA_RVC_MODEL or --rvc-model ({have})"
+        )
+    return models[0]
+
+
+def find_index(settings: Settings, model: Path) -> Path | None:
+    """The configured index, else NAME.index or the one `*.index` mentioning NAME beside the model."""
+    if settings.rvc.index is not None:
+        path = settings.path(settings.rvc.index)
+        if not path.is_file():
+            raise BackendUnavailable(f"RVC index not found: {path} (rvc.index)")
+        return path
+    exact = model.with_suffix(".index")
+    if exact.is_file():
+        return exact
+    named = [p for p in model.parent.glob("*.index") if model.stem in p.name]
+    return named[0] if len(named) == 1 else None
+
+
+@dataclass(frozen=True)
+class VoiceModel:
+    path: Path
+    synthesizer: Synthesizer
+    version: str
+    f0: bool
+    sample_rate: int
+
+
+def load_model(path: Path) -> VoiceModel:
+    """A `Synthesizer` in eval mode on the CPU with the weights of the RVC model at `path`."""
+    import torch
+
+    from ara_sidecar.voice.rvc.synthesizer import SynthConfig, Synthesizer, fold_weight_norm
+
+    def bad(what: str) -> BackendUnavailable:
+        return BackendUnavailable(f"{path} is not an RVC voice model: {what}")
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and format errors come as many types
+        raise BackendUnavailable(f"{path} is not a readable PyTorch checkpoint: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("weight"), dict) or "config" not in data:
+        keys = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        raise bad(f"expected a dict with 'weight' and 'config' (an RVC inference model), found {keys}")
+    weight = {k: v for k, v in data["weight"].items() if not k.startswith("enc_q.")}
+    version = data.get("version", "v1")
+    f0 = data.get("f0", 1)
+    if version not in ("v1", "v2"):
+        raise bad(f"unknown version {version!r} (expected 'v1' or 'v2')")
+    if f0 not in (0, 1):
+        raise bad(f"f0 must be 0 or 1, got {f0!r}")
+    if "emb_g.weight" not in weight:
+        raise bad("its weight has no emb_g.weight (speaker table)")
+    config = list(data["config"])
+    if len(config) == 18:
+        config[15] = weight["emb_g.weight"].shape[0]  # the speaker count, as RVC itself does
+    try:
+        cfg = SynthConfig.from_list(config)
+    except (TypeError, ValueError) as exc:
+        raise bad(f"its config {data['config']!r} is not the 18-entry RVC list ({exc})") from None
+    model = Synthesizer(cfg, version, bool(f0))
+    expected = model.checkpoint_shapes()
+    missing = [k for k in expected if k not in weight]
+    unexpected = [k for k in weight if k not in expected]
+    wrong = [
+        f"{k} {tuple(weight[k].shape)} (expected {shape})"
+        for k, shape in expected.items()
+        if k in weight and tuple(weight[k].shape) != shape
+    ]
+    if missing or unexpected or wrong:
+        problems = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+                problems.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
+        raise bad(
+            f"its weights do not fit a {version} {'f0' if f0 else 'no-f0'} model ({'; '.join(problems)})"
+        )
+    state = {k: v.float() for k, v in weight.items() if not k.endswith(("weight_g", "weight_v"))}
+    for key in weight:
+        if key.endswith(".weight_g"):
+            base = key.removesuffix("_g")
+            state[base] = fold_weight_norm(weight[key].float(), weight[f"{base}_v"].float())
+    model.load_state_dict(state)
+    return VoiceModel(path, model.eval().requires_grad_(False), version, bool(f0), cfg.sr)
