@@ -29,6 +29,7 @@ from ara_sidecar.config import load_settings
 from ara_sidecar.tts.piper import PiperTTS
 from ara_sidecar.voice.rvc import RvcVoice
 from ara_sidecar.voice.rvc import f0 as pitch
+from ara_sidecar.voice.rvc.checkpoint import saved_weights
 from ara_sidecar.voice.rvc.hubert import _with_final_proj
 from ara_sidecar.voice.rvc.synthesizer import SynthConfig, Synthesizer
 
@@ -43,16 +44,7 @@ def write_models(root: Path) -> None:
     torch.manual_seed(0)
     _with_final_proj()(HubertConfig()).save_pretrained(root / "hubert" / "contentvec")
     model = Synthesizer(SynthConfig.from_list(V2_40K), "v2", True)
-    weight = {}
-    for name, module in model.named_modules():
-        for pname, param in module.named_parameters(recurse=False):
-            if pname == "weight" and getattr(module, "weight_norm", False):
-                weight[f"{name}.weight_g"] = (
-                    param.detach().flatten(1).norm(dim=1).view(-1, *[1] * (param.dim() - 1))
-                )
-                weight[f"{name}.weight_v"] = param.detach()
-            else:
-                weight[f"{name}.{pname}"] = param.detach()
+    weight = saved_weights(model)
     (root / "rvc").mkdir()
     data = {
         "weight": {k: v.half() for k, v in weight.items()},

@@ -20,7 +20,7 @@ from ara_sidecar.errors import BackendUnavailable  # noqa: E402
 from ara_sidecar.voice import REGISTRY  # noqa: E402
 from ara_sidecar.voice.rvc import RvcVoice, cut_points  # noqa: E402
 from ara_sidecar.voice.rvc import f0 as pitch  # noqa: E402
-from ara_sidecar.voice.rvc.checkpoint import load_model  # noqa: E402
+from ara_sidecar.voice.rvc.checkpoint import load_model, saved_weights  # noqa: E402
 from ara_sidecar.voice.rvc.hubert import load_hubert  # noqa: E402
 from ara_sidecar.voice.rvc.synthesizer import SynthConfig, Synthesizer  # noqa: E402
 
@@ -41,16 +41,7 @@ def write_model(path: Path, version: str, f0: bool, config: list, seed: int = 0)
     """A random-weight model saved as RVC saves one: fp16 `weight` with weight-normed layers as g/v."""
     torch.manual_seed(seed)
     model = Synthesizer(SynthConfig.from_list(config), version, f0)
-    weight = {}
-    for name, module in model.named_modules():
-        for pname, param in module.named_parameters(recurse=False):
-            if pname == "weight" and getattr(module, "weight_norm", False):
-                weight[f"{name}.weight_g"] = (
-                    param.detach().flatten(1).norm(dim=1).view(-1, *[1] * (param.dim() - 1))
-                )
-                weight[f"{name}.weight_v"] = param.detach()
-            else:
-                weight[f"{name}.{pname}"] = param.detach()
+    weight = saved_weights(model)
     sr = {32000: "32k", 40000: "40k", 48000: "48k"}[config[-1]]
     data = {"weight": {k: v.half() for k, v in weight.items()}, "config": config, "info": "test", "sr": sr,
             "f0": int(f0), "version": version}  # fmt: skip

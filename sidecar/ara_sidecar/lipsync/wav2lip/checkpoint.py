@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable
+from ara_sidecar.weights import shape_mismatches
 
 if TYPE_CHECKING:
     import torch
@@ -72,22 +73,12 @@ def load_generator(path: Path) -> Wav2LipGenerator:
 
     model = Wav2LipGenerator()
     state = load_state_dict(path)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong:
-        problems = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-                problems.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
+    problems = shape_mismatches(
+        {k: v.shape for k, v in state.items()}, {k: v.shape for k, v in model.state_dict().items()}
+    )
+    if problems:
         raise BackendUnavailable(
-            f"{path} is not a Wav2Lip generator checkpoint ({'; '.join(problems)}); "
+            f"{path} is not a Wav2Lip generator checkpoint ({problems}); "
             f"expected the official {' or '.join(FILE_NAMES)}"
         )
     model.load_state_dict(state)

@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING
 
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable
+from ara_sidecar.weights import shape_mismatches
 
 if TYPE_CHECKING:
+    import torch
+
     from ara_sidecar.voice.rvc.synthesizer import Synthesizer
 
 
@@ -105,23 +108,9 @@ def load_model(path: Path) -> VoiceModel:
     except (TypeError, ValueError) as exc:
         raise bad(f"its config {data['config']!r} is not the 18-entry RVC list ({exc})") from None
     model = Synthesizer(cfg, version, bool(f0))
-    expected = model.checkpoint_shapes()
-    missing = [k for k in expected if k not in weight]
-    unexpected = [k for k in weight if k not in expected]
-    wrong = [
-        f"{k} {tuple(weight[k].shape)} (expected {shape})"
-        for k, shape in expected.items()
-        if k in weight and tuple(weight[k].shape) != shape
-    ]
-    if missing or unexpected or wrong:
-        problems = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-                problems.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
-        raise bad(
-            f"its weights do not fit a {version} {'f0' if f0 else 'no-f0'} model ({'; '.join(problems)})"
-        )
+    problems = shape_mismatches({k: v.shape for k, v in weight.items()}, model.checkpoint_shapes())
+    if problems:
+        raise bad(f"its weights do not fit a {version} {'f0' if f0 else 'no-f0'} model ({problems})")
     state = {k: v.float() for k, v in weight.items() if not k.endswith(("weight_g", "weight_v"))}
     for key in weight:
         if key.endswith(".weight_g"):
@@ -129,3 +118,18 @@ def load_model(path: Path) -> VoiceModel:
             state[base] = fold_weight_norm(weight[key].float(), weight[f"{base}_v"].float())
     model.load_state_dict(state)
     return VoiceModel(path, model.eval().requires_grad_(False), version, bool(f0), cfg.sr)
+
+
+def saved_weights(model: Synthesizer) -> dict[str, torch.Tensor]:
+    """`model`'s weights as RVC saves a voice model (its `weight` entry, before the fp16 cast):
+    weight-normalised layers split into `weight_g` (the norm) and `weight_v` (the direction)."""
+    weight = {}
+    for name, module in model.named_modules():
+        for pname, param in module.named_parameters(recurse=False):
+            if pname == "weight" and getattr(module, "weight_norm", False):
+                norm = param.detach().flatten(1).norm(dim=1).view(-1, *[1] * (param.dim() - 1))
+                weight[f"{name}.weight_g"] = norm
+                weight[f"{name}.weight_v"] = param.detach()
+            else:
+                weight[f"{name}.{pname}"] = param.detach()
+    return weight
