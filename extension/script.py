@@ -71,28 +71,28 @@ def _last_user(state: dict) -> str:
     return "" if text == BEGIN_CHAT else str(text or "")
 
 
-def state_modifier(state: dict) -> dict:
-    """Before each generation: inject the persona block and remember the turn's user text."""
+def _remember_and_inject(state: dict, user: str | None) -> None:
+    """Remember the turn's user text (None: the history's last one) and inject the persona
+    block for it; never raises."""
     try:
-        user = _last_user(state)
+        user = _last_user(state) if user is None else user
         state[_TURN] = user
         runtime.inject(state, user)
     except (ValueError, ImportError, OSError) as exc:  # ValueError: PersonaError
         log.warning("Ara: the persona was not injected (%s)", exc)
     except Exception:
         log.exception("Ara: could not update the context")
+
+
+def state_modifier(state: dict) -> dict:
+    """Before each generation: inject the persona block and remember the turn's user text."""
+    _remember_and_inject(state, None)
     return state
 
 
 def chat_input_modifier(text: str, visible_text: str, state: dict) -> tuple[str, str]:
     """A new user message: remember it and re-inject the block for the mode it suggests."""
-    try:
-        state[_TURN] = text
-        runtime.inject(state, text)
-    except (ValueError, ImportError, OSError) as exc:  # ValueError: PersonaError
-        log.warning("Ara: the persona was not injected (%s)", exc)
-    except Exception:
-        log.exception("Ara: could not update the context")
+    _remember_and_inject(state, text)
     return text, visible_text
 
 
