@@ -17,9 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from ara_sidecar.audio import Audio
 from ara_sidecar.config import load_settings
 from ara_sidecar.personas import get_persona
 from ara_sidecar.pipeline import Pipeline, RenderRequest
+from ara_sidecar.text import check_text, split_sentences
 
 REPLY = (
     "Good evening. I looked at the build logs while you were away, and the failure is in the "
@@ -78,6 +82,29 @@ def main() -> None:
             f"warm median: {median:.3f} s for {warm.speech_s:.2f} s of speech → real-time factor "
             f"{median / warm.speech_s:.3f} (target ≤ 0.150)"
         )
+        tts_s, encode_s, frames = _stage_floor(pipeline, request, Path(tmp) / "floor.mp4")
+        print(
+            f"for scale, alone in this process: Piper {tts_s / warm.speech_s:.3f}× real time, libx264 "
+            f"{encode_s / frames * 1e3:.2f} ms per frame; one after the other "
+            f"{(tts_s + encode_s) / warm.speech_s:.3f}× real time"
+        )
+
+
+def _stage_floor(pipeline: Pipeline, request: RenderRequest, out: Path) -> tuple[float, float, int]:
+    """Seconds of Piper alone (every sentence) and of the encoder alone (the same frames, made
+    beforehand): the machine's speed for the two dominant stages, measured in the same run."""
+    start = time.perf_counter()
+    speech = [pipeline.tts.synthesize(sentence) for sentence in split_sentences(check_text(REPLY, 10_000))]
+    tts_s = time.perf_counter() - start
+    audio = Audio(np.concatenate([a.samples for a in speech]), speech[0].sample_rate)
+    avatar = pipeline.open_avatar(request.avatar_path or get_persona(pipeline.settings).avatar_path)
+    frames = list(pipeline.lipsync.animate(pipeline.prepare_avatar(avatar), audio, pipeline.settings.fps))
+    start = time.perf_counter()
+    with pipeline.encoder.open(out, pipeline.settings.fps) as writer:
+        for frame in frames:
+            writer.write_frame(frame)
+        writer.write_audio(audio)
+    return tts_s, time.perf_counter() - start, len(frames)
 
 
 if __name__ == "__main__":
