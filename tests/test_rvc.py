@@ -261,19 +261,8 @@ def test_f0_methods_track_the_voice(speech16, method, tmp_path):
 def write_crepe(path: Path, width: int = 4) -> Path:
     """A random CREPE checkpoint in torchcrepe's layout (tiny: width 4)."""
     torch.manual_seed(0)
-    state = {}
-    channels = [1, *(width * m for m in (32, 4, 4, 4, 8, 16))]
-    for i in range(6):
-        kernel = 512 if i == 0 else 64
-        state[f"conv{i + 1}.weight"] = torch.randn(channels[i + 1], channels[i], kernel, 1) * 0.05
-        state[f"conv{i + 1}.bias"] = torch.zeros(channels[i + 1])
-        for name, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
-            state[f"conv{i + 1}_BN.{name}"] = torch.full((channels[i + 1],), value)
-        state[f"conv{i + 1}_BN.num_batches_tracked"] = torch.tensor(0)
-    state["classifier.weight"] = torch.randn(360, channels[-1] * 4) * 0.05
-    state["classifier.bias"] = torch.zeros(360)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+    torch.save(pitch.crepe_network(width).state_dict(), path)
     return path
 
 

