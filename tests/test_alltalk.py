@@ -211,7 +211,7 @@ def test_full_render_through_the_pipeline(settings, v2, tmp_path, private_dirs):
     assert {f["speed"] for f in forms} == {"0.85"}  # cathedral's speed, applied by AllTalk
     media = probe(result.path, decode_frames=False)
     assert media.video_codec == "h264" and media.audio_codec == "aac"
-    speech_s = 0.06 * (19 + 36) / 0.85 + cfg.sentence_pause_s
+    speech_s = 0.06 * (19 + 36) / 0.85 + 2 * cfg.sentence_pause_s  # a pause after each sentence
     assert result.speech_s == pytest.approx(speech_s, abs=0.1) and media.video_s >= speech_s - 0.05
 
     cached = Pipeline(cfg).render(RenderRequest(text=text, mode="cathedral"), tmp_path / "again.mp4")

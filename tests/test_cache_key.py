@@ -18,7 +18,7 @@ PARTS = {
     "text": "Hello, I am Ara.",
     "persona": "ara",
     "mode": "lab",
-    "voice": {"pitch_semitones": -0.5, "speed": 0.87, "warmth_db": 4.5},
+    "voice": {"pitch_semitones": -0.5, "speed": 0.87, "warmth_db": 4.5, "rvc_model": "alto"},
     "avatar_digest": "a" * 64,
     "tts": {"backend": "piper", "voice": "en_US-joe-medium.onnx", "voice_digest": "b" * 64},
     "voice_backend": {"backend": "dsp", "warmth_pivot_hz": 1000},
@@ -58,7 +58,7 @@ def test_key_is_a_sha256_hex_digest():
 
 def test_key_ignores_dict_order_at_every_level():
     reordered = {name: PARTS[name] for name in reversed(PARTS)}
-    reordered["voice"] = {"warmth_db": 4.5, "speed": 0.87, "pitch_semitones": -0.5}
+    reordered["voice"] = {"rvc_model": "alto", "warmth_db": 4.5, "speed": 0.87, "pitch_semitones": -0.5}
     reordered["output"] = dict(reversed(list(PARTS["output"].items())))
     assert cache_key(reordered) == cache_key(PARTS)
 
@@ -69,7 +69,7 @@ def test_equal_values_encode_alike():
     assert cache_key({"x": 0.25}) == cache_key({"x": np.float64(0.25)}) == cache_key({"x": np.float32(0.25)})
     assert cache_key({"x": (1, "a")}) == cache_key({"x": [1, "a"]})
     assert cache_key({"x": Path("models/a.onnx")}) == cache_key({"x": PurePosixPath("models/a.onnx")})
-    assert cache_key({"v": VoiceParams(-0.5, 0.87, 4.5)}) == cache_key({"v": PARTS["voice"]})
+    assert cache_key({"v": VoiceParams(-0.5, 0.87, 4.5, "alto")}) == cache_key({"v": PARTS["voice"]})
 
 
 class _Encoder(BaseModel):  # like the config sections

@@ -99,6 +99,17 @@ def test_discover_user_root_wins(tmp_path):
     assert "notes" not in found
 
 
+def test_rvc_model_of_persona_and_modes(ara, tmp_path):
+    assert {mode.voice.rvc_model for mode in ara.modes.values()} == {None}
+    persona_wide = sub("display_name: Ara", "display_name: Ara\nrvc_model: alto")
+    lab_own = sub("warmth_db: 1.5}", "warmth_db: 1.5, rvc_model: ' voices/bass.pth '}")
+    persona = load_persona(make_persona(tmp_path, "modes.yaml", lambda t: lab_own(persona_wide(t))))
+    models = {name: mode.voice.rvc_model for name, mode in persona.modes.items()}
+    assert models == {name: "voices/bass.pth" if name == "lab" else "alto" for name in MODE_NAMES}
+    only_lab = load_persona(make_persona(tmp_path / "lab", "modes.yaml", lab_own))
+    assert {name for name, mode in only_lab.modes.items() if mode.voice.rvc_model} == {"lab"}
+
+
 def test_not_a_persona(tmp_path):
     with pytest.raises(PersonaError, match=r"not a persona \(no modes.yaml\)"):
         load_persona(tmp_path)
@@ -327,6 +338,27 @@ MODES_CASES = [
         "follow_up_words:",
         "selector.follow_up_words",
         "an integer",
+    ),
+    (
+        "persona rvc_model type",
+        sub("display_name: Ara", "display_name: Ara\nrvc_model: 7"),
+        "rvc_model: 7",
+        "rvc_model",
+        "an RVC voice model as a non-empty string",
+    ),
+    (
+        "voice rvc_model empty",
+        sub("speed: 0.92, warmth_db: 2.0}", 'speed: 0.92, warmth_db: 2.0, rvc_model: " "}'),
+        "rvc_model:",
+        "modes.cockpit.voice.rvc_model",
+        "a non-empty string: NAME (models/rvc/NAME.pth) or a .pth path",
+    ),
+    (
+        "voice rvc_model type",
+        sub("warmth_db: 1.5}", "warmth_db: 1.5,\n      rvc_model: [alto, bass]}"),
+        "rvc_model:",
+        "modes.lab.voice.rvc_model",
+        "an RVC voice model",
     ),
     (
         "prompt budget",

@@ -207,7 +207,7 @@ def test_fingerprint_changes_with_model_and_settings(settings, models_dir):
     a = RvcVoice(settings.with_overrides(models_dir=str(models_dir), **{"rvc.model": "v2f0"}), "cpu")
     b = RvcVoice(settings.with_overrides(models_dir=str(models_dir), **{"rvc.model": "v1f0"}), "cpu")
     c = RvcVoice(a.settings.with_overrides(**{"rvc.f0_method": "harvest"}), "cpu")
-    assert a.fingerprint()["model"] != b.fingerprint()["model"]
+    assert a.mode_inputs(VoiceParams()) != b.mode_inputs(VoiceParams())
     assert a.fingerprint() != c.fingerprint()
     assert len(a.fingerprint()["hubert"]) == 2  # config.json + weights
 

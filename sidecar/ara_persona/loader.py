@@ -35,7 +35,7 @@ VOICE_RANGES = {
     "speed": (0.5, 2.0),
     "warmth_db": (-6.0, 12.0),
 }
-TOP_KEYS = ("display_name", "default_mode", "modes", "selector", "prompt")
+TOP_KEYS = ("display_name", "default_mode", "rvc_model", "modes", "selector", "prompt")
 MODE_KEYS = ("intensity_pct", "description", "voice", "triggers", "scenarios", "guidance", "alltalk_voice")
 # An AllTalk voice name: what AllTalk's API accepts as character_voice_gen.
 _ALLTALK_VOICE = re.compile(r'[^<>"|?*\n]+')
@@ -123,14 +123,25 @@ def _strings(doc: _Doc, node: dict, key: tuple) -> tuple[str, ...]:
     return tuple(item.strip() for item in items)
 
 
-def _voice(doc: _Doc, node: dict, key: tuple) -> VoiceParams:
+def _rvc_model(doc: _Doc, node: dict, key: tuple, default: str | None) -> str | None:
+    """An RVC model name or path; resolving it is the sidecar's job (it depends on models_dir)."""
+    expected = "an RVC voice model as a non-empty string: NAME (models/rvc/NAME.pth) or a .pth path"
+    value = _get(doc, node, key, str, expected, default=default)
+    if value is default:
+        return value
+    if not value.strip():
+        raise doc.error(key, expected)
+    return value.strip()
+
+
+def _voice(doc: _Doc, node: dict, key: tuple, rvc_model: str | None) -> VoiceParams:
     voice = _get(doc, node, key, dict, "a mapping of voice parameters")
-    _known_keys(doc, voice, key, tuple(VOICE_RANGES))
+    _known_keys(doc, voice, key, (*VOICE_RANGES, "rvc_model"))
     values = {
         name: float(_number(doc, voice, (*key, name), float, lo, hi))
         for name, (lo, hi) in VOICE_RANGES.items()
     }
-    return VoiceParams(**values)
+    return VoiceParams(**values, rvc_model=_rvc_model(doc, voice, (*key, "rvc_model"), rvc_model))
 
 
 def _alltalk_voice(doc: _Doc, node: dict, key: tuple) -> str | None:
@@ -141,7 +152,8 @@ def _alltalk_voice(doc: _Doc, node: dict, key: tuple) -> str | None:
     return value.strip() if value is not None else None
 
 
-def _mode(doc: _Doc, name: str, node: Any) -> Mode:
+def _mode(doc: _Doc, name: str, node: Any, rvc_model: str | None) -> Mode:
+    """The mode `name`; `rvc_model` is the persona's, for a voice that does not name its own."""
     key = ("modes", name)
     if not isinstance(node, dict):
         raise doc.error(key, "a mapping with intensity_pct, voice, guidance, …")
@@ -152,7 +164,7 @@ def _mode(doc: _Doc, name: str, node: Any) -> Mode:
     return Mode(
         name=name,
         intensity_pct=_number(doc, node, (*key, "intensity_pct"), int, 0, 100),
-        voice=_voice(doc, node, (*key, "voice")),
+        voice=_voice(doc, node, (*key, "voice"), rvc_model),
         description=_text(doc, node, (*key, "description"), "a string", default=""),
         triggers=_strings(doc, node, (*key, "triggers")),
         scenarios=_strings(doc, node, (*key, "scenarios")),
@@ -237,7 +249,8 @@ def load_persona(directory: Path) -> Persona:
     missing = [m for m in MODE_NAMES if m not in modes_node]
     if missing:
         raise doc.error(("modes",), f"all six modes; missing {', '.join(missing)}")
-    modes = {name: _mode(doc, name, modes_node[name]) for name in MODE_NAMES}
+    rvc_model = _rvc_model(doc, data, ("rvc_model",), None)
+    modes = {name: _mode(doc, name, modes_node[name], rvc_model) for name in MODE_NAMES}
     default = _get(doc, data, ("default_mode",), str, f"one of {', '.join(MODE_NAMES)}")
     if default not in modes:
         raise doc.error(("default_mode",), f"one of {', '.join(MODE_NAMES)}, got {default!r}")

@@ -38,11 +38,15 @@ class VoiceParams:
     pitch_semitones: f0 shift, duration unchanged (+12 = one octave up).
     speed: tempo factor, pitch unchanged (0.9 = 10 % slower).
     warmth_db: spectral tilt in dB; 0 = neutral/professional, 6 = maximum warmth.
+    rvc_model: the RVC voice model (`voice: rvc`): NAME in models/rvc/ (NAME.pth) or a path, resolved
+      like the sidecar's rvc.model setting, which overrides it; None = the default model. The DSP
+      stage ignores it.
     """
 
     pitch_semitones: float = 0.0
     speed: float = 1.0
     warmth_db: float = 0.0
+    rvc_model: str | None = None
 
 
 @dataclass(frozen=True)

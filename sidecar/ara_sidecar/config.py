@@ -40,6 +40,13 @@ class Limits(_Section):
     max_audio_s: float = Field(gt=0)
 
 
+class ChunkingSettings(_Section):
+    first_max_chars: int = Field(ge=10)
+    max_chars: int = Field(ge=20)
+    min_chars: int = Field(ge=0)
+    clause_pause_s: float = Field(ge=0, le=5)
+
+
 class CacheSettings(_Section):
     enabled: bool
     dir: Path
@@ -77,7 +84,7 @@ class AnimatorSettings(_Section):
 
 class Wav2LipSettings(_Section):
     checkpoint: Path | None = None
-    detector: Literal["haar"]
+    detector: Literal["haar", "s3fd"]
     pads: tuple[int, int, int, int]
     engine: Literal["fast", "reference"]
     batch_size: int = Field(ge=0, le=4096)
@@ -87,7 +94,7 @@ class RvcSettings(_Section):
     model: str | None = Field(default=None, min_length=1)
     index: Path | None = None
     hubert: Path | None = None
-    f0_method: Literal["pm", "harvest", "crepe", "crepe-tiny"]
+    f0_method: Literal["pm", "harvest", "crepe", "crepe-tiny", "rmvpe"]
     index_rate: float = Field(ge=0, le=1)
     protect: float = Field(ge=0, le=0.5)
     rms_mix_rate: float = Field(ge=0, le=1)
@@ -127,6 +134,7 @@ class Settings(_Section):
     fps: int = Field(ge=1, le=60)
     video_max_side: int = Field(ge=64, le=4096)
     sentence_pause_s: float = Field(ge=0, le=5)
+    chunking: ChunkingSettings
     tts: str
     voice: str
     lipsync: str

@@ -2,8 +2,13 @@
 
 Backends are chosen by the settings and imported lazily through each stage's registry.
 Construct a `Pipeline` once, `load()` it (models stay warm), then `render()` many times.
-Speech is made per sentence in a worker thread; lip-sync frames stream straight into the
-encoder, so the stages overlap and memory stays flat for long replies.
+
+Text is cut into chunks (`text.split_chunks`, about a sentence each). Each chunk is rendered
+into an MP4 of its own, cached under its own key (so replies that share sentences share their
+videos) and announced through `on_chunk` as soon as it exists, so a player can start with the
+first. Speech for the next chunk is made in a worker thread while this one is lip-synced and
+encoded. At the end the chunk videos are joined, without re-encoding the picture, into the
+whole reply's MP4, whose sound is encoded in one piece.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import shutil
 import struct
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,7 @@ import numpy as np
 
 from ara_persona import Mode, Persona, PersonaError
 from ara_sidecar import encode, lipsync, tts, voice
-from ara_sidecar.audio import Audio, load_audio, silence
+from ara_sidecar.audio import Audio, load_audio, resample, silence
 from ara_sidecar.avatar import Avatar, load_avatar
 from ara_sidecar.background import BackgroundIterator
 from ara_sidecar.cache import CacheStore, cache_key
@@ -34,7 +40,7 @@ from ara_sidecar.digest import file_digest
 from ara_sidecar.errors import UserError
 from ara_sidecar.lipsync import frame_count
 from ara_sidecar.personas import get_persona
-from ara_sidecar.text import check_text, split_sentences
+from ara_sidecar.text import ChunkLimits, check_text, split_chunks
 from ara_sidecar.timings import Timings
 
 # Progress is reported per stage: "tts" is speech (TTS and voice stage, per sentence) and
@@ -57,6 +63,28 @@ class RenderRequest:
     no_face_ok: bool = False
 
 
+@dataclass(frozen=True)
+class ChunkVideo:
+    """One chunk's video, ready to play: `start_s` into the whole reply, `duration_s` long."""
+
+    index: int
+    count: int  # chunks in the reply
+    key: str  # its cache key (GET /v1/videos/KEY.mp4)
+    path: Path
+    start_s: float
+    duration_s: float
+    mime: str  # MIME type with codecs, for Media Source Extensions
+    cached: bool
+
+    def describe(self) -> dict:
+        """Plain values (no path), as results and events carry them."""
+        return {k: v for k, v in asdict(self).items() if k != "path"}
+
+
+# on_chunk(chunk): a chunk's video exists (called in order, from the rendering thread).
+ChunkFn = Callable[[ChunkVideo], None]
+
+
 @dataclass
 class RenderResult:
     path: Path
@@ -69,6 +97,7 @@ class RenderResult:
     frames: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (they overlap)
     wall_s: float = 0.0  # the whole render, start to finish
+    chunks: list[dict] = field(default_factory=list)  # ChunkVideo.describe() of each chunk
 
     @property
     def real_time_factor(self) -> float:
@@ -76,15 +105,24 @@ class RenderResult:
 
 
 @dataclass(frozen=True)
+class _ChunkPlan:
+    text: str | None  # what to say (None: the request's audio file)
+    pause_s: float  # silence after it
+    speech_key: str  # cache key of its speech
+    key: str  # cache key of its video
+
+
+@dataclass(frozen=True)
 class _Plan:
-    """A validated request: everything the render needs, and its cache key."""
+    """A validated request: everything the render needs, and its cache keys."""
 
     request: RenderRequest
     persona: Persona
     mode: Mode
     text: str | None  # normalised text to speak (None for audio input)
     avatar_path: Path
-    key: str
+    chunks: tuple[_ChunkPlan, ...]
+    key: str  # the whole video's: derived from its chunks' keys
 
 
 class Pipeline:
@@ -114,39 +152,63 @@ class Pipeline:
     # -- inputs -------------------------------------------------------------------------
 
     def plan(self, request: RenderRequest) -> _Plan:
-        """Validate `request` and compute its cache key, without reading any pixels or audio."""
+        """Validate `request`, cut its text into chunks and compute the cache keys, without
+        reading any pixels or audio."""
         persona = get_persona(self.settings, request.persona)
         try:
             mode = persona.mode(request.mode or self.settings.mode)
         except PersonaError as exc:
             raise UserError(str(exc)) from None
+        avatar_path = Path(request.avatar_path or persona.avatar_path)
+        if not avatar_path.is_file():
+            raise UserError(f"avatar not found: {avatar_path}")
+        video = {  # what shapes a chunk's picture besides its speech
+            "avatar": file_digest(avatar_path),
+            "no_face_ok": request.no_face_ok,
+            "lipsync": self.lipsync.fingerprint(),
+            "encoder": self.encoder.fingerprint(),
+            "fps": self.settings.fps,
+            "video_max_side": self.settings.video_max_side,
+        }
         if request.audio_path is None:
             text = check_text(request.text, self.settings.limits.max_text_chars)
-            speech = {"text": text}
+            # The TTS backend may apply part of the mode's voice itself (or all: no voice stage).
+            voiced = mode if request.apply_voice else None
+            params = self.tts.voice_stage_params(mode.voice) if voiced else None
+            speech = {
+                "kind": "speech",
+                "tts": self.tts.fingerprint(),
+                "tts_inputs": self.tts.mode_inputs(voiced),
+                "voice": self.voice.fingerprint() if params is not None else None,
+                "voice_params": params,
+                "voice_inputs": self.voice.mode_inputs(params) if params is not None else None,
+            }
+            cfg = self.settings.chunking
+            limits = ChunkLimits(cfg.first_max_chars, cfg.max_chars, cfg.min_chars)
+            pieces = [
+                (c.text, self.settings.sentence_pause_s if c.ends_sentence else cfg.clause_pause_s)
+                for c in split_chunks(text, limits)
+            ]
         else:
             text = None
             if not Path(request.audio_path).is_file():
                 raise UserError(f"audio file not found: {request.audio_path}")
-            speech = {"audio": file_digest(request.audio_path)}
-        avatar_path = Path(request.avatar_path or persona.avatar_path)
-        if not avatar_path.is_file():
-            raise UserError(f"avatar not found: {avatar_path}")
-        parts = {
-            **speech,
-            "kind": "video",
-            "voice_params": mode.voice if request.apply_voice else None,
-            "avatar": file_digest(avatar_path),
-            "no_face_ok": request.no_face_ok,
-            "tts": self.tts.fingerprint() if text is not None else None,
-            "tts_inputs": self.tts.mode_inputs(mode if request.apply_voice else None) if text else None,
-            "voice": self.voice.fingerprint() if request.apply_voice else None,
-            "lipsync": self.lipsync.fingerprint(),
-            "encoder": self.encoder.fingerprint(),
-            "fps": self.settings.fps,
-            "sentence_pause_s": self.settings.sentence_pause_s,
-            "video_max_side": self.settings.video_max_side,
-        }
-        return _Plan(request, persona, mode, text, avatar_path, cache_key(parts))
+            voiced = request.apply_voice
+            speech = {
+                "kind": "speech-file",
+                "audio": file_digest(request.audio_path),
+                "voice": self.voice.fingerprint() if voiced else None,
+                "voice_params": mode.voice if voiced else None,
+                "voice_inputs": self.voice.mode_inputs(mode.voice) if voiced else None,
+            }
+            pieces = [(None, 0.0)]
+        chunks = []
+        for piece, pause_s in pieces:
+            speech_key = cache_key({**speech, "text": piece})
+            key = cache_key({"kind": "chunk", "speech": speech_key, "pause_s": pause_s, **video})
+            chunks.append(_ChunkPlan(piece, pause_s, speech_key, key))
+        whole = cache_key({"kind": "video", "chunks": [c.key for c in chunks], "encoder": video["encoder"]})
+        return _Plan(request, persona, mode, text, avatar_path, tuple(chunks), whole)
 
     def prepare_avatar(
         self, avatar: Avatar, no_face_ok: bool = False, cache: CacheStore | None = None
@@ -172,70 +234,48 @@ class Pipeline:
         limits = self.settings.limits
         return load_avatar(path, max_pixels=limits.max_avatar_pixels, max_side=self.settings.video_max_side)
 
-    def _speech_sources(
-        self, plan: _Plan, timings: Timings, cache: CacheStore | None
-    ) -> list[Callable[[], Audio]]:
-        """One callable per chunk that makes its speech after the voice stage: one per sentence
-        (each cached by sentence, voice parameters and backends), or the given audio file."""
-        request, params = plan.request, plan.mode.voice
-        if plan.text is None:
+    def _speech(
+        self, plan: _Plan, chunk: _ChunkPlan, timings: Timings, cache: CacheStore | None
+    ) -> tuple[Audio, float]:
+        """A chunk's speech after the voice stage, padded with its pause and silence up to a whole
+        frame, and the seconds of speech plus pause in it. Text speech is cached by its key."""
+        request = plan.request
+        if chunk.text is None:
             audio = load_audio(request.audio_path)
             if audio.duration_s > self.settings.limits.max_audio_s:
                 raise UserError(
                     f"audio {request.audio_path} is {audio.duration_s:.0f} s long, over the limit of "
                     f"{self.settings.limits.max_audio_s:g} s (limits.max_audio_s)"
                 )
-            return [lambda: self.voice.convert(audio, params) if request.apply_voice else audio]
-
-        # The TTS backend may apply part of the mode's voice itself (or all of it: no voice stage).
-        mode = plan.mode if request.apply_voice else None
-        params = self.tts.voice_stage_params(params) if mode else None
-
-        def speak(sentence: str) -> Audio:
-            with timings.measure("tts"):
-                audio = self.tts.synthesize(sentence, mode)
-            if params is None:
-                return audio
-            with timings.measure("voice"):
-                return self.voice.convert(audio, params)
-
-        if cache is None:
-            return [partial(speak, sentence) for sentence in split_sentences(plan.text)]
-        tts_print, tts_inputs = self.tts.fingerprint(), self.tts.mode_inputs(mode)
-        voice_print = self.voice.fingerprint() if params is not None else None
-        return [
-            partial(
-                _cached_speech,
-                cache,
-                cache_key(
-                    {
-                        "kind": "speech",
-                        "text": sentence,
-                        "tts": tts_print,
-                        "tts_inputs": tts_inputs,
-                        "voice": voice_print,
-                        "voice_params": params,
-                    }
-                ),
-                partial(speak, sentence),
-            )
-            for sentence in split_sentences(plan.text)
-        ]
-
-    def _spoken_chunks(
-        self, sources: list[Callable[[], Audio]], timings: Timings, report: ProgressFn
-    ) -> Iterator[tuple[Audio, float]]:
-        """Speech chunks, each ending in silence padded to whole frames, with the seconds of
-        speech (and sentence pause) each holds before that padding."""
+            if request.apply_voice:
+                with timings.measure("voice"):
+                    audio = self.voice.convert(audio, plan.mode.voice)
+        else:
+            mode = plan.mode if request.apply_voice else None
+            make = partial(self._say, chunk.text, mode, timings)
+            audio = make() if cache is None else _cached_speech(cache, chunk.speech_key, make)
         fps = self.settings.fps
+        frames = frame_count(audio.duration_s + chunk.pause_s, fps)
+        padding = silence(frames / fps - audio.duration_s, audio.sample_rate)
+        padded = Audio(np.concatenate([audio.samples, padding]), audio.sample_rate)
+        return padded, audio.duration_s + chunk.pause_s
+
+    def _say(self, text: str, mode: Mode | None, timings: Timings) -> Audio:
+        with timings.measure("tts"):
+            audio = self.tts.synthesize(text, mode)
+        params = self.tts.voice_stage_params(mode.voice) if mode else None
+        if params is None:
+            return audio
+        with timings.measure("voice"):
+            return self.voice.convert(audio, params)
+
+    def _spoken(
+        self, plan: _Plan, timings: Timings, cache: CacheStore | None, report: ProgressFn
+    ) -> Iterator[tuple[Audio, float]]:
         report("tts", 0.0)
-        for i, make in enumerate(sources):
-            chunk = make()
-            pause = self.settings.sentence_pause_s if i + 1 < len(sources) else 0.0
-            frames = frame_count(chunk.duration_s + pause, fps)
-            padding = silence(frames / fps - chunk.duration_s, chunk.sample_rate)
-            yield Audio(np.concatenate([chunk.samples, padding]), chunk.sample_rate), chunk.duration_s + pause
-            report("tts", (i + 1) / len(sources))
+        for i, chunk in enumerate(plan.chunks):
+            yield self._speech(plan, chunk, timings, cache)
+            report("tts", (i + 1) / len(plan.chunks))
 
     # -- rendering ----------------------------------------------------------------------
 
@@ -246,12 +286,14 @@ class Pipeline:
         progress: ProgressFn | None = None,
         *,
         use_cache: bool = True,
+        on_chunk: ChunkFn | None = None,
     ) -> RenderResult:
         """Render `request`, or return it from the cache when the same video was made before.
 
         With `out_path` the video is also written there (atomically: a failed render leaves
         nothing); without it, `result.path` is the cached file (or `output_dir/KEY.mp4` when
-        the cache is off).
+        the cache is off). `on_chunk` hears of each chunk's video as soon as it exists (with
+        the cache off, chunk files are temporary and gone when this returns).
         """
         report = progress or (lambda stage, fraction: None)
         started = time.perf_counter()
@@ -265,7 +307,7 @@ class Pipeline:
                 else self.settings.path(self.settings.output_dir) / f"{plan.key}.mp4"
             )
             target.parent.mkdir(parents=True, exist_ok=True)
-            result = self._render_file(plan, target, report, cache=None)
+            result = self._render_file(plan, target, report, None, on_chunk)
             result.wall_s = time.perf_counter() - started
             return result
 
@@ -273,7 +315,7 @@ class Pipeline:
         entry = self.cache.get_or_create(
             plan.key,
             self.encoder.suffix,
-            lambda tmp: made.append(self._render_file(plan, tmp, report, self.cache)),
+            lambda tmp: made.append(self._render_file(plan, tmp, report, self.cache, on_chunk)),
         )
         meta_key = cache_key({"kind": "meta", "video": plan.key})
         if made:
@@ -296,43 +338,84 @@ class Pipeline:
         return result
 
     def _render_file(
-        self, plan: _Plan, out_path: Path, report: ProgressFn, cache: CacheStore | None
+        self,
+        plan: _Plan,
+        out_path: Path,
+        report: ProgressFn,
+        cache: CacheStore | None,
+        on_chunk: ChunkFn | None,
     ) -> RenderResult:
-        """The render itself. Speech is made sentence by sentence in a worker thread while this
-        thread animates and encodes the sentences already spoken, so the stages overlap."""
+        """The render itself: chunk videos (made, or found in `cache`), then the whole video."""
         started = time.perf_counter()
         timings = Timings()
-        sources = self._speech_sources(plan, timings, cache)
         if not self._loaded:
             with timings.measure("load"):
                 self.load()
-        report("face", 0.0)
-        with timings.measure("face"):
-            prepared = self.prepare_avatar(self.open_avatar(plan.avatar_path), plan.request.no_face_ok, cache)
-        report("face", 1.0)
+        prepared: list[Any] = []  # the avatar's analysis, made when a chunk first needs it
 
-        fps = self.settings.fps
-        speech_s = 0.0
-        chunks = BackgroundIterator(self._spoken_chunks(sources, timings, report))
-        partial_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial{self.encoder.suffix}")
-        try:
-            with self.encoder.open(partial_path, fps) as writer:
-                for i, (chunk, spoken_s) in enumerate(chunks):
-                    n = frame_count(chunk.duration_s, fps)
-                    frames = timings.timed_iter("lipsync", self.lipsync.animate(prepared, chunk, fps))
-                    for j, frame in enumerate(frames):
-                        with timings.measure("encode"):
-                            writer.write_frame(frame)
-                        report("video", (i + (j + 1) / n) / len(sources))
-                    with timings.measure("encode"):
-                        writer.write_audio(chunk)
-                    speech_s += spoken_s
-                timings.start("encode")  # closing the writer flushes the encoder
-            timings.stop("encode")
-            os.replace(partial_path, out_path)
-        finally:
-            chunks.close()
-            partial_path.unlink(missing_ok=True)
+        def avatar() -> Any:
+            if not prepared:
+                report("face", 0.0)
+                with timings.measure("face"):
+                    image = self.open_avatar(plan.avatar_path)
+                    prepared.append(self.prepare_avatar(image, plan.request.no_face_ok, cache))
+                report("face", 1.0)
+            return prepared[0]
+
+        fps, count = self.settings.fps, len(plan.chunks)
+        speech: list[Audio] = []  # each chunk's, padded to whole frames: the whole sound track
+        chunks: list[ChunkVideo] = []
+        speech_s = start_s = 0.0
+        spoken = BackgroundIterator(self._spoken(plan, timings, cache, report))
+        with ExitStack() as stack:
+            stack.callback(spoken.close)
+            for i, ((audio, spoken_s), chunk) in enumerate(zip(spoken, plan.chunks, strict=True)):
+                encode = partial(
+                    self._encode_chunk,
+                    audio=audio,
+                    prepare=avatar,
+                    timings=timings,
+                    progress=lambda fraction, i=i: report("video", (i + fraction) / count),
+                )
+                if cache is None:
+                    path = out_path.with_name(f".{out_path.stem}.{os.getpid()}.chunk{i}{self.encoder.suffix}")
+                    stack.callback(path.unlink, missing_ok=True)
+                    encode(path)
+                    hit = False
+                else:  # pinned until the whole video is joined
+                    entry = stack.enter_context(
+                        cache.reading(chunk.key, encode, suffix=self.encoder.suffix, kind="chunk")
+                    )
+                    path, hit = entry.path, entry.hit
+                report("video", (i + 1) / count)
+                video = ChunkVideo(
+                    index=i,
+                    count=count,
+                    key=chunk.key,
+                    path=path,
+                    start_s=round(start_s, 6),
+                    duration_s=round(audio.duration_s, 6),
+                    mime=self.encoder.mime_type(path),
+                    cached=hit,
+                )
+                chunks.append(video)
+                speech.append(audio)
+                speech_s += spoken_s
+                start_s += audio.duration_s
+                if on_chunk is not None:
+                    on_chunk(video)
+            with timings.measure("encode"):
+                rate = speech[0].sample_rate
+                whole = Audio(np.concatenate([resample(a, rate).samples for a in speech]), rate)
+                partial_path = out_path.with_name(
+                    f".{out_path.name}.{os.getpid()}.partial{self.encoder.suffix}"
+                )
+                try:
+                    self.encoder.join([c.path for c in chunks], whole, partial_path)
+                    os.replace(partial_path, out_path)
+                finally:
+                    partial_path.unlink(missing_ok=True)
+        frames = round(whole.duration_s * fps)
         report("video", 1.0)
         return RenderResult(
             path=out_path,
@@ -341,11 +424,36 @@ class Pipeline:
             persona=plan.persona.name,
             mode=plan.mode.name,
             speech_s=speech_s,
-            duration_s=writer.frames / fps,
-            frames=writer.frames,
+            duration_s=frames / fps,
+            frames=frames,
             timings=dict(timings.seconds),
             wall_s=time.perf_counter() - started,
+            chunks=[c.describe() for c in chunks],
         )
+
+    def _encode_chunk(
+        self,
+        path: Path,
+        *,
+        audio: Audio,
+        prepare: Callable[[], Any],
+        timings: Timings,
+        progress: Callable[[float], None],
+    ) -> None:
+        """Lip-sync `audio` on the avatar (`prepare()` gives its analysis) into a streamable
+        video file at `path`."""
+        fps = self.settings.fps
+        n = frame_count(audio.duration_s, fps)
+        frames = self.lipsync.animate(prepare(), audio, fps)
+        with self.encoder.open(path, fps, streamable=True) as writer:
+            for j, frame in enumerate(timings.timed_iter("lipsync", frames)):
+                with timings.measure("encode"):
+                    writer.write_frame(frame)
+                progress((j + 1) / n)
+            with timings.measure("encode"):
+                writer.write_audio(audio)
+            timings.start("encode")  # closing the writer flushes the encoder
+        timings.stop("encode")
 
 
 def open_cache(settings: Settings) -> CacheStore:
@@ -376,6 +484,7 @@ def _meta(result: RenderResult) -> dict:
         "speech_s": result.speech_s,
         "duration_s": result.duration_s,
         "frames": result.frames,
+        "chunks": result.chunks,
     }
 
 

@@ -51,8 +51,18 @@ class Encoder(ABC):
         self.settings = settings
 
     @abstractmethod
-    def open(self, out_path: Path, fps: int) -> VideoWriter:
-        """A writer for `out_path`; the frame size is taken from the first frame."""
+    def open(self, out_path: Path, fps: int, *, streamable: bool = False) -> VideoWriter:
+        """A writer for `out_path`; the frame size is taken from the first frame. `streamable`
+        files can be appended to a browser's Media Source buffer one after another."""
+
+    @abstractmethod
+    def join(self, parts: list[Path], audio: Audio, out_path: Path) -> None:
+        """Write `out_path`: the video of `parts` played in order (not re-encoded), with `audio`,
+        the whole sound track, encoded in one piece so the seams are silent and click-free."""
+
+    @abstractmethod
+    def mime_type(self, path: Path) -> str:
+        """The file's MIME type with its codecs, as a browser's Media Source needs it."""
 
     def fingerprint(self) -> dict:
         return {"backend": self.name}

@@ -1,9 +1,10 @@
-"""Browser-playable MP4: H.264 (yuv420p, High profile, libx264) + AAC, with the `moov` atom
-at the front (`+faststart`) so playback starts before the download ends.
+"""Browser-playable MP4: H.264 (yuv420p, High profile, libx264) + AAC.
 
-OpenCV's VideoWriter cannot write such H.264; PyAV ships FFmpeg with libx264 inside. Audio
-is muxed chunk by chunk after each chunk's frames (so the file is interleaved) and padded
-with silence at the end to exactly the video's duration.
+Whole videos have the `moov` atom at the front (`+faststart`) so playback starts before the
+download ends; streamable chunk files are fragmented MP4 (an empty `moov`, then `moof`+`mdat`
+per key frame), which a browser's Media Source Extensions accept. OpenCV's VideoWriter cannot
+write such H.264; PyAV ships FFmpeg with libx264 inside. Audio is muxed after each piece's
+frames (so the file is interleaved) and padded with silence to exactly the video's duration.
 """
 
 from __future__ import annotations
@@ -22,28 +23,51 @@ from ara_sidecar.encode.base import Encoder, VideoWriter
 from ara_sidecar.errors import UserError
 
 AUDIO_BLOCK = 8192  # samples per AudioFrame handed to the AAC encoder
+MOVFLAGS = {False: "+faststart", True: "+frag_keyframe+empty_moov+default_base_moof"}
 
 
 class Mp4Encoder(Encoder):
     name = "mp4"
     suffix = ".mp4"
 
-    def open(self, out_path: Path, fps: int) -> VideoWriter:
-        return Mp4Writer(Path(out_path), fps, self.settings.encoder)
+    def open(self, out_path: Path, fps: int, *, streamable: bool = False) -> Mp4Writer:
+        return Mp4Writer(Path(out_path), fps, self.settings.encoder, streamable=streamable)
+
+    def join(self, parts: list[Path], audio: Audio, out_path: Path) -> None:
+        import av
+
+        rate = self.settings.encoder.audio_sample_rate
+        pcm = resample(audio, rate).samples
+        with Mp4Writer(Path(out_path), self.settings.fps, self.settings.encoder) as writer:
+            for part in parts:
+                with av.open(str(part)) as box:
+                    writer.copy_video(box.streams.video[0], box.demux(box.streams.video[0]))
+                # the sound of this part's frames next to them, so the file is interleaved
+                end = round(writer.frames * rate / writer.fps)
+                writer.write_pcm(pcm[writer.samples : end])
+
+    def mime_type(self, path: Path) -> str:
+        import av
+
+        with av.open(str(path)) as box:
+            avcc = bytes(box.streams.video[0].codec_context.extradata or b"")
+        # avc1.PPCCLL: profile, constraint flags and level from the avcC record (bytes 1-3)
+        video = f"avc1.{avcc[1:4].hex()}" if len(avcc) >= 4 else "avc1.640028"
+        return f'video/mp4; codecs="{video}, mp4a.40.2"'
 
     def fingerprint(self) -> dict:
         return {"backend": self.name, **self.settings.encoder.model_dump()}
 
 
 class Mp4Writer(VideoWriter):
-    def __init__(self, path: Path, fps: int, cfg: EncoderSettings):
+    def __init__(self, path: Path, fps: int, cfg: EncoderSettings, *, streamable: bool = False):
         import av
 
-        self.path, self.fps, self.cfg = path, fps, cfg
+        self.path, self.fps, self.cfg, self.streamable = path, fps, cfg, streamable
         self.frames = 0
         self.samples = 0  # audio samples written, at cfg.audio_sample_rate
         try:
-            self._box = av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
+            self._box = av.open(str(path), mode="w", format="mp4", options={"movflags": MOVFLAGS[streamable]})
         except OSError as exc:
             raise _io_error(path, exc) from None
         self._video = None
@@ -59,12 +83,28 @@ class Mp4Writer(VideoWriter):
 
         if self._video is None:
             self._video = self._open_video(frame.shape)
-        yuv = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
-        self._mux(self._video.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
+        picture = av.VideoFrame.from_ndarray(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+        picture.pts = self.frames  # in the codec time base, 1 / fps: frame i shows at i / fps
+        self._mux(self._video.encode(picture))
         self.frames += 1
 
+    def copy_video(self, stream, packets) -> None:
+        """Append the encoded frames of another file's video `stream` (made with the same size and
+        settings), shifted to start where the frames written so far end."""
+        if self._video is None:
+            self._video = self._box.add_stream_from_template(stream)
+        offset = round(Fraction(self.frames, self.fps) / stream.time_base)
+        for packet in packets:
+            if packet.dts is None:  # the demuxer's end-of-stream marker
+                continue
+            packet.pts += offset
+            packet.dts += offset
+            packet.stream = self._video
+            self._mux(packet)
+            self.frames += 1
+
     def write_audio(self, audio: Audio) -> None:
-        self._write_pcm(resample(audio, self.cfg.audio_sample_rate).samples)
+        self.write_pcm(resample(audio, self.cfg.audio_sample_rate).samples)
 
     def close(self) -> None:
         if self._video is None:
@@ -72,7 +112,7 @@ class Mp4Writer(VideoWriter):
             raise ValueError("no video frames were written")
         target = round(self.frames * self.cfg.audio_sample_rate / self.fps)
         if self.samples < target:
-            self._write_pcm(np.zeros(target - self.samples, dtype=np.float32))
+            self.write_pcm(np.zeros(target - self.samples, dtype=np.float32))
         try:
             self._mux(self._video.encode(None))
             self._mux(self._audio.encode(None))
@@ -89,23 +129,33 @@ class Mp4Writer(VideoWriter):
     def _open_video(self, shape: tuple[int, ...]):
         height, width = shape[:2]
         options = {"crf": str(self.cfg.crf), "preset": self.cfg.preset, "profile": "high"}
-        if self.cfg.x264_params:
-            options["x264-params"] = self.cfg.x264_params
+        params = [self.cfg.x264_params] if self.cfg.x264_params else []
+        if self.streamable:
+            # Fragmented MP4 has no edit list to hide B-frame reordering delay: without B-frames
+            # the first frame shows at time 0, in step with the audio.
+            params.append("bframes=0")
+        if params:
+            options["x264-params"] = ":".join(params)
         stream = self._box.add_stream("libx264", rate=Fraction(self.fps, 1), options=options)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.thread_count = self.cfg.threads or min(4, os.cpu_count() or 1)
         return stream
 
-    def _write_pcm(self, pcm: np.ndarray) -> None:
+    def write_pcm(self, pcm: np.ndarray) -> None:
+        """Append mono float PCM at `audio_sample_rate`."""
         import av
 
         rate = self.cfg.audio_sample_rate
+        # AAC starts with a frame of encoder delay. A whole MP4 hides it with an edit list;
+        # a fragmented one has none, and FFmpeg would shift the video to make room, so there the
+        # audio starts one AAC frame (23 ms) late instead: imperceptible, and in step at the seams.
+        delay = self._audio.codec_context.frame_size if self.streamable else 0
         for start in range(0, len(pcm), AUDIO_BLOCK):
             block = np.ascontiguousarray(pcm[start : start + AUDIO_BLOCK].reshape(1, -1))
             frame = av.AudioFrame.from_ndarray(block, format="flt", layout="mono")
             frame.sample_rate = rate
-            frame.pts = self.samples
+            frame.pts = self.samples + delay
             frame.time_base = Fraction(1, rate)
             self._mux(self._audio.encode(frame))
             self.samples += block.shape[1]

@@ -13,16 +13,19 @@ and the static pages (`/`, `/docs`, `/openapi.json`) needs `Authorization: Beare
                                    worker pid, uptime and restarts; cache stats
     POST   /v1/render              {text | audio_id, persona?, mode?, avatar_id?, user_message?, voice?}
                                    waits, then {key, video_url, duration_s, mode, mode_reason, cached,
-                                   timings, persona}. mode "auto": the persona's selector picks it
+                                   timings, persona, chunks}. mode "auto": the persona's selector picks it
                                    from user_message and text. audio_id: lip-sync uploaded speech
                                    (no TTS; voice: false skips the voice stage too).
                                    429 with Retry-After when the queue is full; a render that fails
                                    for the input 422, times out 504, loses its worker 503.
     POST   /v1/jobs                the same body, 202 {job_id}; identical requests share one render
     GET    /v1/jobs/{id}           {job_id, status: queued|running|done|failed|cancelled, stage,
-                                   progress 0–1, result (as /v1/render) or error}
-    GET    /v1/jobs/{id}/events    Server-Sent Events: `data:` the job as above at every change, until
-                                   it ends (comment lines keep an idle connection open)
+                                   progress 0–1, chunk_count, chunks (each ready chunk video: index,
+                                   url, start_s, duration_s, mime), result (as /v1/render) or error}
+    GET    /v1/jobs/{id}/events    Server-Sent Events: `event: chunk_ready` with the chunk (as in
+                                   `chunks`) as soon as each chunk's video exists, and `data:` the
+                                   job as above at every change, until it ends (comment lines
+                                   keep an idle connection open)
     DELETE /v1/jobs/{id}           cancel; the render stops at the next frame or sentence (unless
                                    an identical job still waits for it). Unknown job ids are 404s.
     GET    /v1/videos/{key}.mp4    the video: Range requests (206, 416), ETag = key, cached for a year
@@ -125,6 +128,20 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in (401, *codes)}
 
 
+class ChunkView(BaseModel):
+    """One chunk of a reply, a streamable (fragmented) MP4 of its own. Played one after another
+    (each appended to a Media Source buffer at `start_s`) they make the whole video."""
+
+    index: int
+    count: int = Field(description="chunks in the reply")
+    key: str
+    url: str
+    start_s: float = Field(description="where the chunk starts in the whole video")
+    duration_s: float
+    mime: str = Field(description='MIME type with codecs, e.g. video/mp4; codecs="avc1.64001f, mp4a.40.2"')
+    cached: bool
+
+
 class RenderOutput(BaseModel):
     key: str
     video_url: str
@@ -134,6 +151,7 @@ class RenderOutput(BaseModel):
     cached: bool
     timings: dict[str, float]
     persona: str
+    chunks: list[ChunkView] = Field(description="the chunk videos the whole video was joined from")
 
 
 class JobView(BaseModel):
@@ -141,6 +159,8 @@ class JobView(BaseModel):
     status: Literal["queued", "running", "done", "failed", "cancelled"]
     stage: str | None
     progress: float
+    chunk_count: int = Field(description="chunks the video is made of")
+    chunks: list[ChunkView] = Field(description="the chunk videos ready so far, in order")
     created: float
     finished: float | None
     result: RenderOutput | None = None
@@ -222,17 +242,23 @@ async def get_job(job_id: str, svc: Svc) -> JobView:
     "/v1/jobs/{job_id}/events", tags=["jobs"], response_class=StreamingResponse, responses=_errors(404)
 )
 async def job_events(job_id: str, svc: Svc) -> StreamingResponse:
-    """Server-Sent Events: the job (as GET /v1/jobs/{id}) at every change until it ends."""
+    """Server-Sent Events: `chunk_ready` (a chunk as in `chunks`) as soon as each chunk's video
+    exists, and the job (as GET /v1/jobs/{id}) at every change until it ends."""
     job = _job(svc, job_id)
 
     async def stream() -> AsyncIterator[str]:
-        count = 0
+        count = sent = 0
         async for changed in job.changes(KEEPALIVE_S):
-            if changed:
-                count += 1
-                yield f"id: {count}\ndata: {_view(job).model_dump_json()}\n\n"
-            else:
+            if not changed:
                 yield ": keepalive\n\n"
+                continue
+            view = _view(job)
+            for chunk in view.chunks[sent:]:
+                count += 1
+                yield f"id: {count}\nevent: chunk_ready\ndata: {chunk.model_dump_json()}\n\n"
+            sent = len(view.chunks)
+            count += 1
+            yield f"id: {count}\ndata: {view.model_dump_json()}\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
@@ -318,13 +344,13 @@ def cache_clear(svc: Svc) -> dict[str, int]:
 
 
 async def _submit(svc: Service, body: RenderBody) -> Job:
-    key, request, reason, cached = await run_in_threadpool(_plan, svc, body)
-    return svc.jobs.submit(key, request, reason, cached)
+    key, request, reason, chunk_count, cached = await run_in_threadpool(_plan, svc, body)
+    return svc.jobs.submit(key, request, reason, chunk_count, cached)
 
 
-def _plan(svc: Service, body: RenderBody) -> tuple[str, RenderRequest, str, dict | None]:
+def _plan(svc: Service, body: RenderBody) -> tuple[str, RenderRequest, str, int, dict | None]:
     """Validate a body against the personas, uploads and limits: (cache key, request, mode reason,
-    the result if the worker rendered this before and the cache still holds the video)."""
+    chunk count, the result if the worker rendered this before and the cache still holds it)."""
     persona = get_persona(svc.settings, body.persona)
     mode, reason = body.mode, "requested" if body.mode else "default mode"
     if mode == "auto":
@@ -344,10 +370,10 @@ def _plan(svc: Service, body: RenderBody) -> tuple[str, RenderRequest, str, dict
     plan = svc.pipeline.plan(request)
     result = svc.jobs.rendered(plan.key)
     if result is None or svc.pipeline.cache.get(result["key"]) is None:
-        return plan.key, request, reason, None
+        return plan.key, request, reason, len(plan.chunks), None
     # as the worker answers a hit; the mode and persona names are this request's (a key has no names)
     cached = {**result, "cached": True, "timings": {}, "mode": plan.mode.name, "persona": plan.persona.name}
-    return plan.key, request, reason, cached
+    return plan.key, request, reason, len(plan.chunks), cached
 
 
 def _job(svc: Service, job_id: str) -> Job:
@@ -369,7 +395,12 @@ def _output(job: Job) -> RenderOutput:
         cached=result["cached"],
         timings=result["timings"],
         persona=result["persona"],
+        chunks=[_chunk(c) for c in result.get("chunks", [])],
     )
+
+
+def _chunk(chunk: dict[str, Any]) -> ChunkView:
+    return ChunkView(**chunk, url=f"/v1/videos/{chunk['key']}.mp4")
 
 
 def _view(job: Job) -> JobView:
@@ -379,6 +410,8 @@ def _view(job: Job) -> JobView:
         status=job.status,
         stage=render.stage,
         progress=render.progress,
+        chunk_count=render.chunk_count,
+        chunks=[_chunk(c) for c in render.chunks],
         created=job.created,
         finished=job.finished,
         result=_output(job) if job.status == "done" else None,

@@ -56,10 +56,12 @@ class Render:
     seq: int
     key: str
     request: RenderRequest
+    chunk_count: int  # chunks the video is made of
     jobs: list[Job] = field(default_factory=list)
     status: str = "queued"  # queued | running | done | failed | cancelled
     stage: str | None = None
     fractions: dict[str, float] = field(default_factory=dict)
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # ready chunk videos, in order
     result: dict[str, Any] | None = None
     error: str | None = None
     error_kind: str | None = None  # user | timeout | worker | internal
@@ -162,19 +164,25 @@ class JobManager:
     # -- requests ---------------------------------------------------------------------------
 
     def submit(
-        self, key: str, request: RenderRequest, mode_reason: str, cached: dict[str, Any] | None = None
+        self,
+        key: str,
+        request: RenderRequest,
+        mode_reason: str,
+        chunk_count: int,
+        cached: dict[str, Any] | None = None,
     ) -> Job:
-        """A new job for the video `key`; it joins an identical queued or running render. With
-        `cached` (a result, see `rendered`) it is done at once, without the worker.
-        Raises QueueFull when `queue_size` distinct renders are waiting or running."""
+        """A new job for the video `key` (made of `chunk_count` chunks); it joins an identical
+        queued or running render. With `cached` (a result, see `rendered`) it is done at once,
+        without the worker. Raises QueueFull when `queue_size` distinct renders are waiting or running."""
         render = self._active.get(key)
         if cached is not None:
-            render = Render(0, key, request, status="done", result=cached)
+            chunks = cached.get("chunks", [])
+            render = Render(0, key, request, chunk_count, status="done", chunks=chunks, result=cached)
         elif render is None:
             if len(self._active) >= self.queue_size:
                 raise QueueFull(self.queue_size, self.retry_after())
             self._seq += 1
-            render = self._active[key] = Render(self._seq, key, request)
+            render = self._active[key] = Render(self._seq, key, request, chunk_count)
             self._queue.append(render)
         job = Job(uuid.uuid4().hex, render, mode_reason)
         if cached is not None:
@@ -257,6 +265,11 @@ class JobManager:
                 stage, fraction = args[1:]
                 render.fractions[stage] = max(fraction, render.fractions.get(stage, 0.0))
                 render.stage = max(render.fractions, key=PROGRESS_STAGES.index)
+                self._changed(render)
+            return
+        if kind == "chunk":
+            if render.status == "running":
+                render.chunks.append(args[1])
                 self._changed(render)
             return
         self._inflight = None

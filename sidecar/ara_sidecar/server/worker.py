@@ -5,6 +5,7 @@ Worker → parent, as tuples:
 
     ("ready", pid, device)                   models loaded; waiting for jobs
     ("progress", seq, stage, fraction)       a pipeline stage advanced (throttled)
+    ("chunk", seq, chunk)                    a chunk's video is ready (ChunkVideo.describe())
     ("done", seq, result)                    result: the `RenderResult` fields as plain values
     ("failed", seq, message, user_error)     user_error: the request was at fault (UserError)
     ("cancelled", seq)
@@ -29,7 +30,7 @@ from multiprocessing.sharedctypes import Synchronized
 
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import Cancelled, UserError
-from ara_sidecar.pipeline import Pipeline, RenderRequest
+from ara_sidecar.pipeline import ChunkVideo, Pipeline, RenderRequest
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,11 @@ def _render(pipeline: Pipeline, job: Job, conn: Connection, cancel: Synchronized
                 sent[stage] = fraction
                 conn.send(("progress", job.seq, stage, fraction))
 
+    def chunk_ready(chunk: ChunkVideo) -> None:
+        conn.send(("chunk", job.seq, chunk.describe()))
+
     try:
-        result = pipeline.render(job.request, progress=progress)
+        result = pipeline.render(job.request, progress=progress, on_chunk=chunk_ready)
     except Cancelled:
         return ("cancelled", job.seq)
     except UserError as exc:
@@ -107,5 +111,6 @@ def _render(pipeline: Pipeline, job: Job, conn: Connection, cancel: Synchronized
             "frames": result.frames,
             "timings": result.timings,
             "wall_s": result.wall_s,
+            "chunks": result.chunks,
         },
     )

@@ -79,7 +79,7 @@ def find_layout(image: np.ndarray, source: str, *, no_face_ok: bool) -> Layout:
                 f"no face found in avatar {source}; use a front-facing portrait, or pass --no-face-ok "
                 "to animate a mouth in the middle of the image anyway"
             )
-        return _centred_layout(w, h)
+        return centred_layout(w, h)
     fx, fy, fw, fh = max(faces, key=lambda f: int(f[2]) * int(f[3]))
     eyes = _find_eyes(gray[fy : fy + fh // 2, fx : fx + fw], fw)
     face = _scaled(Box(int(fx), int(fy), int(fw), int(fh)), 1 / scale)
@@ -110,7 +110,7 @@ def _find_eyes(upper_face: np.ndarray, fw: int) -> list[tuple[float, float, floa
     return eyes
 
 
-def _centred_layout(w: int, h: int) -> Layout:
+def centred_layout(w: int, h: int) -> Layout:
     """No face: a pseudo face sized from the image, placed so that its mouth is centred."""
     side = round(0.4 * min(w, h))
     frame = Box(round(w / 2 - side / 2), round(h / 2 - 0.8 * side), side, side)

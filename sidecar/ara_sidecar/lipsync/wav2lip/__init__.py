@@ -25,7 +25,7 @@ from ara_sidecar.lipsync.animator.face import Box
 from ara_sidecar.lipsync.base import LipSync, frame_count
 from ara_sidecar.lipsync.wav2lip.audio import mel_windows
 from ara_sidecar.lipsync.wav2lip.checkpoint import find_checkpoint, missing_message
-from ara_sidecar.lipsync.wav2lip.face import DETECTORS, blend_mask, model_input, padded_crop
+from ara_sidecar.lipsync.wav2lip.face import DETECTORS, FaceDetector, blend_mask, model_input, padded_crop
 from ara_sidecar.registry import Readiness
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ class Wav2Lip(LipSync):
     def __init__(self, settings: Settings, device: str):
         super().__init__(settings, device)
         self.engine: Engine | None = None
+        self.detector: FaceDetector | None = None  # wav2lip.detector's, made on first use
         self._faces: OrderedDict[str, _Face] = OrderedDict()
 
     @classmethod
@@ -73,7 +74,15 @@ class Wav2Lip(LipSync):
         path = find_checkpoint(settings)
         if path is None:
             return Readiness(False, missing_message(settings))
-        return Readiness(True, f"{path.name}, PyTorch {torch.__version__}")
+        detail = f"{path.name}, PyTorch {torch.__version__}"
+        if settings.wav2lip.detector == "s3fd":
+            from ara_sidecar.lipsync.wav2lip import s3fd
+
+            weights = s3fd.find_weights(settings)
+            if weights is None:
+                return Readiness(False, s3fd.missing_message(settings))
+            detail += f", S3FD {weights.name}"
+        return Readiness(True, detail)
 
     def _checkpoint(self) -> Path:
         path = find_checkpoint(self.settings)
@@ -102,8 +111,9 @@ class Wav2Lip(LipSync):
         }
 
     def prepare(self, avatar: Avatar, *, no_face_ok: bool = False) -> Portrait:
-        detector = DETECTORS[self.settings.wav2lip.detector]()
-        box = detector.detect(avatar.image, avatar.source, no_face_ok=no_face_ok)
+        if self.detector is None:
+            self.detector = DETECTORS[self.settings.wav2lip.detector](self.settings, self.device)
+        box = self.detector.detect(avatar.image, avatar.source, no_face_ok=no_face_ok)
         return Portrait(avatar.image, box, avatar.digest)
 
     def _face(self, portrait: Portrait) -> _Face:

@@ -3,12 +3,16 @@ the feathered lower-face mask its output is blended through."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ara_sidecar.lipsync.animator.face import Box
+
+if TYPE_CHECKING:
+    from ara_sidecar.config import Settings
 
 IMG_SIZE = 96  # the model's face resolution
 
@@ -28,7 +32,27 @@ class HaarDetector:
         return find_layout(image, source, no_face_ok=no_face_ok).frame
 
 
-DETECTORS: dict[str, type[FaceDetector]] = {"haar": HaarDetector}
+def stand_in_box(image: np.ndarray) -> Box:
+    """The centred pseudo face that stands in when no face is found (`no_face_ok`): the same box
+    the Haar path returns, so both detectors animate the same region."""
+    from ara_sidecar.lipsync.animator.face import centred_layout
+
+    h, w = image.shape[:2]
+    return centred_layout(w, h).frame
+
+
+def _haar(settings: Settings, device: str) -> FaceDetector:
+    return HaarDetector()
+
+
+def _s3fd(settings: Settings, device: str) -> FaceDetector:
+    from ara_sidecar.lipsync.wav2lip.s3fd import S3fdDetector  # imports torch: only when selected
+
+    return S3fdDetector.from_settings(settings, device)
+
+
+# wav2lip.detector → a factory given the settings and the backend's device
+DETECTORS: dict[str, Callable[[Settings, str], FaceDetector]] = {"haar": _haar, "s3fd": _s3fd}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""RVC voice conversion: community voice models (`models/rvc/NAME.pth`, optional `NAME.index`).
+"""RVC voice conversion: community voice models (`models/rvc/NAME.pth`, optional `NAME.index`), one per mode.
 
 The speech is resampled to 16 kHz and high-passed at 48 Hz; f0 is tracked once over the whole (padded)
 utterance and shifted by the mode's semitones plus `rvc.transpose`. Long speech is converted in
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,13 +25,15 @@ from ara_persona import VoiceParams
 from ara_sidecar.audio import Audio, resample
 from ara_sidecar.config import Settings
 from ara_sidecar.digest import file_digest
-from ara_sidecar.errors import BackendUnavailable
+from ara_sidecar.errors import BackendUnavailable, UserError
+from ara_sidecar.personas import get_persona
 from ara_sidecar.registry import Readiness
 from ara_sidecar.voice.base import VoiceStage
 from ara_sidecar.voice.dsp import PEAK_LIMIT, tilt_sos, wsola
 from ara_sidecar.voice.rvc import f0 as pitch
-from ara_sidecar.voice.rvc.checkpoint import find_index, find_model
+from ara_sidecar.voice.rvc.checkpoint import default_model, find_index, find_model
 from ara_sidecar.voice.rvc.hubert import find_hubert
+from ara_sidecar.voice.rvc.rmvpe import rmvpe_weights
 
 if TYPE_CHECKING:
     from ara_sidecar.voice.rvc.checkpoint import VoiceModel
@@ -42,6 +46,7 @@ PAD_S = 1.0  # context either side of a segment
 SEGMENT_S, QUERY_S, MAX_S = 38.0, 6.0, 41.0  # RVC's CPU settings: cut about every 38 s, if over 41 s
 HIGHPASS = butter(5, 48, btype="high", fs=RATE, output="sos")
 SEED = 0  # of the prior and excitation noise: the same speech converts to the same audio
+MODELS_KEPT = 2  # voice models (with their indexes) kept loaded; the content encoder is shared
 
 
 def cut_points(x: np.ndarray, segment: int, query: int, longest: int) -> list[int]:
@@ -69,59 +74,125 @@ def loudness_envelope(x: np.ndarray, rate: int, length: int) -> np.ndarray:
     return np.interp(positions, np.arange(count), rms)
 
 
+def _digests(model: Path, index: Path | None) -> tuple[str, str | None]:
+    return file_digest(model), file_digest(index) if index is not None else None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A voice model on the stage's device, with its feature index (None: unused or absent)."""
+
+    model: VoiceModel
+    index: FeatureIndex | None
+
+
 class RvcVoice(VoiceStage):
+    """The model of each mode is loaded on first use (see find_model); the MODELS_KEPT most recently
+    used stay loaded, keyed by the digests of their files, so a file replaced on disk is read again."""
+
     name = "rvc"
     uses_device = True
 
     def __init__(self, settings: Settings, device: str):
         super().__init__(settings, device)
-        self.model: VoiceModel | None = None
         self.hubert: ContentEncoder | None = None
-        self.index: FeatureIndex | None = None
+        self._models: OrderedDict[tuple[str, str | None], LoadedModel] = OrderedDict()  # oldest first
 
     @classmethod
     def readiness(cls, settings: Settings) -> Readiness:
+        """Checks the models that the modes of the configured persona choose."""
         missing = [p for p in ("torch", "transformers") if importlib.util.find_spec(p) is None]
         if missing:
             return Readiness(
                 False, f"needs the Python packages {', '.join(missing)} (pip install 'ara-avatar[rvc]')"
             )
         try:
-            model = find_model(settings)
+            files = []
+            for choice in cls._choices(settings):
+                model = find_model(settings, choice)
+                files.append((model, find_index(settings, model, choice)))
             hubert = find_hubert(settings.path(settings.models_dir), cls._hubert_setting(settings))
-            index = find_index(settings, model)
         except BackendUnavailable as exc:
             return Readiness(False, str(exc))
-        extra = f", index {index.name}" if index is not None and settings.rvc.index_rate > 0 else ""
-        return Readiness(
-            True, f"{model.name}{extra}, content encoder {hubert.name}, f0 {settings.rvc.f0_method}"
+        use_index = settings.rvc.index_rate > 0
+        models = "; ".join(
+            f"{model.name}, index {index.name}" if index is not None and use_index else model.name
+            for model, index in files
         )
+        return Readiness(True, f"{models}, content encoder {hubert.name}, f0 {settings.rvc.f0_method}")
+
+    @staticmethod
+    def _choices(settings: Settings) -> list[str | None]:
+        """The rvc_model of each mode of the configured persona, once each (None: the default model);
+        just the default when rvc.model overrides them or the persona does not load (its own error
+        shows where it is used)."""
+        if settings.rvc.model is not None:
+            return [None]
+        try:
+            persona = get_persona(settings)
+        except UserError:
+            return [None]
+        return list(dict.fromkeys(mode.voice.rvc_model for mode in persona.modes.values()))
 
     @staticmethod
     def _hubert_setting(settings: Settings) -> Path | None:
         return settings.path(settings.rvc.hubert) if settings.rvc.hubert is not None else None
 
-    def _paths(self) -> tuple[Path, Path | None, Path]:
-        model = find_model(self.settings)
-        index = find_index(self.settings, model) if self.settings.rvc.index_rate > 0 else None
-        hubert = find_hubert(
-            self.settings.path(self.settings.models_dir), self._hubert_setting(self.settings)
-        )
-        return model, index, hubert
+    def _hubert_path(self) -> Path:
+        return find_hubert(self.settings.path(self.settings.models_dir), self._hubert_setting(self.settings))
 
-    def load(self) -> None:
-        if self.model is not None:
-            return
+    def _files(self, rvc_model: str | None) -> tuple[Path, Path | None]:
+        """The model a mode's `rvc_model` selects and its index (None when unused or absent)."""
+        model = find_model(self.settings, rvc_model)
+        index = find_index(self.settings, model, rvc_model) if self.settings.rvc.index_rate > 0 else None
+        return model, index
+
+    def _dtype(self):
         import torch
 
-        from ara_sidecar.voice.rvc.checkpoint import load_model
+        return torch.float16 if self.device == "cuda" else torch.float32
+
+    def load(self) -> None:
+        """The content encoder and the default model. Without a default (no rvc.model and several
+        models in models/rvc/) only modes that name their model can convert; each loads on first use."""
+        if self.hubert is not None:
+            return
         from ara_sidecar.voice.rvc.hubert import load_hubert
+
+        has_default = default_model(self.settings) is not None  # first: a missing rvc.model is the error
+        hubert = load_hubert(self._hubert_path())
+        hubert.to(self.device, self._dtype())
+        self.hubert = hubert
+        if has_default:
+            self._model_for(None)
+
+    @property
+    def model(self) -> VoiceModel:
+        """The default model (of modes without rvc_model)."""
+        return self._model_for(None).model
+
+    @property
+    def index(self) -> FeatureIndex | None:
+        """The default model's index."""
+        return self._model_for(None).index
+
+    def _model_for(self, rvc_model: str | None) -> LoadedModel:
+        """The model a mode's `rvc_model` selects, loaded if it is not (dropping the least recently used)."""
+        model_path, index_path = self._files(rvc_model)
+        key = _digests(model_path, index_path)
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        while len(self._models) >= MODELS_KEPT:  # before loading: at most MODELS_KEPT in memory
+            self._models.popitem(last=False)
+        self._models[key] = loaded = self._load_model(model_path, index_path)
+        return loaded
+
+    def _load_model(self, model_path: Path, index_path: Path | None) -> LoadedModel:
+        from ara_sidecar.voice.rvc.checkpoint import load_model
         from ara_sidecar.voice.rvc.index import load_index
 
-        model_path, index_path, hubert_path = self._paths()
-        dtype = torch.float16 if self.device == "cuda" else torch.float32
         model = load_model(model_path)
-        hubert = load_hubert(hubert_path)
         index = load_index(index_path) if index_path is not None else None
         speakers = model.synthesizer.cfg.spk_embed_dim
         if self.settings.rvc.speaker >= speakers:
@@ -135,28 +206,35 @@ class RvcVoice(VoiceStage):
                 f"{index_path} holds {index.dim}-d features; "
                 f"the {model.version} model {model_path.name} needs {width}-d"
             )
-        model.synthesizer.to(self.device, dtype)
-        hubert.to(self.device, dtype)
-        self.model, self.hubert, self.index = model, hubert, index
+        model.synthesizer.to(self.device, self._dtype())
+        return LoadedModel(model, index)
+
+    def mode_inputs(self, params: VoiceParams) -> dict:
+        """The digests of the model and index that `params` select (see find_model)."""
+        model, index = _digests(*self._files(params.rvc_model))
+        return {"model": model, "index": index}
 
     def fingerprint(self) -> dict:
-        model, index, hubert = self._paths()
+        """Everything but the voice model and its index, which modes choose: see mode_inputs."""
+        hubert = self._hubert_path()
         hubert_files = (
             sorted(p for p in hubert.iterdir() if p.suffix in (".json", ".safetensors", ".bin"))
             if hubert.is_dir()
             else [hubert]
         )
         rvc = self.settings.rvc
-        crepe = None
+        models_dir = self.settings.path(self.settings.models_dir)
+        crepe = rmvpe = None
         if rvc.f0_method.startswith("crepe"):
             size = "tiny" if rvc.f0_method == "crepe-tiny" else "full"
-            crepe = file_digest(pitch.crepe_weights(self.settings.path(self.settings.models_dir), size))
+            crepe = file_digest(pitch.crepe_weights(models_dir, size))
+        elif rvc.f0_method == "rmvpe":
+            rmvpe = file_digest(rmvpe_weights(models_dir))
         return {
             "backend": self.name,
-            "model": file_digest(model),
-            "index": file_digest(index) if index is not None else None,
             "hubert": [file_digest(p) for p in hubert_files],
             "crepe": crepe,
+            "rmvpe": rmvpe,
             "settings": rvc.model_dump(
                 include={"f0_method", "index_rate", "protect", "rms_mix_rate", "transpose", "speaker"}
             ),
@@ -169,10 +247,11 @@ class RvcVoice(VoiceStage):
         if length == 0 or not np.any(audio.samples):
             return Audio(np.zeros(length, dtype=np.float32), audio.sample_rate)
         self.load()
+        loaded = self._model_for(params.rvc_model)
         x = resample(audio, RATE).samples.astype(np.float64)
         x = sosfiltfilt(HIGHPASS, x / max(1.0, np.abs(x).max() / 0.95))
-        converted = self.convert16(x, params.pitch_semitones + self.settings.rvc.transpose)
-        y = resample(Audio(converted, self.model.sample_rate), audio.sample_rate).samples
+        converted = self.convert16(x, params.pitch_semitones + self.settings.rvc.transpose, loaded)
+        y = resample(Audio(converted, loaded.model.sample_rate), audio.sample_rate).samples
         y = np.pad(y, (0, max(0, len(audio.samples) - len(y))))[: len(audio.samples)]
         if length != len(y):
             y = wsola(y, length, audio.sample_rate)
@@ -183,11 +262,11 @@ class RvcVoice(VoiceStage):
             y = y * (PEAK_LIMIT / peak)
         return Audio(np.asarray(y, dtype=np.float32), audio.sample_rate)
 
-    def convert16(self, x: np.ndarray, semitones: float) -> np.ndarray:
+    def convert16(self, x: np.ndarray, semitones: float, loaded: LoadedModel) -> np.ndarray:
         """High-passed 16 kHz speech → converted speech at the model's rate (len(x) / HOP frames)."""
         import torch
 
-        model, rvc = self.model, self.settings.rvc
+        model, rvc = loaded.model, self.settings.rvc
         pad = round(PAD_S * RATE)
         padded = np.pad(x, pad, mode="reflect")
         f0 = None
@@ -209,7 +288,7 @@ class RvcVoice(VoiceStage):
         for start, end in itertools.pairwise(bounds):
             segment = padded[start : end + 2 * pad]
             part_f0 = f0[start // HOP : start // HOP + len(segment) // HOP] if f0 is not None else None
-            y = self._segment(segment, part_f0, generator)
+            y = self._segment(segment, part_f0, generator, loaded)
             out.append(y[trim : len(y) - trim])
         y = np.concatenate(out)
         if rvc.rms_mix_rate < 1:
@@ -218,18 +297,18 @@ class RvcVoice(VoiceStage):
             y = y * source ** (1 - rvc.rms_mix_rate) * target ** (rvc.rms_mix_rate - 1)
         return y.astype(np.float32)
 
-    def _segment(self, x: np.ndarray, f0: np.ndarray | None, generator) -> np.ndarray:
+    def _segment(self, x: np.ndarray, f0: np.ndarray | None, generator, loaded: LoadedModel) -> np.ndarray:
         import torch
         from torch.nn import functional as F
 
-        model, rvc = self.model, self.settings.rvc
+        model, rvc = loaded.model, self.settings.rvc
         synth = model.synthesizer
         dtype = next(synth.parameters()).dtype
         audio = torch.from_numpy(x).to(self.device, dtype)[None]
         feats = self.hubert(audio, model.version)
         original = feats
-        if self.index is not None:
-            blended = self.index.blend(feats[0].float().cpu().numpy(), rvc.index_rate)
+        if loaded.index is not None:
+            blended = loaded.index.blend(feats[0].float().cpu().numpy(), rvc.index_rate)
             feats = torch.from_numpy(blended).to(self.device, dtype)[None]
         frames = min(len(x) // HOP, 2 * feats.shape[1])
         feats = F.interpolate(feats.transpose(1, 2), scale_factor=2).transpose(1, 2)[:, :frames]

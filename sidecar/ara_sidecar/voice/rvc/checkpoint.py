@@ -26,35 +26,61 @@ def model_dir(settings: Settings) -> Path:
     return settings.path(settings.models_dir) / "rvc"
 
 
-def find_model(settings: Settings) -> Path:
-    """The configured model (rvc.model / ARA_RVC_MODEL / --rvc-model: NAME under models/rvc/ or a
-    path), else the only `.pth` in models/rvc/."""
-    folder = model_dir(settings)
-    if settings.rvc.model is not None:
-        value = Path(settings.rvc.model)
-        candidates = [settings.path(value)]
-        if value.parent == Path("."):  # a bare name: models/rvc/NAME(.pth)
-            candidates += [folder / value.name, folder / f"{value.name}.pth"]
-        found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
-            raise BackendUnavailable(
-                f"RVC model not found: {settings.rvc.model} (looked for {', '.join(map(str, candidates))}; "
-                "set rvc.model, ARA_RVC_MODEL or --rvc-model to NAME under models/rvc/ or a .pth path)"
-            )
-        return found
-    models = sorted(folder.glob("*.pth")) if folder.is_dir() else []
-    if len(models) != 1:
+# What a name that is not found was meant to be (the places looked at are listed before it).
+SETTING_HINT = "set rvc.model, ARA_RVC_MODEL or --rvc-model to NAME under models/rvc/ or a .pth path"
+MODE_HINT = "a mode's rvc_model in the persona's modes.yaml: NAME under models/rvc/ or a .pth path"
+
+
+def find_model(settings: Settings, mode_model: str | None = None) -> Path:
+    """The model of a mode: the rvc.model setting (ARA_RVC_MODEL, --rvc-model) when set, else the
+    mode's `rvc_model` (modes.yaml), else the only `.pth` in models/rvc/."""
+    if settings.rvc.model is None and mode_model is not None:
+        return _resolve(settings, mode_model, MODE_HINT)
+    model = default_model(settings)
+    if model is None:
+        models = _models(settings)
         have = f"found {', '.join(p.name for p in models)}" if models else "found none"
         raise BackendUnavailable(
-            f"no RVC model chosen: put one NAME.pth in {folder}/ or choose one with rvc.model, "
-            f"ARA_RVC_MODEL or --rvc-model ({have})"
+            f"no RVC model chosen: put one NAME.pth in {model_dir(settings)}/, choose one with rvc.model, "
+            f"ARA_RVC_MODEL or --rvc-model, or name one with rvc_model in the persona's modes.yaml ({have})"
         )
-    return models[0]
+    return model
 
 
-def find_index(settings: Settings, model: Path) -> Path | None:
-    """The configured index, else NAME.index or the one `*.index` mentioning NAME beside the model."""
-    if settings.rvc.index is not None:
+def default_model(settings: Settings) -> Path | None:
+    """The model of modes without their own `rvc_model`: the rvc.model setting (an error when it is
+    not found), else the only `.pth` in models/rvc/; None when there are none or several."""
+    if settings.rvc.model is not None:
+        return _resolve(settings, settings.rvc.model, SETTING_HINT)
+    models = _models(settings)
+    return models[0] if len(models) == 1 else None
+
+
+def _models(settings: Settings) -> list[Path]:
+    folder = model_dir(settings)
+    return sorted(folder.glob("*.pth")) if folder.is_dir() else []
+
+
+def _resolve(settings: Settings, value: str, hint: str) -> Path:
+    """A model named as NAME (models/rvc/NAME or NAME.pth) or a path."""
+    path = Path(value)
+    candidates = [settings.path(path)]
+    if path.parent == Path("."):  # a bare name: models/rvc/NAME(.pth)
+        folder = model_dir(settings)
+        candidates += [folder / path.name, folder / f"{path.name}.pth"]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise BackendUnavailable(
+            f"RVC model not found: {value} (looked for {', '.join(map(str, candidates))}; {hint})"
+        )
+    return found
+
+
+def find_index(settings: Settings, model: Path, mode_model: str | None = None) -> Path | None:
+    """The configured index (rvc.index, but not for a model a mode chose: it may be any voice), else
+    NAME.index or the one `*.index` mentioning NAME beside the model."""
+    chosen_by_mode = settings.rvc.model is None and mode_model is not None
+    if settings.rvc.index is not None and not chosen_by_mode:
         path = settings.path(settings.rvc.index)
         if not path.is_file():
             raise BackendUnavailable(f"RVC index not found: {path} (rvc.index)")

