@@ -19,7 +19,8 @@ if str(_HERE) not in sys.path:  # the helper package next to this file (TGWUI ma
     sys.path.insert(0, str(_HERE))
 
 from ara_tgwui import markup  # noqa: E402
-from ara_tgwui.runtime import AUTO, BEGIN_CHAT, Runtime  # noqa: E402
+from ara_tgwui.live import player_script  # noqa: E402
+from ara_tgwui.runtime import AUTO, BEGIN_CHAT, Runtime, tgwui_cache_dir  # noqa: E402
 
 log = logging.getLogger("ara_avatar")
 
@@ -126,6 +127,15 @@ def history_modifier(history: dict) -> dict:
 def custom_css() -> str:
     """Video, badge and note styles for every chat style."""
     return markup.CSS
+
+
+def custom_js() -> str:
+    """The progressive player: a reply's video starts with its first chunk (see ara_tgwui/player.js)."""
+    try:
+        return player_script(tgwui_cache_dir())
+    except Exception:
+        log.exception("Ara: the progressive player is not available; videos appear when complete")
+        return ""
 
 
 def ui() -> None:

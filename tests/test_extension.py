@@ -2,8 +2,9 @@
 
 `Chat` below replays the call order of TGWUI's `modules/chat.py` (chatbot_wrapper,
 start_new_chat) and the argument handling of `modules/extensions.py` against a sidecar on
-loopback. Until the real HTTP service exists, that sidecar is `SidecarDouble`, a faithful
-stand-in for its API (this file also runs as a stand-in `ara-sidecar serve` command).
+loopback: mostly `SidecarDouble`, a fast stand-in faithful to the sidecar's API (jobs, their
+event stream with chunk_ready events, videos; this file also runs as a stand-in
+`ara-sidecar serve` command), and in `test_real_sidecar_server` the real `ara-sidecar serve`.
 """
 
 from __future__ import annotations
@@ -52,15 +53,31 @@ class SidecarDouble(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def renders(self) -> list[dict]:
-        return [body for method, path, body in self.requests if path == "/v1/render"]
+        return [body for method, path, body in self.requests if path in ("/v1/render", "/v1/jobs")]
 
     def render(self, body: dict) -> dict:
-        time.sleep(self.delay_s)
+        """The result of a render (each of its two chunks' videos is stored too)."""
         mode = body.get("mode") or "auto"
         mode = "cockpit" if mode == "auto" else mode
         digest = json.dumps([body["text"], mode, body.get("persona"), body.get("avatar_id")]).encode()
         key = hashlib.sha256(digest).hexdigest()
         cached = key in self.videos
+        chunks = []
+        for i in range(2):
+            chunk_key = hashlib.sha256(f"{key}/{i}".encode()).hexdigest()
+            self.videos[chunk_key] = VIDEO + chunk_key.encode()
+            chunks.append(
+                {
+                    "index": i,
+                    "count": 2,
+                    "key": chunk_key,
+                    "url": f"/v1/videos/{chunk_key}.mp4",
+                    "start_s": 0.75 * i,
+                    "duration_s": 0.75,
+                    "mime": 'video/mp4; codecs="avc1.64001f, mp4a.40.2"',
+                    "cached": cached,
+                }
+            )
         self.videos[key] = VIDEO + key.encode()
         return {
             "key": key,
@@ -70,7 +87,45 @@ class SidecarDouble(ThreadingHTTPServer):
             "mode_reason": "as requested",
             "cached": cached,
             "timings": {"tts": 0.01},
+            "persona": body.get("persona") or "ara",
+            "chunks": chunks,
         }
+
+    def job(self, body: dict) -> dict:
+        """A new job, as GET /v1/jobs/{id} shows it once done."""
+        job_id = f"job{len(self.jobs)}"
+        result = self.render(body)
+        self.jobs[job_id] = {
+            "job_id": job_id,
+            "status": "done",
+            "stage": "video",
+            "progress": 1.0,
+            "chunk_count": 2,
+            "chunks": result["chunks"],
+            "created": time.time(),
+            "result": result,
+        }
+        return self.jobs[job_id]
+
+    def events(self, handler: _Handler, job: dict) -> None:
+        """The job's event stream: chunk_ready per chunk, a keepalive while "rendering"
+        (delay_s), then the finished job."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.end_headers()
+        count = 0
+        for chunk in job.get("chunks", []):
+            count += 1
+            handler.wfile.write(f"id: {count}\nevent: chunk_ready\ndata: {json.dumps(chunk)}\n\n".encode())
+            handler.wfile.flush()
+        handler.wfile.write(b": keepalive\n\n")
+        handler.wfile.flush()
+        time.sleep(self.delay_s)
+        finished = json.dumps({**job, "finished": time.time()})
+        handler.wfile.write(f"id: {count + 1}\ndata: {finished}\n\n".encode())
+        handler.wfile.flush()
+        handler.close_connection = True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -104,15 +159,20 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and path == "/v1/render":
             if self.server.fail:
                 return self._json(*self.server.fail)
+            time.sleep(self.server.delay_s)
             return self._json(200, self.server.render(body))
         if method == "POST" and path == "/v1/jobs":
-            job_id = f"job{len(self.server.jobs)}"
-            self.server.jobs[job_id] = {"job_id": job_id, "status": "done", "stage": "done", "progress": 1.0}
-            self.server.jobs[job_id]["result"] = self.server.render(body)
-            return self._json(202, {"job_id": job_id})
-        if method == "GET" and path.startswith("/v1/jobs/"):
-            job = self.server.jobs.get(path.rsplit("/", 1)[1])
-            return self._json(200, job) if job else self._json(404, {"error": "unknown job"})
+            if self.server.fail:
+                return self._json(*self.server.fail)
+            return self._json(202, {"job_id": self.server.job(body)["job_id"]})
+        match = re.fullmatch(r"/v1/jobs/(\w+)(/events)?", path)
+        if match:
+            job = self.server.jobs.get(match[1])
+            if job is None:
+                return self._json(404, {"error": "unknown job"})
+            if method == "DELETE":
+                return self._json(200, job)
+            return self.server.events(self, job) if match[2] else self._json(200, job)
         match = re.fullmatch(r"/v1/videos/(\w+)\.mp4", path)
         if method == "GET" and match:
             data = self.server.videos.get(match[1])
@@ -142,6 +202,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
 
 
 def serve_double(argv: list[str]) -> None:
@@ -410,7 +473,7 @@ def test_settings_shape_the_reply(ext, sidecar):
     assert sidecar.renders()[-1]["mode"] == "playful" and "ara/playful" in chat.prompts[-1]
     ext.params.update(show_text=False, mode="Auto", auto_modes=["cockpit", "teaching"])
     visible = chat.turn("I'm so sad and overwhelmed", "I'm here.")
-    assert visible.startswith('<div class="ara-avatar">') and "I'm here." not in visible
+    assert visible.startswith('<div class="ara-avatar" id="ara-job') and "I'm here." not in visible
     assert sidecar.renders()[-1]["mode"] in ("cockpit", "teaching")
     ext.params.update(show_text=True, inject_manifesto=False)
     chat.turn("and now?", "Now.")
@@ -622,7 +685,7 @@ def test_video_html_survives_markdown(ext, sidecar, position):
     visible = Chat(ext).turn("show me", reply)
     rendered = tgwui_markdown(visible)
     tag = re.search(r"<video [^>]*></video>", visible)[0]
-    assert tag in rendered and '<div class="ara-avatar">' in rendered
+    assert tag in rendered and '<div class="ara-avatar" id="ara-job' in rendered
     assert "<strong>bold</strong>" in rendered and "<li>one" in rendered
     assert "<p><video" not in rendered and "&lt;video" not in rendered
 

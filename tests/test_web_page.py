@@ -3,8 +3,7 @@ text through the job API and its event stream, and plays the video. Once against
 a token (the page uses the plain video URL) and once with one (typed into the page; the page
 fetches everything, the video too, with the Authorization header).
 
-Needs Debian's `chromium` and `chromium-driver` and the `selenium` package (`.ci/run` installs
-them); skipped without them."""
+Needs a headless Chromium (see browser.py); skipped without one."""
 
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ import pytest
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
 
+from browser import needs_chromium, start_chromium  # noqa: E402
 from selenium.common.exceptions import (  # noqa: E402
     JavascriptException,
     StaleElementReferenceException,
@@ -37,20 +37,7 @@ TEXT = "Hello from the web page."
 RENDER_TIMEOUT_S = 180
 
 
-def _find(*candidates: str) -> str | None:
-    for name in candidates:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-CHROMIUM = os.environ.get("ARA_CHROMIUM") or _find("chromium", "chromium-browser", "google-chrome")
-CHROMEDRIVER = os.environ.get("ARA_CHROMEDRIVER") or _find("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs a headless Chromium and its driver (Debian: apt-get install chromium chromium-driver)",
-)
+pytestmark = needs_chromium
 
 
 def free_port() -> int:
@@ -93,26 +80,7 @@ def server(request, tmp_path_factory) -> Iterator[tuple[str, str | None]]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--mute-audio",
-        "--window-size=1200,900",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(arg)
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
-    driver = webdriver.Chrome(options=options, service=service)
-    driver.set_page_load_timeout(30)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield driver
     finally:

@@ -6,13 +6,16 @@ Every failure — refused connection, timeout, HTTP error, malformed answer — 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +85,51 @@ class SidecarClient:
             return False
         return isinstance(answer, dict) and answer.get("status") == "ok"
 
-    def render(self, text: str, timeout: float, **fields: Any) -> dict:
-        """`POST /v1/render`: waits for the video; `fields` are persona, mode, avatar_id, user_message."""
+    def create_job(self, text: str, timeout: float, **fields: Any) -> dict:
+        """`POST /v1/jobs` (fields as for `render`) → {job_id}."""
         body = {"text": text, **{k: v for k, v in fields.items() if v not in (None, "")}}
-        result = self._json("POST", "/v1/render", timeout, body)
-        if not isinstance(result, dict) or not (result.get("key") or result.get("video_url")):
-            raise SidecarError("the sidecar's render answer has no video")
-        return result
+        answer = self._json("POST", "/v1/jobs", timeout, body)
+        if not isinstance(answer, dict) or not answer.get("job_id"):
+            raise SidecarError("the sidecar did not return a job_id")
+        return answer
+
+    def cancel_job(self, job_id: str, timeout: float = 5.0) -> None:
+        """`DELETE /v1/jobs/{id}`; errors are ignored (the job may be gone already)."""
+        with contextlib.suppress(SidecarError):
+            self._json("DELETE", f"/v1/jobs/{urllib.parse.quote(job_id)}", timeout)
+
+    def job_events(self, job_id: str, timeout: float) -> Iterator[tuple[str, dict]]:
+        """`GET /v1/jobs/{id}/events`: (event name, data) pairs — ("chunk_ready", chunk) and
+        ("message", job) — until the job has ended; SidecarError after `timeout` seconds."""
+        path = f"/v1/jobs/{urllib.parse.quote(job_id)}/events"
+        deadline = time.monotonic() + timeout
+        with self._open("GET", path, timeout) as response:
+            name, data = "message", ""
+            try:
+                for raw in response:
+                    if time.monotonic() > deadline:
+                        break
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                    if line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].strip()
+                    elif not line and data:
+                        try:
+                            event = json.loads(data)
+                        except ValueError:
+                            raise SidecarError("the sidecar sent an event that is not JSON") from None
+                        yield name, event
+                        if name == "message" and event.get("finished"):
+                            return
+                        name, data = "message", ""
+            except TimeoutError:
+                pass
+            except OSError as exc:
+                raise SidecarError(f"the connection to the sidecar failed ({exc})") from None
+        if time.monotonic() < deadline:
+            raise SidecarError("the sidecar ended the job's event stream before the job ended")
+        raise SidecarError(f"the video was not ready within {timeout:.0f} s")
 
     def download(self, path: str, dest: Path, timeout: float) -> Path:
         """Save the video at API `path` as `dest` (written to a temporary file, then renamed)."""

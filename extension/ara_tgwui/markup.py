@@ -26,15 +26,19 @@ def text(value: str) -> str:
     return html.escape(value, quote=False)
 
 
-def video(src: str, *, autoplay: bool, mode: str | None = None, reason: str = "") -> str:
-    """The `<div>` holding the video and, when `mode` is given, a small mode badge."""
+def video(
+    src: str, *, autoplay: bool, mode: str | None = None, reason: str = "", element_id: str = ""
+) -> str:
+    """The `<div>` holding the video and, when `mode` is given, a small mode badge. `element_id`
+    pairs it with the page's live player of the same reply (player.js)."""
     play = " autoplay" if autoplay else ""
     tag = f'<video class="ara-avatar-video" src="{attr(src)}" controls playsinline{play}></video>'
     badge = ""
     if mode:
         title = f' title="{attr(reason)}"' if reason else ""
         badge = f'<span class="ara-avatar-badge"{title}>{text(mode)}</span>'
-    return f'<div class="{CSS_CLASS}">{tag}{badge}</div>'
+    ident = f' id="{attr(element_id)}"' if element_id else ""
+    return f'<div class="{CSS_CLASS}"{ident}>{tag}{badge}</div>'
 
 
 def note(message: str) -> str:

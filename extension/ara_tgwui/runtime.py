@@ -18,6 +18,7 @@ from typing import Any
 
 from ara_tgwui import markup
 from ara_tgwui.client import SidecarClient, SidecarError
+from ara_tgwui.live import LiveManifest, element_id, file_url
 from ara_tgwui.sidecar import Install, SidecarProcess, add_to_path, is_local, locate, wait_healthy
 
 log = logging.getLogger("ara_avatar")
@@ -159,18 +160,52 @@ class Runtime:
             raise SidecarError("the sidecar is not running and could not be started (run install.py)")
         raise SidecarError(f"the sidecar at {client.base_url} is not reachable")
 
-    def render(self, text: str, *, user: str, mode: str, persona: str) -> str:
-        """Render `text` and return the video's `src` for the chat (file/ route or sidecar URL)."""
+    def render(self, text: str, *, user: str, mode: str, persona: str) -> tuple[str, str]:
+        """Render `text`: (the video's `src` for the chat — file/ route or sidecar URL — and the
+        id of its live player). While it renders, each ready chunk is copied next to the live
+        manifest that the page's player follows."""
         deadline = time.monotonic() + self.timeout()
         client = self.ensure_sidecar(deadline)
-        result = client.render(
+        job_id = client.create_job(
             text,
             timeout=deadline - time.monotonic(),
             persona=persona,
             mode=mode,
             avatar_id=self.params.get("avatar_id") or None,
             user_message=user or None,
-        )
+        )["job_id"]
+        live = LiveManifest(tgwui_cache_dir(), job_id, position=str(self.params.get("position")))
+        src = None
+        try:
+            result = self._follow(client, job_id, live, deadline)
+            src = self._deliver(client, result, deadline)
+        finally:
+            live.finish(src)
+            if src is None:
+                client.cancel_job(job_id)  # a timeout or a lost connection: stop the render
+        return src, element_id(job_id)
+
+    def _follow(self, client: SidecarClient, job_id: str, live: LiveManifest | None, deadline: float) -> dict:
+        """Wait for the job's result, copying each chunk for the live manifest as it is ready."""
+        for name, data in client.job_events(job_id, deadline - time.monotonic()):
+            if name == "chunk_ready" and live is not None:
+                try:
+                    dest = live.chunk_path(_KEY.sub("_", str(data.get("key"))))
+                    if not dest.is_file():
+                        left = max(deadline - time.monotonic(), 1.0)
+                        client.download(str(data.get("url")), dest, timeout=left)
+                    live.add_chunk(data, dest)
+                except SidecarError as exc:  # costs the live playback only
+                    log.warning("Ara: live playback stopped (%s)", exc)
+                    live = None
+            elif data.get("status") == "done" and isinstance(data.get("result"), dict):
+                return data["result"]
+            elif data.get("status") in ("failed", "cancelled"):
+                raise SidecarError(str(data.get("error") or f"the render was {data['status']}"))
+        raise SidecarError("the sidecar ended the job without a result")
+
+    def _deliver(self, client: SidecarClient, result: dict, deadline: float) -> str:
+        """The whole video's `src`: downloaded into TGWUI's cache (file/ route) or the sidecar URL."""
         key = _KEY.sub("_", str(result.get("key") or ""))
         path = str(result.get("video_url") or f"/v1/videos/{key}.mp4")
         if self.params.get("delivery") == "url" or not key:
@@ -178,7 +213,7 @@ class Runtime:
         dest = tgwui_cache_dir() / f"{key}.mp4"
         if not dest.is_file():
             client.download(path, dest, timeout=max(deadline - time.monotonic(), 1.0))
-        return "file/" + dest.as_posix()
+        return file_url(dest)
 
     # -- the reply --------------------------------------------------------------------
 
@@ -190,7 +225,7 @@ class Runtime:
         try:
             persona = self.persona()
             selection = self.choose(persona, user, text, chat_key(state), remember=True)
-            src = self.render(text, user=user, mode=selection.mode, persona=persona.name)
+            src, ident = self.render(text, user=user, mode=selection.mode, persona=persona.name)
         except (SidecarError, ValueError, ImportError, OSError) as exc:  # ValueError: PersonaError
             log.warning("Ara: no video for this reply (%s)", exc)
             return failed(visible, str(exc))
@@ -199,7 +234,11 @@ class Runtime:
             return failed(visible, f"{type(exc).__name__}: {exc}")
         badge = selection.mode if self.params.get("show_badge") else None
         block = markup.video(
-            src, autoplay=bool(self.params.get("autoplay")), mode=badge, reason=selection.reason
+            src,
+            autoplay=bool(self.params.get("autoplay")),
+            mode=badge,
+            reason=selection.reason,
+            element_id=ident,
         )
         return markup.compose(
             visible,

@@ -1,0 +1,109 @@
+"""The live manifest: what the page's progressive player (player.js) plays while a reply renders.
+
+One JSON file, `live.json` in the extension's folder under TGWUI's cache (served by TGWUI's
+`file/` route, like the videos), rewritten atomically whenever a chunk of the current reply is
+ready. The chunk videos are copied next to it (`chunks/KEY.mp4`, named by their content key), so
+the browser only ever talks to TGWUI: the sidecar's address and token stay on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ara_avatar")
+
+MANIFEST = "live.json"
+
+
+KEEP_CHUNKS_S = 600  # chunk copies are only for live playback (replays use the whole video)
+
+
+def file_url(path: Path) -> str:
+    """The `src` TGWUI's `file/` route serves `path` under."""
+    return "file/" + path.as_posix()
+
+
+def player_script(folder: Path) -> str:
+    """The page's progressive player (player.js), told where the live manifest is served."""
+    config = json.dumps({"manifest": file_url(folder / MANIFEST)})
+    return f"window.__ARA_PLAYER__ = {config};\n" + Path(__file__).with_name("player.js").read_text("utf-8")
+
+
+def element_id(job: str) -> str:
+    """The HTML id shared by a reply's live player and its video block in the reply's HTML."""
+    return "ara-" + "".join(ch for ch in job if ch.isalnum())[:64]
+
+
+def _prune(folder: Path) -> None:
+    """Delete chunk copies older than KEEP_CHUNKS_S."""
+    limit = time.time() - KEEP_CHUNKS_S
+    for path in folder.glob("*.mp4"):
+        try:
+            if path.stat().st_mtime < limit:
+                path.unlink()
+        except OSError:
+            pass  # in use or gone: next time
+
+
+class LiveManifest:
+    """The manifest of one reply's render (job `job`)."""
+
+    def __init__(self, folder: Path, job: str, *, position: str):
+        self.folder = folder
+        self.chunks_dir = folder / "chunks"
+        self.chunks_dir.mkdir(parents=True, exist_ok=True)
+        _prune(self.chunks_dir)
+        self.data: dict[str, Any] = {
+            "job": job,
+            "element_id": element_id(job),
+            "created": time.time(),
+            "position": position,
+            "mime": None,
+            "chunks": [],
+            "final": None,
+            "done": False,
+            "failed": False,
+        }
+        self._write()
+
+    def chunk_path(self, key: str) -> Path:
+        return self.chunks_dir / f"{key}.mp4"
+
+    def add_chunk(self, chunk: dict[str, Any], path: Path) -> None:
+        """Chunk `chunk` (a sidecar `chunk_ready` event) is saved at `path`: announce it."""
+        self.data["mime"] = self.data["mime"] or chunk.get("mime")
+        self.data["chunks"].append(
+            {
+                "index": chunk.get("index"),
+                "src": file_url(path),
+                "start_s": chunk.get("start_s", 0.0),
+                "duration_s": chunk.get("duration_s"),
+            }
+        )
+        self._write()
+
+    def finish(self, final_src: str | None) -> None:
+        """The render is over: `final_src` is the whole video's `src` (None: it failed)."""
+        self.data.update(final=final_src, done=True, failed=final_src is None)
+        self._write()
+
+    def _write(self) -> None:
+        """Replace the file atomically; a failure (e.g. Windows refusing to replace a file being
+        read) only costs the page its progressive playback, never the reply its video."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".live-", suffix=".json", dir=str(self.folder))
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump(self.data, out)
+                os.replace(tmp, self.folder / MANIFEST)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except OSError as exc:
+            log.warning("Ara: could not update %s (%s)", MANIFEST, exc)
