@@ -38,7 +38,7 @@ from ara_sidecar.text import split_sentences
 
 # {name}: another four-letter name each run, in every chunk (the first sentence is cut in two).
 REPLY = (
-    "I went through the build logs {name} sent me this morning, "
+    "{name}, I went through the build logs you sent me this morning, "
     "and I think {name} was right about the cause. "
     "The failure is in the audio tests {name} added last week, "
     "not in the video encoder as we first thought. "

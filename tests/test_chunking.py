@@ -87,16 +87,19 @@ def test_first_chunk_is_cut_at_a_clause():
         "Here is my answer."
     )
     chunks = split_chunks(normalize_text(reply), LIMITS)
-    assert chunks[0] == Chunk(
-        "Well, that is a really interesting question about the stars,", ends_sentence=False
-    )
-    assert chunks[1] == Chunk("and I have thought about it a lot.", ends_sentence=True)
+    assert chunks[0] == Chunk("Well, that is a really interesting question about the stars,", "clause")
+    assert chunks[1] == Chunk("and I have thought about it a lot.", "sentence")
     assert all(len(c.text) <= LIMITS.max_chars for c in chunks)
 
 
-def test_first_chunk_without_a_clause_stays_whole():
+def test_first_chunk_without_a_clause_is_cut_between_words():
     sentence = "This first sentence has no commas at all and runs on a little past the limit."
-    assert texts(sentence + " Second one here.") == [sentence, "Second one here."]
+    chunks = split_chunks(sentence + " Second one here.", LIMITS)
+    assert chunks[0] == Chunk("This first sentence has no commas at all and runs on a", "word")
+    assert chunks[1:] == [Chunk("little past the limit.", "sentence"), Chunk("Second one here.", "sentence")]
+    # no piece shorter than min_chars: the cut moves back
+    tail = split_chunks("word " * 11 + "end.", ChunkLimits(first_max_chars=50, max_chars=240, min_chars=12))
+    assert [c.text for c in tail] == ["word " * 8 + "word", "word word end."] and tail[0].end == "word"
 
 
 def test_long_sentence_without_punctuation_is_cut_between_words():
@@ -104,7 +107,7 @@ def test_long_sentence_without_punctuation_is_cut_between_words():
     chunks = split_chunks(words, LIMITS)
     assert all(len(c.text) <= LIMITS.max_chars for c in chunks)
     assert " ".join(c.text for c in chunks) == words
-    assert [c.ends_sentence for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert [c.end for c in chunks] == ["word"] * (len(chunks) - 1) + ["sentence"]
     unbroken = "x" * 600
     assert "".join(c.text for c in split_chunks(unbroken, LIMITS)) == unbroken
 

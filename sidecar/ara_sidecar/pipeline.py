@@ -18,6 +18,7 @@ import os
 import pickle
 import shutil
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -185,10 +186,8 @@ class Pipeline:
             }
             cfg = self.settings.chunking
             limits = ChunkLimits(cfg.first_max_chars, cfg.max_chars, cfg.min_chars)
-            pieces = [
-                (c.text, self.settings.sentence_pause_s if c.ends_sentence else cfg.clause_pause_s)
-                for c in split_chunks(text, limits)
-            ]
+            pauses = {"sentence": self.settings.sentence_pause_s, "clause": cfg.clause_pause_s, "word": 0.0}
+            pieces = [(c.text, pauses[c.end]) for c in split_chunks(text, limits)]
         else:
             text = None
             if not Path(request.audio_path).is_file():
@@ -270,10 +269,19 @@ class Pipeline:
             return self.voice.convert(audio, params)
 
     def _spoken(
-        self, plan: _Plan, timings: Timings, cache: CacheStore | None, report: ProgressFn
+        self,
+        plan: _Plan,
+        timings: Timings,
+        cache: CacheStore | None,
+        report: ProgressFn,
+        first_out: threading.Event,
     ) -> Iterator[tuple[Audio, float]]:
+        """Each chunk's speech (see `_speech`); the second waits for `first_out`, so that the
+        first chunk's video, which playback waits for, has the CPU to itself."""
         report("tts", 0.0)
         for i, chunk in enumerate(plan.chunks):
+            if i == 1:
+                first_out.wait()
             yield self._speech(plan, chunk, timings, cache)
             report("tts", (i + 1) / len(plan.chunks))
 
@@ -366,9 +374,13 @@ class Pipeline:
         speech: list[Audio] = []  # each chunk's, padded to whole frames: the whole sound track
         chunks: list[ChunkVideo] = []
         speech_s = start_s = 0.0
-        spoken = BackgroundIterator(self._spoken(plan, timings, cache, report))
+        first_out = threading.Event()
+        if on_chunk is None:  # nobody plays chunks as they come: speak ahead at once
+            first_out.set()
+        spoken = BackgroundIterator(self._spoken(plan, timings, cache, report, first_out))
         with ExitStack() as stack:
             stack.callback(spoken.close)
+            stack.callback(first_out.set)  # runs first: the producer must not wait when stopping
             for i, ((audio, spoken_s), chunk) in enumerate(zip(spoken, plan.chunks, strict=True)):
                 encode = partial(
                     self._encode_chunk,
@@ -404,6 +416,7 @@ class Pipeline:
                 start_s += audio.duration_s
                 if on_chunk is not None:
                     on_chunk(video)
+                first_out.set()
             with timings.measure("encode"):
                 rate = speech[0].sample_rate
                 whole = Audio(np.concatenate([resample(a, rate).samples for a in speech]), rate)

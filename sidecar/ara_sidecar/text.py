@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from ara_sidecar.errors import UserError
 
@@ -70,14 +71,16 @@ class Chunk:
     """A piece of text spoken and rendered as one unit."""
 
     text: str
-    ends_sentence: bool  # False: cut at a clause or between words (a shorter pause follows)
+    end: Literal["sentence", "clause", "word"]  # where it was cut: the pause after it follows suit
 
 
 @dataclass(frozen=True)
 class ChunkLimits:
-    first_max_chars: int = 60  # a longer first sentence is cut at a clause boundary (plays sooner)
-    max_chars: int = 240  # longer sentences are cut at clause boundaries, else between words
-    min_chars: int = 12  # shorter sentences are merged into the next
+    """Lengths in characters (config `chunking`)."""
+
+    first_max_chars: int  # a longer first sentence is cut at a clause boundary (plays sooner)
+    max_chars: int  # longer sentences are cut at clause boundaries, else between words
+    min_chars: int  # shorter sentences are merged into the next
 
 
 def split_sentences(text: str) -> list[str]:
@@ -101,7 +104,7 @@ def split_sentences(text: str) -> list[str]:
     return [" ".join(s.split()) for s in sentences if s]
 
 
-def split_chunks(text: str, limits: ChunkLimits = ChunkLimits()) -> list[Chunk]:
+def split_chunks(text: str, limits: ChunkLimits) -> list[Chunk]:
     """Cut normalised text into chunks: sentences, short ones merged into the next, long ones cut
     at clause boundaries (else between words), the first kept short so it can play early.
 
@@ -118,25 +121,26 @@ def split_chunks(text: str, limits: ChunkLimits = ChunkLimits()) -> list[Chunk]:
     for sentence in merged:
         rest = sentence
         while rest:
-            limit = limits.first_max_chars if not chunks else limits.max_chars
-            head, rest = _cut(
-                rest, limit, limits.min_chars, words_ok=bool(chunks) or len(rest) > limits.max_chars
-            )
-            chunks.append(Chunk(head, ends_sentence=not rest))
+            limit = limits.max_chars if chunks else limits.first_max_chars
+            head, end, rest = _cut(rest, limit, limits.min_chars)
+            chunks.append(Chunk(head, end))
     return chunks
 
 
-def _cut(sentence: str, limit: int, min_chars: int, *, words_ok: bool) -> tuple[str, str]:
-    """(head, rest): `sentence` whole if it fits `limit`, else cut at its last clause boundary
-    within the limit, else (when `words_ok`) at its last space within it, else hard."""
+def _cut(sentence: str, limit: int, min_chars: int) -> tuple[str, str, str]:
+    """(head, where it ends, rest): `sentence` whole if it fits `limit`, else cut at its last
+    clause boundary within the limit, else at its last space within it, else hard; no piece
+    shorter than `min_chars` unless the sentence is."""
     if len(sentence) <= limit:
-        return sentence, ""
+        return sentence, "sentence", ""
     clauses = [m.end() for m in _CLAUSE_END.finditer(sentence, 0, limit + 1) if m.end() >= min_chars]
     if clauses and len(sentence) - clauses[-1] >= min_chars:
-        cut = clauses[-1]
-    elif not words_ok:
-        return sentence, ""
+        cut, end = clauses[-1], "clause"
     else:
-        cut = sentence.rfind(" ", min_chars, limit + 1)
-        cut = cut if cut > 0 else limit
-    return sentence[:cut].strip(), sentence[cut:].strip()
+        last = min(limit, len(sentence) - min_chars)  # the last cut that leaves min_chars after it
+        cut, end = sentence.rfind(" ", min_chars, last + 1), "word"
+        if cut <= 0:
+            cut = last if last >= min_chars else len(sentence)
+    if cut >= len(sentence):
+        return sentence, "sentence", ""
+    return sentence[:cut].strip(), end, sentence[cut:].strip()
