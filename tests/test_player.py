@@ -32,7 +32,7 @@ from ara_tgwui.live import LiveManifest, element_id, file_url, player_script
 
 pytestmark = needs_chromium
 
-REPLY = "Here is the first part of my answer. Then a second sentence follows it. And the third one ends it."
+REPLY = "This is my first part. Then a second sentence follows it. And the third one ends it."
 JOB = "4f1c2b7e9a0d4c3e8b6a5f7d1e2c3b4a"
 FOLDER = Path("user_data/cache/ara_avatar")  # TGWUI's cache folder, relative to its working directory
 
@@ -56,7 +56,7 @@ window.tgwuiUpdate = (html) => window.morphdom(document.querySelector("#chat .me
 </script></head><body>
 <button id="stop">Stop</button>
 <div id="chat"><div class="messages"><div class="assistant-message"><div class="text">
-<div class="message-body"><p>Here is the first part of my answer.</p></div></div></div></div></div>
+<div class="message-body"><p>This is my first part.</p></div></div></div></div></div>
 <script>%s</script></body></html>"""
 
 
