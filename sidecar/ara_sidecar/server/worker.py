@@ -75,7 +75,7 @@ def run_worker(settings: Settings, conn: Connection, cancel: Synchronized) -> No
 
 def _render(pipeline: Pipeline, job: Job, conn: Connection, cancel: Synchronized) -> tuple:
     sent: dict[str, float] = {}
-    lock = threading.Lock()  # speech reports progress from its own thread
+    lock = threading.Lock()  # speech reports progress from its own thread: one sender at a time
 
     def progress(stage: str, fraction: float) -> None:
         if cancel.value == job.seq:
@@ -87,7 +87,8 @@ def _render(pipeline: Pipeline, job: Job, conn: Connection, cancel: Synchronized
                 conn.send(("progress", job.seq, stage, fraction))
 
     def chunk_ready(chunk: ChunkVideo) -> None:
-        conn.send(("chunk", job.seq, chunk.describe()))
+        with lock:
+            conn.send(("chunk", job.seq, chunk.describe()))
 
     try:
         result = pipeline.render(job.request, progress=progress, on_chunk=chunk_ready)
