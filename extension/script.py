@@ -20,12 +20,14 @@ if str(_HERE) not in sys.path:  # the helper package next to this file (TGWUI ma
 
 from ara_tgwui import markup  # noqa: E402
 from ara_tgwui.live import player_script  # noqa: E402
+from ara_tgwui.prerender import Prerenderer  # noqa: E402
 from ara_tgwui.runtime import AUTO, BEGIN_CHAT, Runtime, tgwui_cache_dir  # noqa: E402
 
 log = logging.getLogger("ara_avatar")
 
 MODES = ("cathedral", "comfort", "lab", "playful", "cockpit", "teaching")  # ara_persona.MODE_NAMES
 _TURN = "_ara_avatar_turn"  # the user's message of the turn in progress, kept in TGWUI's state
+_CUSTOM_MODELS = ("LlamaServer", "Exllamav3Model", "TensorRTLLMModel")  # TGWUI's generate_reply_custom
 
 params = {
     "activate": True,
@@ -33,6 +35,7 @@ params = {
     "auto_modes": list(MODES),  # the modes Auto may pick
     "inject_manifesto": True,
     "autoplay": True,
+    "prerender": True,  # render complete sentences while the reply streams
     "show_text": True,
     "position": "before",  # the video "before" or "after" the text
     "show_badge": True,
@@ -111,6 +114,61 @@ def output_modifier(string: str, state: dict, is_chat: bool = False) -> str:
     except Exception:
         log.exception("Ara: no video for this reply")
         return string
+
+
+def _tgwui_generation() -> bool:
+    """Whether TGWUI's own generation functions can be imported (not outside TGWUI)."""
+    try:
+        from modules.text_generation import generate_reply_custom, generate_reply_HF  # noqa: F401
+        from modules.utils import check_model_loaded  # noqa: F401
+    except Exception:  # ImportError outside TGWUI; never fail its startup
+        return False
+    return True
+
+
+def _start_prerender(question: str, state: dict, is_chat: bool) -> Prerenderer | None:
+    """A pre-renderer for the chat reply about to stream (the last one stops); None where
+    `output_modifier` adds no video or pre-rendering is off."""
+    if not (
+        is_chat
+        and params["activate"]
+        and params["prerender"]
+        and isinstance(state, dict)
+        and "chat_style" in state
+    ):
+        return None
+    if runtime.prerender is not None:
+        runtime.prerender.stop()
+    runtime.prerender = Prerenderer(runtime, question, state, str(state.get(_TURN) or ""))
+    return runtime.prerender
+
+
+if _tgwui_generation():
+
+    def custom_generate_reply(question, original_question, state, stopping_strings=None, is_chat=False):
+        """TGWUI's own generation, chosen as `_generate_reply` chooses it, with every item passed on
+        unchanged (errors too) while the reply so far goes to the pre-renderer.
+
+        TGWUI uses the `custom_generate_reply` of the first extension that has one: listed after
+        another such extension, Ara does not pre-render; listed before it, Ara replaces it."""
+        from modules import shared
+        from modules.text_generation import generate_reply_custom, generate_reply_HF
+        from modules.utils import check_model_loaded
+
+        if not check_model_loaded()[0]:
+            yield ""
+            return
+        custom = shared.model.__class__.__name__ in _CUSTOM_MODELS
+        generate = generate_reply_custom if custom else generate_reply_HF
+        prerender = _start_prerender(question, state, is_chat)
+        try:
+            for reply in generate(question, original_question, state, stopping_strings, is_chat=is_chat):
+                if prerender is not None:
+                    prerender.feed(reply)
+                yield reply
+        finally:
+            if prerender is not None:
+                prerender.stop()
 
 
 def history_modifier(history: dict) -> dict:

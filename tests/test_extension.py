@@ -47,6 +47,7 @@ class SidecarDouble(ThreadingHTTPServer):
         self.avatars: list[str] = []
         self.jobs: dict[str, dict] = {}
         self.fail: tuple[int, dict] | None = None
+        self.ended: dict[str, int] = {}  # job_id: how many requests had come when its event stream ended
 
     @property
     def url(self) -> str:
@@ -125,6 +126,7 @@ class SidecarDouble(ThreadingHTTPServer):
         finished = json.dumps({**job, "finished": time.time()})
         handler.wfile.write(f"id: {count + 1}\ndata: {finished}\n\n".encode())
         handler.wfile.flush()
+        self.ended[job["job_id"]] = len(self.requests)
         handler.close_connection = True
 
 
@@ -311,6 +313,8 @@ class Chat:
             last_reply = [output["internal"][-1][1], output["visible"][-1][1]]
         system = state["custom_system_message"] if state["mode"] == "instruct" else state["context"]
         self.prompts.append(system)
+        prompt = f"{system}\n{text}\n" + (last_reply[0] if _continue else f"{state['name2']}:")
+        self.generate(state, prompt, reply)
         assert "<video" not in json.dumps(output["internal"])  # the model never sees HTML
         if stop:  # shared.stop_everything: the partial visible reply goes through output_modifier
             output["internal"][-1] = [text, reply]
@@ -330,6 +334,14 @@ class Chat:
             )
         state["history"] = output
         return output["visible"][-1][1]
+
+    def generate(self, state: dict, prompt: str, reply: str) -> None:
+        """`generate_reply`: the extension's `custom_generate_reply`, when it has one (only with the
+        `generation` fixture's TGWUI), streams `reply` from the fake model."""
+        custom = getattr(self.ext, "custom_generate_reply", None)
+        if custom is not None:
+            sys.modules["modules.text_generation"].reply = reply
+            assert list(custom(prompt, prompt, state, [], is_chat=True))[-1] == reply
 
 
 @pytest.fixture
@@ -661,6 +673,209 @@ def test_real_sidecar_server(tgwui):
         assert ">lab</span>" in Chat(ext).turn(
             "the traceback says KeyError in app.py", "Check the dict keys."
         )
+    finally:
+        ext.runtime.process.stop()
+
+
+# -- pre-rendering while the reply streams ----------------------------------------------
+
+
+STREAMED = (
+    "Well, that is a really good question about trains. The engine turns the wheels, and they roll. "
+    "It is quite simple.\n\n- The wheels roll on rails.\n- The brakes stop them. "
+    "That is all there is to it, really."
+)
+
+
+@pytest.fixture
+def generation(tgwui, monkeypatch):
+    """TGWUI's generation functions as `custom_generate_reply` imports them: the loaded model
+    streams `reply` word by word (a word per `token_s`), raising `fail` after its first words;
+    `calls` names the function used."""
+    text_generation = types.ModuleType("modules.text_generation")
+    text_generation.reply, text_generation.token_s, text_generation.fail = "", 0.0, None
+    text_generation.calls = []
+
+    def function(name: str):
+        def generate(question, original_question, state, stopping_strings=None, is_chat=False):
+            text_generation.calls.append(name)
+            words = text_generation.reply.split(" ")
+            for i in range(1, len(words) + 1):
+                time.sleep(text_generation.token_s)
+                if text_generation.fail is not None and i == 3:
+                    raise text_generation.fail
+                yield " ".join(words[:i])
+
+        return generate
+
+    text_generation.generate_reply_HF = function("HF")
+    text_generation.generate_reply_custom = function("custom")
+    utils = types.ModuleType("modules.utils")
+    shared = sys.modules["modules.shared"]
+    utils.check_model_loaded = lambda: (shared.model is not None, "No model is loaded.")
+    shared.model = type("LlamaServer", (), {})()
+    monkeypatch.setitem(sys.modules, "modules.text_generation", text_generation)
+    monkeypatch.setitem(sys.modules, "modules.utils", utils)
+    return text_generation
+
+
+@pytest.fixture
+def streaming(generation, sidecar):
+    """The extension loaded inside a TGWUI that has generation functions (so it pre-renders)."""
+    module = load_extension()
+    apply_settings(module, {"ara_avatar-sidecar_url": sidecar.url, "ara_avatar-autostart": False})
+    yield module
+    if module.runtime.prerender is not None:
+        module.runtime.prerender.stop()
+
+
+def chunks_of(text: str) -> list:
+    from ara_tgwui.prerender import chunk_limits
+
+    from ara_sidecar.text import normalize_text, split_chunks
+
+    return split_chunks(normalize_text(text), chunk_limits())
+
+
+def wait_for(check, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_streamed_reply_is_prerendered_in_complete_chunks(streaming, sidecar, generation):
+    sidecar.delay_s, generation.token_s = 0.15, 0.03
+    streaming.params["avatar_id"] = "av1"
+    user = "I get a traceback in train.py, how do trains work?"
+    visible = Chat(streaming).turn(user, STREAMED)
+    assert "<video" in visible and generation.calls == ["custom"]
+    *ahead, final = sidecar.renders()
+    assert final["text"] == STREAMED and len(ahead) >= 2
+    whole = chunks_of(STREAMED)
+    counts = [len(chunks_of(job["text"])) for job in ahead]
+    assert counts == sorted(set(counts)) and counts[-1] < len(whole)  # growing, never the last chunk
+    for job, count in zip(ahead, counts, strict=True):  # complete chunks of the reply, never a part
+        assert chunks_of(job["text"]) == whole[:count]
+        assert {k: job[k] for k in ("persona", "mode", "avatar_id", "user_message")} == {
+            k: final[k] for k in ("persona", "mode", "avatar_id", "user_message")
+        }
+    calls = [(method, path) for method, path, _ in sidecar.requests]
+    posts = [i for i, call in enumerate(calls) if call == ("POST", "/v1/jobs")]
+    for i in range(len(ahead)):  # a job is submitted once the last one has ended or was cancelled
+        over = [sidecar.ended.get(f"job{i}", len(calls))]
+        over += [n for n, call in enumerate(calls) if call == ("DELETE", f"/v1/jobs/job{i}")]
+        assert min(over) <= posts[i + 1]
+
+
+def test_feed_never_blocks_and_the_final_render_cancels_the_prerender(streaming, sidecar):
+    sidecar.delay_s = 2.0  # each job's event stream takes 2 s
+    state = streaming.state_modifier(ui_state("chat"))
+    streaming.chat_input_modifier("how do trains work?", "", state)
+    prerender = streaming._start_prerender("prompt", state, True)
+    words = STREAMED.split(" ")
+    started = time.monotonic()
+    for i in range(1, len(words) + 1):
+        prerender.feed(" ".join(words[:i]))
+    assert time.monotonic() - started < 0.1  # while a job takes 2 s
+    wait_for(lambda: "job0" in sidecar.jobs)
+    visible = apply_string_extension(streaming, "output_modifier", html.escape(STREAMED), state, True)
+    assert "<video" in visible
+    calls = [(method, path) for method, path, _ in sidecar.requests]
+    posts = [i for i, call in enumerate(calls) if call == ("POST", "/v1/jobs")]
+    assert len(posts) == 2 and posts[0] < calls.index(("DELETE", "/v1/jobs/job0")) < posts[1]
+    assert sidecar.renders()[-1]["text"] == STREAMED
+
+
+def test_no_prerender_off_chat_or_when_disabled(streaming, sidecar, generation):
+    generation.reply = STREAMED
+    chat = ui_state("chat")
+    api = {k: v for k, v in chat.items() if k != "chat_style"}
+    for state, is_chat, settings in (
+        (chat, False, {}),  # Default/Notebook tabs
+        (api, True, {}),  # the API
+        (chat, True, {"prerender": False}),
+        (chat, True, {"activate": False}),
+    ):
+        streaming.params.update({"prerender": True, "activate": True, **settings})
+        items = list(streaming.custom_generate_reply("prompt", "prompt", state, None, is_chat=is_chat))
+        assert items[-1] == STREAMED and streaming.runtime.prerender is None
+    assert sidecar.renders() == []
+
+
+def test_no_generation_hook_outside_tgwui(ext):
+    assert not hasattr(ext, "custom_generate_reply")  # TGWUI's generation functions are not there
+
+
+def test_custom_generate_reply_is_tgwuis_own_generation(streaming, generation):
+    shared = sys.modules["modules.shared"]
+    generation.reply = "Hello there, how are you?"
+    expected = ["Hello", "Hello there,", "Hello there, how", "Hello there, how are", generation.reply]
+    state = {"mode": "instruct"}  # no chat_style: nothing to pre-render
+    for model, function in (("Exllamav3Model", "custom"), ("TensorRTLLMModel", "custom"), ("Llama", "HF")):
+        shared.model = type(model, (), {})()
+        assert list(streaming.custom_generate_reply("q", "q", state, ["\nYou:"], is_chat=False)) == expected
+        assert generation.calls[-1] == function
+    shared.model = None  # _generate_reply's answer when no model is loaded
+    assert list(streaming.custom_generate_reply("q", "q", state)) == [""]
+    assert len(generation.calls) == 3
+    shared.model, generation.fail = type("LlamaServer", (), {})(), RuntimeError("out of memory")
+    items = []
+    with pytest.raises(RuntimeError) as raised:
+        items.extend(streaming.custom_generate_reply("q", "q", ui_state("chat"), None, is_chat=True))
+    assert raised.value is generation.fail and items == ["Hello", "Hello there,"]
+    assert streaming.runtime.prerender._stopped
+
+
+def test_prerender_sees_the_reply_as_output_modifier_gets_it():
+    from ara_tgwui.prerender import visible_reply
+
+    state = ui_state("chat")
+    state["history"]["internal"] = [["hi", "Earlier reply."], ["go on", "It <USER> began"]]
+    assert visible_reply("ctx\ngo on\nAra:", state)("  Ara: Tom & <user>") == " Tom &amp; You"
+    assert visible_reply("ctx\nIt <USER> began", state)(" and ended.") == "It You began and ended."
+    assert visible_reply("<|im_start|>assistant\n<think>\n", state)("why</think>Yes.") == (
+        "&lt;think&gt;why&lt;/think&gt;Yes."
+    )
+    instruct = {**state, "mode": "instruct"}
+    assert visible_reply("q", instruct)(" Ara: <user>") == " Ara: &lt;user&gt;"
+
+
+def test_prerendered_chunks_are_cached_for_the_final_render(tgwui, generation, monkeypatch):
+    """Against `ara-sidecar serve`: the final render finds the pre-rendered chunks in the cache."""
+    if not (ROOT / "sidecar" / "ara_sidecar" / "server").is_dir():
+        pytest.skip("sidecar/ara_sidecar/server is not there yet")
+    ext = load_extension()
+    from ara_tgwui.client import SidecarClient
+
+    created, ended, results = {}, [], []
+    create_job, job_events, follow = SidecarClient.create_job, SidecarClient.job_events, ext.runtime._follow
+
+    def create_and_note(client, text, timeout, **fields):
+        answer = create_job(client, text, timeout, **fields)
+        created[answer["job_id"]] = text
+        return answer
+
+    def events_and_note(client, job_id, timeout):
+        yield from job_events(client, job_id, timeout)
+        ended.append(job_id)
+
+    monkeypatch.setattr(SidecarClient, "create_job", create_and_note)
+    monkeypatch.setattr(SidecarClient, "job_events", events_and_note)
+    ext.runtime._follow = lambda *args: results.append(follow(*args)) or results[-1]
+    ext.params.update(sidecar_url=f"http://127.0.0.1:{free_port()}", timeout_s=300)
+    reply = generation.reply = "Sure, I can help with that. First, check the logs. Then restart the service."
+    try:
+        ext.runtime.ensure_sidecar(time.monotonic() + 120)
+        state = ext.state_modifier(ui_state("chat"))
+        ext.chat_input_modifier("the server keeps crashing", "", state)
+        stream = ext.custom_generate_reply("prompt", "prompt", state, None, is_chat=True)
+        assert next(item for item in stream if item == reply)  # the whole reply, the generation not over
+        wait_for(lambda: any(len(chunks_of(created[job])) == 2 for job in ended), 300)
+        assert list(stream) == []  # the generation ends
+        visible = ext.output_modifier(html.escape(reply), state, is_chat=True)
+        assert "<video" in visible
+        assert [chunk["cached"] for chunk in results[-1]["chunks"]] == [True, True, False]
     finally:
         ext.runtime.process.stop()
 

@@ -66,6 +66,7 @@ def build(params: dict[str, Any], runtime: Runtime, modes: tuple[str, ...]) -> N
             autoplay = gr.Checkbox(value=params["autoplay"], label="Autoplay")
             show_text = gr.Checkbox(value=params["show_text"], label="Show the text")
             show_badge = gr.Checkbox(value=params["show_badge"], label="Show the mode")
+            prerender = gr.Checkbox(value=params["prerender"], label="Render ahead while it streams")
         with gr.Row():
             mode = gr.Dropdown(choices=[AUTO, *modes], value=params["mode"], label="Mode")
             auto_modes = gr.CheckboxGroup(
@@ -98,6 +99,7 @@ def build(params: dict[str, Any], runtime: Runtime, modes: tuple[str, ...]) -> N
         (autoplay, "autoplay"),
         (show_text, "show_text"),
         (show_badge, "show_badge"),
+        (prerender, "prerender"),
         (mode, "mode"),
         (position, "position"),
         (delivery, "delivery"),

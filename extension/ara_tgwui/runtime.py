@@ -14,12 +14,15 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ara_tgwui import markup
 from ara_tgwui.client import SidecarClient, SidecarError
 from ara_tgwui.live import LiveManifest, element_id, file_url
 from ara_tgwui.sidecar import Install, SidecarProcess, add_to_path, is_local, locate, wait_healthy
+
+if TYPE_CHECKING:
+    from ara_tgwui.prerender import Prerenderer
 
 log = logging.getLogger("ara_avatar")
 
@@ -58,6 +61,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._personas: dict[str, tuple[tuple, Any]] = {}
         self._modes: dict[tuple, str] = {}
+        self.prerender: Prerenderer | None = None  # the pre-renderer of the reply streaming now
 
     # -- settings ---------------------------------------------------------------------
 
@@ -219,6 +223,8 @@ class Runtime:
 
     def present(self, visible: str, state: dict, user: str) -> str:
         """The visible reply with Ara's video, or with a note saying why there is none."""
+        if self.prerender is not None:  # its job would compete with this render; its chunks stay cached
+            self.prerender.stop()
         text = spoken_text(visible)
         if not text:
             return visible

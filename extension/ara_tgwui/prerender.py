@@ -1,0 +1,175 @@
+"""Speculative pre-rendering: a reply's complete sentences are rendered while it still streams.
+
+The sidecar caches each chunk's video under a key made of the chunk's text, persona, mode,
+avatar and backends, and a text's beginning is cut into the same first chunks as the whole text
+(`ara_sidecar.text.split_chunks`). So rendering the complete chunks of the reply so far fills
+the cache with the first chunks of the final render, which `output_modifier` starts when the
+reply is complete: its first frame no longer waits for speech and lip-sync.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ara_tgwui.client import SidecarError
+from ara_tgwui.runtime import chat_key, spoken_text
+
+if TYPE_CHECKING:
+    from ara_tgwui.runtime import Runtime
+
+log = logging.getLogger("ara_avatar")
+_USER = re.compile("(<USER>|<user>|{{user}})")
+
+
+@functools.cache
+def chunk_limits() -> Any:
+    """The sidecar's `ChunkLimits` (config `chunking.*`, read here with `ara_sidecar.config`, so
+    from the same config file and `ARA_…` variables as a sidecar started by the extension);
+    None when they cannot be read (no pre-rendering then)."""
+    try:
+        from ara_sidecar.config import load_settings
+        from ara_sidecar.text import ChunkLimits
+
+        cfg = load_settings().chunking
+        return ChunkLimits(cfg.first_max_chars, cfg.max_chars, cfg.min_chars)
+    except Exception as exc:  # the sidecar's source or its packages missing, an invalid config
+        log.warning("Ara: no pre-rendering (the sidecar's chunk limits cannot be read: %s)", exc)
+        return None
+
+
+def complete_chunks(spoken: str, limits: Any) -> tuple[str, int]:
+    """The longest beginning of `spoken` made of its final chunks (all but the last, which may
+    still grow) that the sidecar cuts into exactly those chunks, and their number; ("", 0) if
+    none. It is normalised text whose line breaks are doubled, so that normalising it again
+    keeps them. (A chunk cut inside a sentence would end it as a whole sentence, with another
+    pause and so another key: such a chunk waits for the next one.)"""
+    from ara_sidecar.text import normalize_text, split_chunks
+
+    text = normalize_text(spoken)
+    chunks = split_chunks(text, limits)
+    for count in range(len(chunks) - 1, 0, -1):
+        chars = sum(len("".join(c.text.split())) for c in chunks[:count])
+        head = re.match(rf"(?:\s*\S){{{chars}}}", text)[0].replace("\n", "\n\n")  # chunks keep all but spaces
+        if split_chunks(normalize_text(head), limits) == chunks[:count]:
+            return head, count
+    return "", 0
+
+
+def visible_reply(question: str, state: dict) -> Callable[[str], str]:
+    """chatbot_wrapper's steps (TGWUI modules/chat.py) from the text generated so far to the visible
+    reply that `output_modifier` will get: after the reply being continued (the prompt ends with
+    it) or the `<think>` the prompt ends with, without a leading speaker's name in the chat
+    modes, HTML-escaped."""
+    rows = (state.get("history") or {}).get("internal") or []
+    last = str(rows[-1][1] or "") if rows and len(rows[-1]) > 1 else ""
+    continued = bool(last) and question.endswith(last)
+    thinking = "<think>" if not continued and question.rstrip("\n").endswith("<think>") else ""
+    chat = state.get("mode") in ("chat", "chat-instruct")
+    names = (f"{state.get('name2', '')}:", f"{state.get('name1', '')}:")
+
+    def visible(reply: str) -> str:
+        reply = thinking + reply
+        if chat:
+            reply = reply if continued else reply.lstrip()
+            name = next((n for n in names if reply.startswith(n)), "")
+            reply = reply[len(name) :]
+        reply = (last if continued else "") + reply
+        return html.escape(_USER.sub(str(state.get("name1", "")), reply) if chat else reply)
+
+    return visible
+
+
+class Prerenderer:
+    """Pre-renders one streaming chat reply: `feed` hands over the text generated so far and
+    returns at once; a background thread turns it into the reply `output_modifier` will get and
+    submits its complete chunks as a sidecar job whenever there are more of them, one job at a
+    time (after a job, the newest text). `stop` ends it and cancels the job in flight (what that
+    job has rendered stays cached). Never raises."""
+
+    def __init__(self, runtime: Runtime, question: str, state: dict, user: str):
+        self.runtime, self.question, self.state, self.user = runtime, question, state, user
+        self.client = runtime.client()
+        self._cond = threading.Condition()
+        self._text: str | None = None  # the newest text generated so far, not yet looked at
+        self._job: str | None = None  # the job in flight
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def feed(self, generated: str) -> None:
+        """The text generated so far (as TGWUI's generation functions yield it)."""
+        with self._cond:
+            if self._stopped:
+                return
+            self._text = generated
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ara-prerender", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """No more jobs; the one in flight is cancelled."""
+        with self._cond:
+            self._stopped = True
+            job, self._job = self._job, None
+            self._cond.notify()
+        if job is not None:
+            self.client.cancel_job(job, timeout=2.0)
+
+    def _run(self) -> None:
+        submitted = 0  # chunks in the last job
+        try:
+            limits = chunk_limits()
+            visible = visible_reply(self.question, self.state)
+            while limits is not None:
+                with self._cond:
+                    while self._text is None and not self._stopped:
+                        self._cond.wait()
+                    if self._stopped:
+                        return
+                    generated, self._text = self._text, None
+                spoken = spoken_text(visible(generated))
+                head, count = complete_chunks(spoken, limits)
+                if count > submitted:
+                    self._render(head, spoken)
+                    submitted = count
+        except (SidecarError, ValueError, ImportError, OSError) as exc:  # ValueError: PersonaError
+            log.info("Ara: pre-rendering stopped (%s)", exc)
+        except Exception:
+            log.exception("Ara: pre-rendering failed")
+        finally:
+            self.stop()
+
+    def _render(self, text: str, spoken: str) -> None:
+        """Render `text` as the final render most likely will: same persona and avatar, and the
+        mode the selector picks for the reply so far (not remembered); wait for the job to end."""
+        runtime = self.runtime
+        deadline = time.monotonic() + runtime.timeout()
+        persona = runtime.persona()
+        mode = runtime.choose(persona, self.user, spoken, chat_key(self.state), remember=False).mode
+        job = self.client.create_job(
+            text,
+            timeout=deadline - time.monotonic(),
+            persona=persona.name,
+            mode=mode,
+            avatar_id=runtime.params.get("avatar_id") or None,
+            user_message=self.user or None,
+        )["job_id"]
+        with self._cond:
+            stopped = self._stopped
+            self._job = None if stopped else job
+        if stopped:
+            self.client.cancel_job(job, timeout=2.0)
+            return
+        log.debug("Ara: pre-rendering %d characters (job %s)", len(text), job)
+        for _event in self.client.job_events(job, deadline - time.monotonic()):
+            pass
+        with self._cond:
+            if self._job == job:
+                self._job = None
