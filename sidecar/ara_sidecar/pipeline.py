@@ -201,12 +201,14 @@ class Pipeline:
                 "voice_inputs": self.voice.mode_inputs(mode.voice) if voiced else None,
             }
             pieces = [(None, 0.0)]
+        # the parts shared by every chunk are hashed once (planning is on the cache-hit path)
+        speaker, picture = cache_key(speech), cache_key(video)
         chunks = []
         for piece, pause_s in pieces:
-            speech_key = cache_key({**speech, "text": piece})
-            key = cache_key({"kind": "chunk", "speech": speech_key, "pause_s": pause_s, **video})
+            speech_key = cache_key({"kind": "speech", "speaker": speaker, "text": piece})
+            key = cache_key({"kind": "chunk", "speech": speech_key, "pause_s": pause_s, "picture": picture})
             chunks.append(_ChunkPlan(piece, pause_s, speech_key, key))
-        whole = cache_key({"kind": "video", "chunks": [c.key for c in chunks], "encoder": video["encoder"]})
+        whole = cache_key({"kind": "video", "chunks": [c.key for c in chunks]})
         return _Plan(request, persona, mode, text, avatar_path, tuple(chunks), whole)
 
     def prepare_avatar(

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -25,6 +26,8 @@ Producer = Callable[[Path], None]
 
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]{1,16}){0,3}")
 _TEMP_PREFIX = ".tmp-"
+_BUSY_TIMEOUT_S = 60  # how long an index access waits for another writer
+_waiting: ContextVar[bool] = ContextVar("waiting", default=True)  # see without_waiting
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -44,6 +47,21 @@ CREATE INDEX IF NOT EXISTS pins_key ON pins (key);
 _TOUCH = "UPDATE entries SET last_access = ?, hits = hits + 1 WHERE key = ?"
 _UNPINNED = "NOT EXISTS (SELECT 1 FROM pins WHERE pins.key = entries.key)"
 _LRU = f"SELECT key, suffix, size FROM entries WHERE key != ? AND {_UNPINNED} ORDER BY last_access, created"
+
+
+class CacheBusy(Exception):
+    """Another thread or process is writing the index (`get` within `without_waiting`)."""
+
+
+@contextmanager
+def without_waiting() -> Iterator[None]:
+    """Within the block `CacheStore.get` raises CacheBusy rather than wait for the index (so an
+    event loop can try a lookup and, where it would wait, make it in a thread instead)."""
+    token = _waiting.set(False)
+    try:
+        yield
+    finally:
+        _waiting.reset(token)
 
 
 class Entry(NamedTuple):
@@ -98,9 +116,21 @@ class CacheStore:
 
     def get(self, key: str) -> Path | None:
         """The entry's file, or None if it is absent, expired, missing or of the wrong size (a bad
-        entry is dropped). Not pinned: use `reading` to serve the file by path."""
+        entry is dropped). Not pinned: use `reading` to serve the file by path. Within
+        `without_waiting` it raises CacheBusy rather than wait while another writer holds the index."""
         _check_key(key)
-        return self._lookup(key, None)
+        if _waiting.get():
+            return self._lookup(key, None)
+        conn = self._conn()
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            return self._lookup(key, None)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # or an extended BUSY code
+                raise CacheBusy(f"the cache index at {self._index} is being written") from exc
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_S * 1000}")
 
     def get_or_create(self, key: str, suffix: str, produce: Producer, kind: str = "video") -> Entry:
         """The entry's file; on a miss `produce(tmp_path)` writes it first, once across all threads
@@ -407,7 +437,7 @@ class CacheStore:
         """This thread's index connection (a new one after a fork)."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self._index, timeout=60, isolation_level=None)
+            conn = sqlite3.connect(self._index, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
             conn.execute("PRAGMA synchronous=NORMAL")
             local.conn, local.pid = conn, os.getpid()
         return local.conn

@@ -64,8 +64,9 @@ from starlette.types import Receive, Scope, Send
 from ara_persona import PersonaError, discover, select_mode
 from ara_sidecar import __version__, encode
 from ara_sidecar.cache import is_key
+from ara_sidecar.cache.store import CacheBusy, without_waiting
 from ara_sidecar.config import Settings
-from ara_sidecar.digest import file_digest
+from ara_sidecar.digest import NotMemoized, file_digest, memoized_only
 from ara_sidecar.errors import UserError
 from ara_sidecar.personas import get_persona, persona_roots
 from ara_sidecar.pipeline import Pipeline, RenderRequest
@@ -176,9 +177,10 @@ class Service:
     pipeline: Pipeline  # on the CPU, not loaded: plans requests, checks uploads, holds the cache
     jobs: JobManager
     uploads: Uploads
+    plan_inline: bool  # plan on the event loop where that waits for nothing (see _plan_inline)
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     return request.app.state.service
 
 
@@ -343,12 +345,27 @@ def cache_clear(svc: Svc) -> dict[str, int]:
 # -- helpers --------------------------------------------------------------------------------
 
 
+Planned = tuple[str, RenderRequest, str, int, dict | None]  # JobManager.submit's arguments
+
+
 async def _submit(svc: Service, body: RenderBody) -> Job:
-    key, request, reason, chunk_count, cached = await run_in_threadpool(_plan, svc, body)
-    return svc.jobs.submit(key, request, reason, chunk_count, cached)
+    planned = _plan_inline(svc, body) if svc.plan_inline else None
+    if planned is None:
+        planned = await run_in_threadpool(_plan, svc, body)
+    return svc.jobs.submit(*planned)
 
 
-def _plan(svc: Service, body: RenderBody) -> tuple[str, RenderRequest, str, int, dict | None]:
+def _plan_inline(svc: Service, body: RenderBody) -> Planned | None:
+    """`_plan` on the event loop, None where it would wait: for a file digest not yet memoized or
+    the cache index being written. A repeated request, such as a cache hit, so skips the thread pool."""
+    try:
+        with memoized_only(), without_waiting():
+            return _plan(svc, body)
+    except (NotMemoized, CacheBusy):
+        return None
+
+
+def _plan(svc: Service, body: RenderBody) -> Planned:
     """Validate a body against the personas, uploads and limits: (cache key, request, mode reason,
     chunk count, the result if the worker rendered this before and the cache still holds it)."""
     persona = get_persona(svc.settings, body.persona)
@@ -486,7 +503,9 @@ def create_app(settings: Settings, token: str | None = None) -> FastAPI:
     pipeline = Pipeline(settings.with_overrides(device="cpu"))
     if pipeline.cache is None:
         raise UserError("the HTTP service keeps videos in the cache: set cache.enabled: true")
-    service = Service(settings, pipeline, JobManager(settings), Uploads(pipeline))
+    # AllTalk's facts, part of each plan, come from its server (every 30 s): not on the event loop
+    plan_inline = pipeline.tts.name != "alltalk"
+    service = Service(settings, pipeline, JobManager(settings), Uploads(pipeline), plan_inline)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
