@@ -29,7 +29,10 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     tuples (alike), mappings with str keys, dataclass instances and pydantic models (as their
     fields). Anything else raises TypeError, naming where in `parts` it sits.
     """
-    payload = {"pipeline_version": PIPELINE_VERSION, "parts": _canonical(parts, "parts")}
+    try:
+        payload = {"pipeline_version": PIPELINE_VERSION, "parts": _canonical(parts)}
+    except _Unencodable as exc:
+        raise exc.kind(f"parts{''.join(reversed(exc.path))}: {exc.problem}") from None
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -39,43 +42,63 @@ def is_key(value: object) -> bool:
     return isinstance(value, str) and _KEY.fullmatch(value) is not None
 
 
-def _canonical(value: Any, where: str) -> Any:
+class _Unencodable(Exception):
+    """A value that cannot be part of a key; `path` grows (innermost first) as it propagates,
+    so the success path pays nothing for error messages."""
+
+    def __init__(self, kind: type[Exception], problem: str):
+        super().__init__(problem)
+        self.kind, self.problem, self.path = kind, problem, []
+
+
+def _canonical(value: Any) -> Any:
     """`value` as plain JSON types, with equal inputs mapped to equal outputs (common types first)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return _number(value, where)
+        return _number(value)
     if isinstance(value, dict):
-        return _mapping(value, where)
+        return _mapping(value)
     if isinstance(value, (list, tuple)):
-        return [_canonical(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(_canonical(item))
+            except _Unencodable as exc:
+                exc.path.append(f"[{i}]")
+                raise
+        return out
     if isinstance(value, PurePath):
         return value.as_posix()
     if isinstance(value, numbers.Integral):  # numpy integers and the like
         return int(value)
     if isinstance(value, numbers.Real):
-        return _number(float(value), where)
+        return _number(float(value))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _mapping({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, where)
+        return _mapping({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
     if isinstance(value, BaseModel):
-        return _mapping(value.model_dump(), where)
+        return _mapping(value.model_dump())
     if isinstance(value, Mapping):
-        return _mapping(value, where)
-    raise TypeError(f"{where}: a {type(value).__name__} cannot be part of a cache key")
+        return _mapping(value)
+    raise _Unencodable(TypeError, f"a {type(value).__name__} cannot be part of a cache key")
 
 
-def _number(value: float, where: str) -> int | float:
+def _number(value: float) -> int | float:
     if not math.isfinite(value):
-        raise ValueError(f"{where}: {value} cannot be part of a cache key")
+        raise _Unencodable(ValueError, f"{value} cannot be part of a cache key")
     return int(value) if value.is_integer() else value
 
 
-def _mapping(value: Mapping, where: str) -> dict:
+def _mapping(value: Mapping) -> dict:
     out = {}
     for name, item in value.items():
         if not isinstance(name, str):
-            raise TypeError(f"{where}: mapping key {name!r} is not a str")
-        out[name] = _canonical(item, f"{where}[{name!r}]")
+            raise _Unencodable(TypeError, f"mapping key {name!r} is not a str")
+        try:
+            out[name] = _canonical(item)
+        except _Unencodable as exc:
+            exc.path.append(f"[{name!r}]")
+            raise
     return out
