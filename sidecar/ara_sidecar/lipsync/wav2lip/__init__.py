@@ -97,7 +97,11 @@ class Wav2Lip(LipSync):
         from ara_sidecar.lipsync.wav2lip.engine import Engine
 
         cfg = self.settings.wav2lip
-        self.engine = Engine(load_generator(self._checkpoint()), self.device, cfg.engine, cfg.batch_size)
+        path = self._checkpoint()
+        onnx_dir = self.settings.path(self.settings.cache.dir)
+        self.engine = Engine(
+            load_generator(path), self.device, cfg.engine, cfg.batch_size, onnx_dir, file_digest(path)
+        )
 
     def fingerprint(self) -> dict:
         cfg = self.settings.wav2lip

@@ -1,9 +1,10 @@
 """Running the generator over mel windows for one face, on the configured device.
 
 `fast`: the face's skip features are folded into `StillFaceDecoder` bias maps once per
-face, so a frame costs only the audio encoder and the decoder (channels-last fp32 on the
-CPU, the fastest exact path measured there; fp16 on CUDA). `reference`: the whole model
-per frame in fp32, face batch and all, as the reference inference does.
+face, so a frame costs only the audio encoder and the decoder: on the CPU through ONNX
+Runtime when `onnx_dir` is given (`onnx_engine`, the fastest exact path measured there), else
+PyTorch channels-last fp32; fp16 on CUDA. `reference`: the whole model per frame in fp32,
+face batch and all, as the reference inference does.
 
 On CUDA the batch size comes from the free memory; out of memory, it is halved and the
 batch retried, and below one frame the engine moves to the CPU with a warning.
@@ -14,10 +15,12 @@ from __future__ import annotations
 import copy
 import logging
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ara_sidecar.lipsync.wav2lip import onnx_engine
 from ara_sidecar.lipsync.wav2lip.model import StillFaceDecoder, Wav2LipGenerator, bias_maps
 
 log = logging.getLogger(__name__)
@@ -28,10 +31,21 @@ FACES_KEPT = 8
 
 
 class Engine:
-    def __init__(self, model: Wav2LipGenerator, device: str, kind: str, batch_size: int = 0):
+    def __init__(
+        self,
+        model: Wav2LipGenerator,
+        device: str,
+        kind: str,
+        batch_size: int = 0,
+        onnx_dir: Path | None = None,
+        checkpoint_digest: str = "",
+    ):
+        """`onnx_dir` (a cache directory) and the checkpoint's digest enable ONNX Runtime on the CPU."""
         self.model = model  # fp32 on the CPU: the master copy
         self.kind = kind
         self.requested_batch = batch_size
+        self.onnx_dir = onnx_dir
+        self.checkpoint_digest = checkpoint_digest
         self._faces: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
         self._build(device)
 
@@ -42,10 +56,15 @@ class Engine:
     def _build(self, device: str) -> None:
         self.device = device
         self.dtype = torch.float16 if device == "cuda" and self.kind == "fast" else torch.float32
-        channels_last = device == "cpu" and self.kind == "fast"
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         net = StillFaceDecoder(self.model) if self.kind == "fast" else copy.deepcopy(self.model)
-        self.net = net.eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
+        cpu_fast = device == "cpu" and self.kind == "fast"
+        self.session = None
+        if cpu_fast and self.onnx_dir is not None:
+            self.session = onnx_engine.session(net, self.onnx_dir, self.checkpoint_digest)
+        channels_last = cpu_fast and self.session is None
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        net = net.eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
+        self.net = net if self.session is None else None  # a session holds its own copy of the weights
         self.batch = self.requested_batch or self._auto_batch()
         self._faces.clear()
 
@@ -93,6 +112,10 @@ class Engine:
 
     @torch.inference_mode()
     def _forward(self, inputs: tuple[torch.Tensor, ...], mels: np.ndarray) -> np.ndarray:
+        if self.session is not None:
+            arrays = (mels[:, None].astype(np.float32, copy=False), *(t.numpy() for t in inputs))
+            feeds = dict(zip(onnx_engine.INPUT_NAMES, arrays, strict=True))
+            return self.session.run(None, feeds)[0].transpose(0, 2, 3, 1)
         mel = torch.from_numpy(mels[:, None]).to(self.device, self.dtype)
         mel = mel.contiguous(memory_format=self.memory_format)
         if self.kind == "fast":
