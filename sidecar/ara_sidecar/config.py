@@ -110,7 +110,7 @@ class EncoderSettings(_Section):
     x264_params: str = Field(pattern=r"^[A-Za-z0-9_.=:-]*$")
     threads: int = Field(ge=0, le=64)
     audio_bitrate_kbps: int = Field(ge=32, le=512)
-    audio_sample_rate: Literal[16000, 22050, 24000, 32000, 44100, 48000]
+    audio_sample_rate: Literal[16000, 22050, 24000, 32000, 44100, 48000] | None
 
 
 class ServerSettings(_Section):

@@ -376,6 +376,7 @@ class Pipeline:
         speech: list[Audio] = []  # each chunk's, padded to whole frames: the whole sound track
         chunks: list[ChunkVideo] = []
         speech_s = start_s = 0.0
+        mime = ""  # the same for every chunk of a render (one size, one encoder): read once
         first_out = threading.Event()
         if on_chunk is None:  # nobody plays chunks as they come: speak ahead at once
             first_out.set()
@@ -402,6 +403,7 @@ class Pipeline:
                     )
                     path, hit = entry.path, entry.hit
                 report("video", (i + 1) / count)
+                mime = mime or self.encoder.mime_type(path)
                 video = ChunkVideo(
                     index=i,
                     count=count,
@@ -409,7 +411,7 @@ class Pipeline:
                     path=path,
                     start_s=round(start_s, 6),
                     duration_s=round(audio.duration_s, 6),
-                    mime=self.encoder.mime_type(path),
+                    mime=mime,
                     cached=hit,
                 )
                 chunks.append(video)
@@ -460,7 +462,7 @@ class Pipeline:
         fps = self.settings.fps
         n = frame_count(audio.duration_s, fps)
         frames = self.lipsync.animate(prepare(), audio, fps)
-        with self.encoder.open(path, fps, streamable=True) as writer:
+        with self.encoder.open(path, fps, streamable=True, speech_rate=audio.sample_rate) as writer:
             for j, frame in enumerate(timings.timed_iter("lipsync", frames)):
                 with timings.measure("encode"):
                     writer.write_frame(frame)

@@ -51,9 +51,12 @@ class Encoder(ABC):
         self.settings = settings
 
     @abstractmethod
-    def open(self, out_path: Path, fps: int, *, streamable: bool = False) -> VideoWriter:
+    def open(
+        self, out_path: Path, fps: int, *, streamable: bool = False, speech_rate: int | None = None
+    ) -> VideoWriter:
         """A writer for `out_path`; the frame size is taken from the first frame. `streamable`
-        files can be appended to a browser's Media Source buffer one after another."""
+        files can be appended to a browser's Media Source buffer one after another;
+        `speech_rate`, the sample rate of the audio to come, may set the file's."""
 
     @abstractmethod
     def join(self, parts: list[Path], audio: Audio, out_path: Path) -> None:

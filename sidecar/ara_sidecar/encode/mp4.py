@@ -24,21 +24,33 @@ from ara_sidecar.errors import UserError
 
 AUDIO_BLOCK = 8192  # samples per AudioFrame handed to the AAC encoder
 MOVFLAGS = {False: "+faststart", True: "+frag_keyframe+empty_moov+default_base_moof"}
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
 
 class Mp4Encoder(Encoder):
     name = "mp4"
     suffix = ".mp4"
 
-    def open(self, out_path: Path, fps: int, *, streamable: bool = False) -> Mp4Writer:
-        return Mp4Writer(Path(out_path), fps, self.settings.encoder, streamable=streamable)
+    def open(
+        self, out_path: Path, fps: int, *, streamable: bool = False, speech_rate: int | None = None
+    ) -> Mp4Writer:
+        rate = self.audio_rate(speech_rate)
+        return Mp4Writer(Path(out_path), fps, self.settings.encoder, rate, streamable=streamable)
+
+    def audio_rate(self, speech_rate: int | None) -> int:
+        """The AAC sample rate: `encoder.audio_sample_rate`, or else the speech's own (no
+        resampling, and less to encode at a TTS's usual 22.05 or 24 kHz) when AAC allows it."""
+        configured = self.settings.encoder.audio_sample_rate
+        if configured is not None:
+            return configured
+        return speech_rate if speech_rate in AAC_RATES else 48000
 
     def join(self, parts: list[Path], audio: Audio, out_path: Path) -> None:
         import av
 
-        rate = self.settings.encoder.audio_sample_rate
+        rate = self.audio_rate(audio.sample_rate)
         pcm = resample(audio, rate).samples
-        with Mp4Writer(Path(out_path), self.settings.fps, self.settings.encoder) as writer:
+        with Mp4Writer(Path(out_path), self.settings.fps, self.settings.encoder, rate) as writer:
             for part in parts:
                 with av.open(str(part)) as box:
                     writer.copy_video(box.streams.video[0], box.demux(box.streams.video[0]))
@@ -60,12 +72,12 @@ class Mp4Encoder(Encoder):
 
 
 class Mp4Writer(VideoWriter):
-    def __init__(self, path: Path, fps: int, cfg: EncoderSettings, *, streamable: bool = False):
+    def __init__(self, path: Path, fps: int, cfg: EncoderSettings, rate: int, *, streamable: bool = False):
         import av
 
-        self.path, self.fps, self.cfg, self.streamable = path, fps, cfg, streamable
+        self.path, self.fps, self.cfg, self.rate, self.streamable = path, fps, cfg, rate, streamable
         self.frames = 0
-        self.samples = 0  # audio samples written, at cfg.audio_sample_rate
+        self.samples = 0  # audio samples written, at `rate`
         try:
             self._box = av.open(str(path), mode="w", format="mp4", options={"movflags": MOVFLAGS[streamable]})
         except OSError as exc:
@@ -73,7 +85,7 @@ class Mp4Writer(VideoWriter):
         self._video = None
         # FFmpeg's "fast" AAC coder is several times quicker than its default and transparent
         # for speech at these bit rates.
-        self._audio = self._box.add_stream("aac", rate=cfg.audio_sample_rate, options={"aac_coder": "fast"})
+        self._audio = self._box.add_stream("aac", rate=rate, options={"aac_coder": "fast"})
         self._audio.bit_rate = cfg.audio_bitrate_kbps * 1000
         self._audio.layout = "mono"
 
@@ -104,13 +116,13 @@ class Mp4Writer(VideoWriter):
             self.frames += 1
 
     def write_audio(self, audio: Audio) -> None:
-        self.write_pcm(resample(audio, self.cfg.audio_sample_rate).samples)
+        self.write_pcm(resample(audio, self.rate).samples)
 
     def close(self) -> None:
         if self._video is None:
             self.abort()
             raise ValueError("no video frames were written")
-        target = round(self.frames * self.cfg.audio_sample_rate / self.fps)
+        target = round(self.frames * self.rate / self.fps)
         if self.samples < target:
             self.write_pcm(np.zeros(target - self.samples, dtype=np.float32))
         try:
@@ -143,10 +155,10 @@ class Mp4Writer(VideoWriter):
         return stream
 
     def write_pcm(self, pcm: np.ndarray) -> None:
-        """Append mono float PCM at `audio_sample_rate`."""
+        """Append mono float PCM at the writer's `rate`."""
         import av
 
-        rate = self.cfg.audio_sample_rate
+        rate = self.rate
         # AAC starts with a frame of encoder delay. A whole MP4 hides it with an edit list;
         # a fragmented one has none, and FFmpeg would shift the video to make room, so there the
         # audio starts one AAC frame (23 ms) late instead: imperceptible, and in step at the seams.
