@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from ara_persona.model import VoiceParams
-from ara_sidecar.cache import cache_key, is_key
+from ara_sidecar.cache import cache_key, derived_key, is_key
 from ara_sidecar.cache import key as key_module
 
 # The parts of a video render, as the pipeline would assemble them.
@@ -139,3 +139,16 @@ def test_unsupported_values_are_rejected_with_their_place(value, error, where):
 )
 def test_is_key(value, ok):
     assert is_key(value) is ok
+
+
+def test_derived_keys_depend_on_kind_order_and_every_part():
+    base = derived_key("chunk", "a" * 64, 0.25, "b" * 64)
+    assert is_key(base) and base == derived_key("chunk", "a" * 64, 0.25, "b" * 64)
+    others = [
+        derived_key("speech", "a" * 64, 0.25, "b" * 64),
+        derived_key("chunk", "b" * 64, 0.25, "a" * 64),
+        derived_key("chunk", "a" * 64, 0.1, "b" * 64),
+        derived_key("chunk", "a" * 64, None, "b" * 64),
+        derived_key("chunk", "a" * 64 + "\x1f", 0.25, "b" * 64),
+    ]
+    assert len({base, *others}) == 6

@@ -34,7 +34,7 @@ from ara_sidecar import encode, lipsync, tts, voice
 from ara_sidecar.audio import Audio, load_audio, resample, silence
 from ara_sidecar.avatar import Avatar, load_avatar
 from ara_sidecar.background import BackgroundIterator
-from ara_sidecar.cache import CacheStore, cache_key
+from ara_sidecar.cache import CacheStore, cache_key, derived_key
 from ara_sidecar.config import Settings
 from ara_sidecar.device import resolve_device
 from ara_sidecar.digest import file_digest
@@ -205,10 +205,10 @@ class Pipeline:
         speaker, picture = cache_key(speech), cache_key(video)
         chunks = []
         for piece, pause_s in pieces:
-            speech_key = cache_key({"kind": "speech", "speaker": speaker, "text": piece})
-            key = cache_key({"kind": "chunk", "speech": speech_key, "pause_s": pause_s, "picture": picture})
+            speech_key = derived_key("speech", speaker, piece)
+            key = derived_key("chunk", speech_key, pause_s, picture)
             chunks.append(_ChunkPlan(piece, pause_s, speech_key, key))
-        whole = cache_key({"kind": "video", "chunks": [c.key for c in chunks]})
+        whole = derived_key("video", *(c.key for c in chunks))
         return _Plan(request, persona, mode, text, avatar_path, tuple(chunks), whole)
 
     def prepare_avatar(
@@ -327,7 +327,7 @@ class Pipeline:
             self.encoder.suffix,
             lambda tmp: made.append(self._render_file(plan, tmp, report, self.cache, on_chunk)),
         )
-        meta_key = cache_key({"kind": "meta", "video": plan.key})
+        meta_key = derived_key("meta", plan.key)
         if made:
             result = made[0]
             self.cache.get_or_create_bytes(meta_key, lambda: json.dumps(_meta(result)).encode(), kind="meta")

@@ -8,7 +8,8 @@ Layout under the cache directory:
     locks/<key>.lock                  per-key render locks (a file exists only while held)
 
 Keys (`cache_key`) are SHA-256 digests of a canonical encoding of every input that changes the
-output, plus `PIPELINE_VERSION`; `is_key` lets only such digests become file names.
+output, plus `PIPELINE_VERSION`; `derived_key` combines such keys with plain values cheaply;
+`is_key` lets only such digests become file names.
 
 Why a served file is always complete and current:
 
@@ -34,7 +35,7 @@ Why a served file is always complete and current:
 The index relies on POSIX/Windows file locking, so the directory must be on a local filesystem.
 """
 
-from ara_sidecar.cache.key import PIPELINE_VERSION, cache_key, is_key
+from ara_sidecar.cache.key import PIPELINE_VERSION, cache_key, derived_key, is_key
 from ara_sidecar.cache.store import CacheStore, Entry, Producer
 
-__all__ = ["PIPELINE_VERSION", "CacheStore", "Entry", "Producer", "cache_key", "is_key"]
+__all__ = ["PIPELINE_VERSION", "CacheStore", "Entry", "Producer", "cache_key", "derived_key", "is_key"]

@@ -37,6 +37,13 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def derived_key(kind: str, *parts: str | float | None) -> str:
+    """A key of `kind` made of other keys and plain values (texts, pauses) in order, as their
+    `repr`s: cheaper than `cache_key`, of which planning a request would need a dozen."""
+    text = "\x1f".join([f"v{PIPELINE_VERSION}", kind, *map(repr, parts)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def is_key(value: object) -> bool:
     """Whether `value` is a cache key (64 lower-case hex digits), and so safe in a file name."""
     return isinstance(value, str) and _KEY.fullmatch(value) is not None
