@@ -121,6 +121,7 @@ class ServerSettings(_Section):
     queue_size: int = Field(ge=1)
     job_timeout_s: float = Field(gt=0)
     max_upload_mb: float = Field(gt=0)
+    access_log: bool
 
 
 class Settings(_Section):

@@ -217,13 +217,18 @@ async def health_detailed(svc: Svc) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/render", tags=["render"], responses=_errors(409, 413, 422, 429, 500, 503, 504))
-async def render(body: RenderBody, svc: Svc) -> RenderOutput:
+@router.post(
+    "/v1/render",
+    tags=["render"],
+    response_model=RenderOutput,
+    responses=_errors(409, 413, 422, 429, 500, 503, 504),
+)
+async def render(body: RenderBody, svc: Svc) -> Response:
     """Render and wait for the video."""
     job = await _submit(svc, body)
     await job.wait()
-    if job.status == "done":
-        return _output(job)
+    if job.status == "done":  # already a validated model: sent as is (the cache-hit path)
+        return Response(_output(job).model_dump_json(), media_type="application/json")
     status = 409 if job.status == "cancelled" else FAILURE_STATUS[job.render.error_kind or "internal"]
     raise HTTPException(status, job.render.error or "the render was cancelled")
 

@@ -41,7 +41,13 @@ def serve(cfg: Settings, host: str, port: int, token: str | None, insecure: bool
     auth = "a bearer token" if token else "no token"
     print(f"Ara sidecar on http://{shown}:{port} (API docs at /docs; {auth})", flush=True)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            access_log=cfg.server.access_log,
+        )
     )
     server.run()
     return 0 if server.started else 1
