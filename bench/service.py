@@ -158,8 +158,10 @@ def main() -> None:
                     if side:
                         status, body = call(port, "POST", "/v1/render", {"text": variant(i)})
                         assert status == 200 and body["cached"] is False, body
-                    else:
-                        result = pipeline.render(RenderRequest(text=variant(i)), out, use_cache=False)
+                    else:  # reporting its chunks as the worker does (the first chunk's video then goes first)
+                        result = pipeline.render(
+                            RenderRequest(text=variant(i)), out, use_cache=False, on_chunk=lambda chunk: None
+                        )
                     (api if side else local).append(time.perf_counter() - start)
                 print(
                     f"cold render {i + 1} ({result.speech_s:.2f} s of speech): "
