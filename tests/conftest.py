@@ -38,6 +38,16 @@ def settings(private_dirs) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def pipeline(settings):
+    """The default pipeline, models loaded (a module that needs other settings defines its own)."""
+    from ara_sidecar.pipeline import Pipeline
+
+    loaded = Pipeline(settings)
+    loaded.load()
+    return loaded
+
+
+@pytest.fixture(scope="session")
 def piper_tts(settings):
     from ara_sidecar.tts.piper import PiperTTS
 

@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 from media import probe
 
-from ara_sidecar.pipeline import ChunkVideo, Pipeline, RenderRequest
+from ara_sidecar.pipeline import ChunkVideo, RenderRequest
 
 REPLY = (
     "The first sentence is short. The second one is quite a bit longer than the first one was. "
     "A third closes it."
 )
-
-
-@pytest.fixture(scope="module")
-def pipeline(settings) -> Pipeline:
-    p = Pipeline(settings)
-    p.load()
-    return p
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,6 @@ def write_wav(path: Path, audio: Audio) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pipeline(settings) -> Pipeline:
-    p = Pipeline(settings)
-    p.load()
-    return p
-
-
-@pytest.fixture(scope="module")
 def silence_render(pipeline, speech, avatar, tmp_path_factory):
     """Speech with 1 s of silence inserted at 1.5 s, lip-synced without idle motion."""
     audio = with_silence(speech, 1.5, 1.0)
