@@ -1,8 +1,30 @@
-"""Checks shared by the loaders of model checkpoints (Wav2Lip, RVC)."""
+"""Reading and checking model checkpoints, shared by their loaders (Wav2Lip, S3FD, RVC, HuBERT)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ara_sidecar.errors import BackendUnavailable
+
+
+def read_checkpoint(path: Path, **load: Any) -> Any:
+    """`torch.load(path)` on the CPU (`weights_only` unless `load` says otherwise); any failure to
+    read it becomes a BackendUnavailable naming the file."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", **{"weights_only": True, **load})
+    except Exception as exc:  # pickle, zip and format errors come as many types
+        raise BackendUnavailable(f"{path} is not a readable PyTorch checkpoint: {exc}") from None
+
+
+def is_state_dict(data: object) -> bool:
+    """Whether `data` is a dict of tensors."""
+    import torch
+
+    return isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values())
 
 
 def shape_mismatches(

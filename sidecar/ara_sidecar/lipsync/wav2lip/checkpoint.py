@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable
-from ara_sidecar.weights import shape_mismatches
+from ara_sidecar.weights import is_state_dict, read_checkpoint, shape_mismatches
 
 if TYPE_CHECKING:
     import torch
@@ -52,15 +52,11 @@ def missing_message(settings: Settings) -> str:
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The generator's parameters from `path`, without the `module.` prefix."""
-    import torch
 
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and format errors come as many types
-        raise BackendUnavailable(f"{path} is not a readable PyTorch checkpoint: {exc}") from None
+    data = read_checkpoint(path)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+    if not is_state_dict(data):
         raise BackendUnavailable(
             f"{path} holds no Wav2Lip state dict (expected a dict with a 'state_dict' entry of tensors)"
         )

@@ -34,7 +34,7 @@ from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable, NoFaceError
 from ara_sidecar.lipsync.animator.face import Box
 from ara_sidecar.lipsync.wav2lip.face import stand_in_box
-from ara_sidecar.weights import shape_mismatches
+from ara_sidecar.weights import is_state_dict, read_checkpoint, shape_mismatches
 
 FILE_NAMES = ("s3fd.pth", "s3fd-619a316812.pth")  # Wav2Lip's name, face_alignment's name
 MEAN_BGR = (104.0, 117.0, 123.0)
@@ -178,11 +178,8 @@ def missing_message(settings: Settings) -> str:
 
 def load_net(path: Path) -> S3fdNet:
     """An `S3fdNet` in eval mode with the weights of `path` (on the CPU)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and format errors come as many types
-        raise BackendUnavailable(f"{path} is not a readable PyTorch checkpoint: {exc}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    state = read_checkpoint(path)
+    if not is_state_dict(state):
         raise BackendUnavailable(f"{path} holds no S3FD state dict (expected a bare dict of tensors)")
     net = S3fdNet()
     problems = shape_mismatches(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable
-from ara_sidecar.weights import shape_mismatches
+from ara_sidecar.weights import read_checkpoint, shape_mismatches
 
 if TYPE_CHECKING:
     import torch
@@ -103,17 +103,13 @@ class VoiceModel:
 
 def load_model(path: Path) -> VoiceModel:
     """A `Synthesizer` in eval mode on the CPU with the weights of the RVC model at `path`."""
-    import torch
 
     from ara_sidecar.voice.rvc.synthesizer import SynthConfig, Synthesizer, fold_weight_norm
 
     def bad(what: str) -> BackendUnavailable:
         return BackendUnavailable(f"{path} is not an RVC voice model: {what}")
 
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and format errors come as many types
-        raise BackendUnavailable(f"{path} is not a readable PyTorch checkpoint: {exc}") from None
+    data = read_checkpoint(path)
     if not isinstance(data, dict) or not isinstance(data.get("weight"), dict) or "config" not in data:
         keys = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
         raise bad(f"expected a dict with 'weight' and 'config' (an RVC inference model), found {keys}")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ara_sidecar.errors import BackendUnavailable
+from ara_sidecar.weights import is_state_dict, read_checkpoint
 
 V1_LAYER = 9
 FOLDER_NAMES = ("contentvec", "hubert_base")  # transformers folders under models/hubert/
@@ -173,14 +174,9 @@ SAFE_GLOBALS = {
 
 def read_fairseq_state(path: Path) -> dict[str, torch.Tensor]:
     """The `model` state dict of a fairseq checkpoint, without importing fairseq."""
-    try:
-        data = torch.load(
-            path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle(SAFE_GLOBALS)
-        )
-    except Exception as exc:  # pickle, zip and format errors come as many types
-        raise BackendUnavailable(f"{path} is not a readable PyTorch checkpoint: {exc}") from None
+    data = read_checkpoint(path, weights_only=False, pickle_module=_restricted_pickle(SAFE_GLOBALS))
     state = data.get("model") if isinstance(data, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not is_state_dict(state):
         raise BackendUnavailable(
             f"{path} is not a fairseq HuBERT checkpoint (expected a dict with a 'model' state dict)"
         )
