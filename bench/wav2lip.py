@@ -8,7 +8,8 @@ Piper speech, all in one run, each path timed `--rounds` times in turn (the best
 the least disturbed by other load):
   plain  the whole fp32 model on every frame's (mel window, face) pair, batches of 64;
   torch  the fast engine in PyTorch: face features once, only the audio-dependent part per frame,
-         distinct mel windows only (channels-last fp32 on the CPU, fp16 on CUDA);
+         only the face rows the paste-back blends in, distinct mel windows only (channels-last fp32
+         on the CPU, fp16 on CUDA);
   onnx   the same per-frame network in ONNX Runtime (CPU only; the backend's choice there);
   stage  the whole lip-sync stage (face detection, mel, model, paste) with each fast engine, warm,
          model load (and the ONNX export into a temporary cache) excluded.
@@ -34,6 +35,7 @@ from ara_sidecar.lipsync import frame_count
 from ara_sidecar.lipsync.wav2lip import Wav2Lip
 from ara_sidecar.lipsync.wav2lip.audio import mel_windows
 from ara_sidecar.lipsync.wav2lip.engine import Engine
+from ara_sidecar.lipsync.wav2lip.face import FIRST_BLENDED_ROW
 from ara_sidecar.lipsync.wav2lip.model import Wav2LipGenerator
 from ara_sidecar.personas import get_persona
 from ara_sidecar.tts.piper import PiperTTS
@@ -90,7 +92,7 @@ def main() -> None:
         windows = mel_windows(speech, n, fps)
         distinct = np.unique(windows.reshape(n, -1), axis=0).reshape(-1, 80, 16)
         engines = {"plain": Engine(backend.engine.model, args.device, "reference", 64)}
-        engines["torch"] = Engine(backend.engine.model, args.device, "fast")
+        engines["torch"] = Engine(backend.engine.model, args.device, "fast", first_row=FIRST_BLENDED_ROW)
         if backend.engine.session is not None:
             engines["onnx"] = backend.engine
         fast = [name for name in engines if name != "plain"]

@@ -23,7 +23,7 @@ from ara_sidecar.lipsync import frame_count  # noqa: E402
 from ara_sidecar.lipsync.wav2lip import Wav2Lip  # noqa: E402
 from ara_sidecar.lipsync.wav2lip.audio import mel_windows, melspectrogram  # noqa: E402
 from ara_sidecar.lipsync.wav2lip.checkpoint import load_generator  # noqa: E402
-from ara_sidecar.lipsync.wav2lip.face import blend_mask, padded_crop  # noqa: E402
+from ara_sidecar.lipsync.wav2lip.face import FIRST_BLENDED_ROW, blend_mask, padded_crop  # noqa: E402
 from ara_sidecar.lipsync.wav2lip.model import StillFaceDecoder, Wav2LipGenerator, bias_maps  # noqa: E402
 
 FPS = 25
@@ -126,6 +126,25 @@ def test_still_face_decoder_equals_the_full_forward(model):
         fast = StillFaceDecoder(model).eval()(mel, *bias_maps(model, face))
     assert full.std() > 0.02  # not saturated: a meaningful comparison
     assert torch.allclose(full, fast, atol=1e-4)
+
+
+@pytest.mark.parametrize("first_row", [1, 20, FIRST_BLENDED_ROW, 90])
+def test_still_face_decoder_computes_only_the_rows_asked_for(model, first_row):
+    face = torch.rand(1, 6, 96, 96)
+    mel = torch.randn(4, 1, 80, 16) * 2
+    with torch.no_grad():
+        full = model(mel, face.expand(4, -1, -1, -1))
+        lower = StillFaceDecoder(model, first_row).eval()(mel, *bias_maps(model, face))
+    assert lower.shape == (4, 3, 96 - first_row, 96)
+    assert torch.allclose(full[:, :, first_row:], lower, atol=1e-4)
+
+
+def test_blend_mask_never_uses_the_rows_the_model_skips():
+    for height in [*range(8, 120), 255, 512, 701]:
+        mask = blend_mask(height + 7, height)[..., 0]
+        source_row = np.floor((np.arange(height) + 0.5) * 96 / height - 0.5)
+        assert not mask[source_row < FIRST_BLENDED_ROW].any(), height
+        assert mask.max() > 0.5 or height < 20, height  # the lower face still shows
 
 
 # -- mel front end ------------------------------------------------------------------------

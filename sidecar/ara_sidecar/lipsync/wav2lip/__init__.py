@@ -25,7 +25,14 @@ from ara_sidecar.lipsync.animator.face import Box
 from ara_sidecar.lipsync.base import LipSync, frame_count
 from ara_sidecar.lipsync.wav2lip.audio import mel_windows
 from ara_sidecar.lipsync.wav2lip.checkpoint import find_checkpoint, missing_message
-from ara_sidecar.lipsync.wav2lip.face import DETECTORS, FaceDetector, blend_mask, model_input, padded_crop
+from ara_sidecar.lipsync.wav2lip.face import (
+    DETECTORS,
+    FIRST_BLENDED_ROW,
+    FaceDetector,
+    blend_mask,
+    model_input,
+    padded_crop,
+)
 from ara_sidecar.registry import Readiness
 
 if TYPE_CHECKING:
@@ -99,8 +106,9 @@ class Wav2Lip(LipSync):
         cfg = self.settings.wav2lip
         path = self._checkpoint()
         onnx_dir = self.settings.path(self.settings.cache.dir)
+        model, digest = load_generator(path), file_digest(path)
         self.engine = Engine(
-            load_generator(path), self.device, cfg.engine, cfg.batch_size, onnx_dir, file_digest(path)
+            model, self.device, cfg.engine, cfg.batch_size, onnx_dir, digest, first_row=FIRST_BLENDED_ROW
         )
 
     def fingerprint(self) -> dict:

@@ -1,7 +1,8 @@
 """Running the generator over mel windows for one face, on the configured device.
 
 `fast`: the face's skip features are folded into `StillFaceDecoder` bias maps once per
-face, so a frame costs only the audio encoder and the decoder: on the CPU through ONNX
+face, so a frame costs only the audio encoder and the decoder, and only for the face rows
+from `first_row` on (those the paste-back uses; the rows above come back as zeros): on the CPU through ONNX
 Runtime when `onnx_dir` is given (`onnx_engine`, the fastest exact path measured there), else
 PyTorch channels-last fp32; fp16 on CUDA. `reference`: the whole model per frame in fp32,
 face batch and all, as the reference inference does.
@@ -39,6 +40,7 @@ class Engine:
         batch_size: int = 0,
         onnx_dir: Path | None = None,
         checkpoint_digest: str = "",
+        first_row: int = 0,
     ):
         """`onnx_dir` (a cache directory) and the checkpoint's digest enable ONNX Runtime on the CPU."""
         self.model = model  # fp32 on the CPU: the master copy
@@ -46,6 +48,7 @@ class Engine:
         self.requested_batch = batch_size
         self.onnx_dir = onnx_dir
         self.checkpoint_digest = checkpoint_digest
+        self.first_row = first_row
         self._faces: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
         self._build(device)
 
@@ -56,8 +59,9 @@ class Engine:
     def _build(self, device: str) -> None:
         self.device = device
         self.dtype = torch.float16 if device == "cuda" and self.kind == "fast" else torch.float32
-        net = StillFaceDecoder(self.model) if self.kind == "fast" else copy.deepcopy(self.model)
-        cpu_fast = device == "cpu" and self.kind == "fast"
+        fast = self.kind == "fast"
+        net = StillFaceDecoder(self.model, self.first_row) if fast else copy.deepcopy(self.model)
+        cpu_fast = device == "cpu" and fast
         self.session = None
         if cpu_fast and self.onnx_dir is not None:
             self.session = onnx_engine.session(net, self.onnx_dir, self.checkpoint_digest)
@@ -92,13 +96,14 @@ class Engine:
     def run(self, key: str, face: np.ndarray, mels: np.ndarray) -> np.ndarray:
         """(n, 96, 96, 3) float32 BGR faces in [0, 1] for mel windows (n, 80, 16) and the face
         input (1, 6, 96, 96) identified by `key`."""
-        out = np.empty((len(mels), 96, 96, 3), np.float32)
+        out = np.zeros((len(mels), 96, 96, 3), np.float32)
         i = 0
         while i < len(mels):
             try:
                 inputs = self._face_inputs(key, face)
                 n = len(mels[i : i + self.batch])
-                out[i : i + n] = self._forward(inputs, mels[i : i + n])
+                faces = self._forward(inputs, mels[i : i + n])
+                out[i : i + n, 96 - faces.shape[1] :] = faces
                 i += n
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()

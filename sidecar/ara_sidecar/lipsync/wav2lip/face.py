@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from ara_sidecar.config import Settings
 
 IMG_SIZE = 96  # the model's face resolution
+# The generated face's rows from this one on are blended in (`blend_mask` is zero where the
+# crop's resize would read above it), so the model need not compute the rows above.
+FIRST_BLENDED_ROW = IMG_SIZE // 2 - 4
 
 
 class FaceDetector(Protocol):
@@ -89,7 +92,8 @@ def model_input(crop: np.ndarray) -> np.ndarray:
 
 def blend_mask(width: int, height: int) -> np.ndarray:
     """(height, width, 1) float32 weights of the generated face: an ellipse over the lower face
-    with edges feathered to exactly zero at the crop's border and above its middle, so no seam shows."""
+    with edges feathered to exactly zero at the crop's border and above its middle, so no seam
+    shows, and zero wherever the resized face would draw on its rows above FIRST_BLENDED_ROW."""
     import cv2
 
     margin = max(2, round(0.06 * min(width, height)))  # the feather's width
@@ -100,4 +104,7 @@ def blend_mask(width: int, height: int) -> np.ndarray:
     kernel = 2 * margin + 1
     mask = cv2.GaussianBlur(mask, (kernel, kernel), margin / 2.5)
     mask[mask < 1e-3] = 0.0
+    # Only tiny crops reach this: rows whose linear resize reads rows above FIRST_BLENDED_ROW.
+    source_row = np.floor((np.arange(height) + 0.5) * IMG_SIZE / height - 0.5)
+    mask[source_row < FIRST_BLENDED_ROW] = 0.0
     return mask[..., None]

@@ -10,7 +10,9 @@ half zeroed, then the unmasked reference crop, in [0, 1]. Output: the BGR face (
 For a still portrait the face-encoder features are the same for every frame, so
 `StillFaceDecoder` runs only the audio encoder and the decoder: BatchNorm is folded into the
 convolutions, and each decoder layer's response to the constant skip features (they enter
-by channel concatenation, a linear map) is precomputed into a per-pixel bias.
+by channel concatenation, a linear map) is precomputed into a per-pixel bias. It can also
+compute only the face's lower rows (`first_row`), those the paste-back blends in: each
+upsampling stage then starts at the first input row those rows depend on.
 """
 
 from __future__ import annotations
@@ -169,9 +171,10 @@ class _FoldedBlock(nn.Module):
 class StillFaceDecoder(nn.Module):
     """Per-frame part of `Wav2LipGenerator` for a fixed face: mel windows and the face's
     seven bias maps (`bias_maps`) in, faces out. Same function as the full forward, up to
-    float rounding; the bias maps are inputs so an exported graph depends on the weights only."""
+    float rounding, for the output rows from `first_row` on: the output is (B, 3, 96 −
+    first_row, 96). The bias maps are inputs so an exported graph depends on the weights only."""
 
-    def __init__(self, model: Wav2LipGenerator):
+    def __init__(self, model: Wav2LipGenerator, first_row: int = 0):
         super().__init__()
         self.audio = nn.ModuleList(_FoldedBlock(b) for b in model.audio_encoder)
         self.first = _FoldedBlock(model.face_decoder_blocks[0][0])
@@ -182,18 +185,41 @@ class StillFaceDecoder(nn.Module):
             channels = head.conv_block[0].out_channels
         self.out_head = _FoldedBlock(model.output_block[0], channels)
         self.out_conv = model.output_block[1]
+        self.first_row = first_row
+        self.crops = self._input_crops(first_row)
+
+    def _input_crops(self, first_row: int) -> list[int]:
+        """Per upsampling stage, the first input row its output needs so that the output block
+        is exact from `first_row` on. A crop at row r makes the zero padding wrong for the
+        rows just below it: one row more per 3×3 convolution that follows, which the
+        needed-row count walks back through. A stride-2 head's output row 2r needs only
+        input rows ≥ r, so the head itself adds nothing."""
+        crops = [0] * len(self.up)
+        needed = first_row - 1  # the output block's 3×3 head
+        for i in reversed(range(len(self.up))):
+            head = self.up[i][0].conv
+            needed -= len(self.up[i]) - 1  # the stage's residual 3×3 blocks
+            if head.stride[0] != 2 or needed <= 0:
+                break
+            crops[i] = needed // 2
+            needed = crops[i]
+        return crops
 
     def forward(self, mel: torch.Tensor, *bias_maps: torch.Tensor) -> torch.Tensor:
         x = mel
         for block in self.audio:
             x = block(x)
         x = self.first(x)
-        for stage, bias_map in zip(self.up, bias_maps[:-1], strict=True):
-            x = stage[0](x, bias_map)
+        top = 0  # the absolute row of x's first row at the current resolution
+        for stage, bias_map, crop in zip(self.up, bias_maps[:-1], self.crops, strict=True):
+            if crop:
+                x, top = x[:, :, crop - top :], crop
+            x = stage[0](x, bias_map[:, :, 2 * top :] if top else bias_map)
+            top *= 2
             for block in stage[1:]:
                 x = block(x)
-        x = self.out_head(x, bias_maps[-1])
-        return torch.sigmoid(self.out_conv(x))
+        x = self.out_head(x, bias_maps[-1][:, :, top:])
+        return torch.sigmoid(self.out_conv(x[:, :, self.first_row - top :]))
 
 
 @torch.no_grad()

@@ -4,8 +4,8 @@ Same fp32 function as the PyTorch path, 1.2–1.25× faster on 2 cores: ONNX Run
 each convolution with its bias-map, residual and ReLU additions and runs them in blocked
 layouts, where PyTorch makes a pass over memory for each addition. `StillFaceDecoder` takes
 the bias maps as inputs, so one graph per checkpoint serves every face: it is exported once
-to `<cache dir>/wav2lip-onnx/<key>.onnx`, the key covering the checkpoint's digest and the
-torch and onnx versions (the exporter's output may change with them).
+to `<cache dir>/wav2lip-onnx/<key>.onnx`, the key covering the checkpoint's digest, the first
+row computed and the torch and onnx versions (the exporter's output may change with them).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def session(net: StillFaceDecoder, cache_dir: Path, checkpoint_digest: str) -> I
     except ModuleNotFoundError as e:
         log.warning("Wav2Lip: %s; using PyTorch on the CPU (pip install onnx onnxruntime)", e)
         return None
-    key = hashlib.sha256(f"{checkpoint_digest}:{torch.__version__}:{onnx.__version__}".encode()).hexdigest()
+    versions = f"{torch.__version__}:{onnx.__version__}"
+    key = hashlib.sha256(f"{checkpoint_digest}:{net.first_row}:{versions}".encode()).hexdigest()
     path = cache_dir / "wav2lip-onnx" / f"{key[:32]}.onnx"
     try:
         if not path.exists():
