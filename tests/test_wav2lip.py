@@ -23,6 +23,7 @@ from ara_sidecar.lipsync import frame_count  # noqa: E402
 from ara_sidecar.lipsync.wav2lip import Wav2Lip  # noqa: E402
 from ara_sidecar.lipsync.wav2lip.audio import mel_windows, melspectrogram  # noqa: E402
 from ara_sidecar.lipsync.wav2lip.checkpoint import load_generator  # noqa: E402
+from ara_sidecar.lipsync.wav2lip.engine import Engine  # noqa: E402
 from ara_sidecar.lipsync.wav2lip.face import FIRST_BLENDED_ROW, blend_mask, padded_crop  # noqa: E402
 from ara_sidecar.lipsync.wav2lip.model import StillFaceDecoder, Wav2LipGenerator, bias_maps  # noqa: E402
 
@@ -246,3 +247,47 @@ def test_silent_windows_are_computed_once(w2l_settings, astronaut, speech):
     assert len(frames) == 35
     assert sum(computed) < 35 - 15  # the 1 s pause: one window for most of its frames
     assert np.array_equal(frames[-1], frames[-10])
+
+
+# -- engine: out of memory ------------------------------------------------------------------
+
+
+def _oom_after(engine: Engine, fails: int, above: int = 0):
+    """Make `engine._forward` raise CUDA's out-of-memory error `fails` times, or whenever a
+    batch is larger than `above`: what a CUDA device does when the batch does not fit."""
+    forward = engine._forward
+    calls = {"failed": 0}
+
+    def flaky(inputs, mels):
+        if calls["failed"] < fails or len(mels) > above > 0:
+            calls["failed"] += 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(inputs, mels)
+
+    engine._forward = flaky
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_every_frame(model, caplog):
+    face = np.random.default_rng(0).random((1, 6, 96, 96), np.float32)
+    mels = np.random.default_rng(1).normal(0, 2, (20, 80, 16)).astype(np.float32)
+    expected = Engine(model, "cpu", "fast", batch_size=32, first_row=FIRST_BLENDED_ROW).run("a", face, mels)
+    engine = Engine(model, "cpu", "fast", batch_size=32, first_row=FIRST_BLENDED_ROW)
+    _oom_after(engine, fails=0, above=8)
+    faces = engine.run("a", face, mels)
+    assert engine.batch == 8 and engine.device == "cpu"
+    np.testing.assert_allclose(faces, expected, atol=1e-5)
+    assert "retrying with batch size 16" in caplog.text and "batch size 8" in caplog.text
+
+
+def test_out_of_memory_for_one_frame_moves_the_engine_to_the_cpu(model, caplog, monkeypatch):
+    face = np.random.default_rng(0).random((1, 6, 96, 96), np.float32)
+    mels = np.random.default_rng(1).normal(0, 2, (5, 80, 16)).astype(np.float32)
+    engine = Engine(model, "cpu", "fast", batch_size=4, first_row=FIRST_BLENDED_ROW)
+    built = []
+    build = engine._build
+    monkeypatch.setattr(engine, "_build", lambda device: built.append(device) or build(device))
+    _oom_after(engine, fails=3)  # batch 4 → 2 → 1 → still out of memory
+    faces = engine.run("a", face, mels)
+    assert built == ["cpu"] and engine.batch == 4  # rebuilt, with the configured batch size again
+    assert faces.shape == (5, 96, 96, 3) and faces[:, FIRST_BLENDED_ROW:].std() > 0.01
+    assert "out of memory even for one frame; using the CPU" in caplog.text
