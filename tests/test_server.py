@@ -416,11 +416,18 @@ def test_cache_stats_and_clear(client):
     key = client.post("/v1/render", json={"text": SHORT}).json()["key"]
     stats = client.get("/v1/cache/stats").json()
     assert stats["by_kind"]["video"]["entries"] >= 1 and stats["bytes"] > 0
+    uploads = {"avatar-upload", "audio-upload"}
+    assert uploads <= set(stats["by_kind"])  # from the upload tests above
     assert client.delete("/v1/cache").json()["removed"] >= 1
-    # only pinned entries stay: chunks of renders whose worker was killed, until their pins expire
+    # uploads stay, and pinned entries: chunks of renders whose worker was killed, until their pins expire
+    after = client.get("/v1/cache/stats").json()
+    assert set(after["by_kind"]) <= {"chunk"} | uploads
+    for kind in uploads:
+        assert after["by_kind"][kind]["entries"] == stats["by_kind"][kind]["entries"]
+    assert_error(client.get(f"/v1/videos/{key}.mp4"), 404)
+    assert client.delete("/v1/cache", params={"uploads": "true"}).json()["removed"] >= 2
     after = client.get("/v1/cache/stats").json()
     assert after["entries"] <= after["pinned"] and set(after["by_kind"]) <= {"chunk"}
-    assert_error(client.get(f"/v1/videos/{key}.mp4"), 404)
     assert client.post("/v1/render", json={"text": SHORT}).json()["cached"] is False
 
 

@@ -197,7 +197,10 @@ def cmd_cache(args) -> int:
         for kind, row in sorted(stats["by_kind"].items()):
             print(f"  {kind:<7} {row['entries']:>6} entries {row['bytes'] / 2**20:>9.1f} MB")
     elif args.action == "clear":
-        print(f"removed {store.clear()} entries from {store.root}")
+        from ara_sidecar.server.uploads import UPLOAD_KINDS
+
+        removed = store.clear(keep_kinds=() if args.uploads else UPLOAD_KINDS)
+        print(f"removed {removed} entries from {store.root}" + ("" if args.uploads else " (uploads kept)"))
     else:
         report = store.verify()
         print(", ".join(f"{name} {count}" for name, count in report.items()))
@@ -267,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument(
         "action",
         choices=("stats", "clear", "verify"),
-        help="stats: size and hits; clear: delete all entries; verify: check every file",
+        help="stats: size and hits; clear: delete every entry but uploads; verify: check every file",
     )
+    cache.add_argument("--uploads", action="store_true", help="clear: delete uploaded avatars and audio too")
     cache.set_defaults(func=cmd_cache)
 
     register_personas(sub, lambda: persona_roots(settings()))

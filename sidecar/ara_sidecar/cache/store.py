@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
@@ -206,11 +206,19 @@ class CacheStore:
             "by_kind": {r[0]: {"entries": r[1], "bytes": r[2], "hits": r[3]} for r in rows},
         }
 
-    def clear(self) -> int:
-        """Remove every entry not pinned by a reader; returns how many were removed."""
+    def entries(self, kind: str) -> list[tuple[str, str, float]]:
+        """(key, SHA-256 of the file, creation time) of every entry of `kind`, oldest first."""
+        query = "SELECT key, sha256, created FROM entries WHERE kind = ? ORDER BY created"
+        return [tuple(row) for row in self._conn().execute(query, (kind,))]
+
+    def clear(self, keep_kinds: Collection[str] = ()) -> int:
+        """Remove every entry not pinned by a reader, except those of `keep_kinds`; returns how
+        many were removed."""
+        kept = ",".join("?" * len(keep_kinds))
         with self._write() as conn:
             conn.execute("DELETE FROM pins WHERE expires <= ?", (self._clock(),))
-            rows = conn.execute(f"SELECT key, suffix FROM entries WHERE {_UNPINNED}").fetchall()
+            query = f"SELECT key, suffix FROM entries WHERE {_UNPINNED} AND kind NOT IN ({kept})"
+            rows = conn.execute(query, tuple(keep_kinds)).fetchall()
             return sum(self._remove(conn, key, suffix) for key, suffix in rows)
 
     def verify(self) -> dict[str, int]:

@@ -32,12 +32,12 @@ and the static pages (`/`, `/docs`, `/openapi.json`) needs `Authorization: Beare
                                    (the key is the content hash); an unknown key is a 404
     POST   /v1/avatars             multipart `file`, an image; checked (format, pixel limit, a face)
                                    and stored, 201 {avatar_id} (its SHA-256)
-    GET    /v1/avatars             the personas' avatars and this server's uploads
+    GET    /v1/avatars             the personas' avatars and the stored uploads
     POST   /v1/audio               multipart `file`, WAV/FLAC/OGG/MP3 speech, 201 {audio_id}
     GET    /v1/personas            each persona: name, display name, default mode, modes, avatar_id
     GET    /v1/personas/{name}     one persona, with each mode's voice parameters
     GET    /v1/cache/stats         entries, bytes and hits, by kind
-    DELETE /v1/cache               remove every entry not being read (videos and uploads too)
+    DELETE /v1/cache               remove every entry not being read; uploads too with ?uploads=true
 
 Request bodies are capped (413): uploads at `server.max_upload_mb`, JSON at 1 MiB. CORS origins
 come from `server.cors_origins`.
@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
@@ -72,7 +72,7 @@ from ara_sidecar.personas import get_persona, persona_roots
 from ara_sidecar.pipeline import Pipeline, RenderRequest
 from ara_sidecar.server.guards import BearerAuth, BodyLimit, add_error_handlers
 from ara_sidecar.server.jobs import Job, JobManager
-from ara_sidecar.server.uploads import Uploads
+from ara_sidecar.server.uploads import UPLOAD_KINDS, Uploads
 
 KEEPALIVE_S = 15.0  # an idle event stream gets a comment line this often
 FAILURE_STATUS = {"user": 422, "timeout": 504, "worker": 503, "internal": 500}
@@ -342,9 +342,11 @@ def cache_stats(svc: Svc) -> dict:
 
 
 @router.delete("/v1/cache", tags=["cache"], responses=_errors())
-def cache_clear(svc: Svc) -> dict[str, int]:
-    """Remove every cache entry that is not being read."""
-    return {"removed": svc.pipeline.cache.clear()}
+def cache_clear(
+    svc: Svc, uploads: bool = Query(False, description="also remove uploaded avatars and audio")
+) -> dict[str, int]:
+    """Remove every cache entry that is not being read (renders; uploads only when asked)."""
+    return {"removed": svc.pipeline.cache.clear(keep_kinds=() if uploads else UPLOAD_KINDS)}
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -3,13 +3,14 @@ digest (kinds "avatar-upload" and "audio-upload"), found again by that digest. A
 sends is only ever looked up in the cache index, never turned into a path.
 
 Uploads are evicted with the rest of the cache (least recently used first); a render naming
-an evicted upload fails with a message asking to upload it again.
+an evicted upload fails with a message asking to upload it again. Clearing the cache keeps
+them unless asked (`UPLOAD_KINDS`). An upload's file is the uploaded bytes, so the index's
+checksum of it is its id: the list of uploads survives a restart.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 from ara_persona import discover
@@ -23,6 +24,7 @@ from ara_sidecar.pipeline import Pipeline
 
 AVATAR_KIND = "avatar-upload"
 AUDIO_KIND = "audio-upload"
+UPLOAD_KINDS = (AVATAR_KIND, AUDIO_KIND)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")  # kept as a hint for FFmpeg
 
 
@@ -33,7 +35,6 @@ class Uploads:
         assert pipeline.cache is not None
         self.pipeline = pipeline
         self.cache = pipeline.cache
-        self._avatars: dict[str, float] = {}  # ids uploaded through this server → time
 
     def add_avatar(self, data: bytes, filename: str) -> str:
         """Check an image (decodable, within the pixel limit, a face in it), store it, return its id."""
@@ -51,7 +52,6 @@ class Uploads:
 
         avatar_id = hashlib.sha256(data).hexdigest()
         self.cache.get_or_create(_key(AVATAR_KIND, avatar_id), ".img", check_and_write, kind=AVATAR_KIND)
-        self._avatars[avatar_id] = time.time()
         return avatar_id
 
     def add_audio(self, data: bytes, filename: str) -> str:
@@ -103,16 +103,14 @@ class Uploads:
         return found
 
     def avatars(self) -> list[dict]:
-        """The personas' avatars, then the uploads this server received that are still stored."""
+        """The personas' avatars, then the stored uploads, oldest first."""
         listed = [
             {"avatar_id": avatar_id, "persona": path.parent.name}
             for avatar_id, path in self.persona_avatars().items()
         ]
-        for avatar_id, uploaded in list(self._avatars.items()):
-            if self.cache.get(_key(AVATAR_KIND, avatar_id)) is None:
-                self._avatars.pop(avatar_id, None)
-            else:
-                listed.append({"avatar_id": avatar_id, "uploaded": uploaded})
+        for key, sha256, created in self.cache.entries(AVATAR_KIND):
+            if key == _key(AVATAR_KIND, sha256):  # the file is the upload: its checksum is its id
+                listed.append({"avatar_id": sha256, "uploaded": created})
         return listed
 
 
