@@ -392,16 +392,8 @@ class Pipeline:
                     timings=timings,
                     progress=lambda fraction, i=i: report("video", (i + fraction) / count),
                 )
-                if cache is None:
-                    path = out_path.with_name(f".{out_path.stem}.{os.getpid()}.chunk{i}{self.encoder.suffix}")
-                    stack.callback(path.unlink, missing_ok=True)
-                    encode(path)
-                    hit = False
-                else:  # pinned until the whole video is joined
-                    entry = stack.enter_context(
-                        cache.reading(chunk.key, encode, suffix=self.encoder.suffix, kind="chunk")
-                    )
-                    path, hit = entry.path, entry.hit
+                near = out_path.with_suffix(f".chunk{i}")
+                path, hit = self._chunk_file(chunk.key, encode, cache, stack, near)
                 report("video", (i + 1) / count)
                 mime = mime or self.encoder.mime_type(path)
                 video = ChunkVideo(
@@ -422,16 +414,7 @@ class Pipeline:
                     on_chunk(video)
                 first_out.set()
             with timings.measure("encode"):
-                rate = speech[0].sample_rate
-                whole = Audio(np.concatenate([resample(a, rate).samples for a in speech]), rate)
-                partial_path = out_path.with_name(
-                    f".{out_path.name}.{os.getpid()}.partial{self.encoder.suffix}"
-                )
-                try:
-                    self.encoder.join([c.path for c in chunks], whole, partial_path)
-                    os.replace(partial_path, out_path)
-                finally:
-                    partial_path.unlink(missing_ok=True)
+                whole = self._join([c.path for c in chunks], speech, out_path)
         frames = round(whole.duration_s * fps)
         report("video", 1.0)
         return RenderResult(
@@ -447,6 +430,38 @@ class Pipeline:
             wall_s=time.perf_counter() - started,
             chunks=[c.describe() for c in chunks],
         )
+
+    def _chunk_file(
+        self,
+        key: str,
+        encode: Callable[[Path], None],
+        cache: CacheStore | None,
+        stack: ExitStack,
+        near: Path,
+    ) -> tuple[Path, bool]:
+        """A chunk's video and whether it was cached: from `cache` (encoded on a miss, and pinned
+        until `stack` closes, so it lasts until the whole video is joined), or without a cache
+        encoded into a temporary file beside `near` that `stack` removes."""
+        if cache is None:
+            path = near.with_name(f".{near.name}.{os.getpid()}{self.encoder.suffix}")
+            stack.callback(path.unlink, missing_ok=True)
+            encode(path)
+            return path, False
+        entry = stack.enter_context(cache.reading(key, encode, suffix=self.encoder.suffix, kind="chunk"))
+        return entry.path, entry.hit
+
+    def _join(self, chunk_paths: list[Path], speech: list[Audio], out_path: Path) -> Audio:
+        """Write the whole video atomically from the chunk videos and their speech; returns the
+        whole sound track (each chunk's speech at the first one's rate)."""
+        rate = speech[0].sample_rate
+        whole = Audio(np.concatenate([resample(a, rate).samples for a in speech]), rate)
+        partial_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial{self.encoder.suffix}")
+        try:
+            self.encoder.join(chunk_paths, whole, partial_path)
+            os.replace(partial_path, out_path)
+        finally:
+            partial_path.unlink(missing_ok=True)
+        return whole
 
     def _encode_chunk(
         self,
