@@ -1,5 +1,6 @@
 """The web page at `/`, in a real headless Chromium (Selenium): it loads the personas, renders a
-text through the job API and its event stream, and plays the video. Once against a server without
+text through the job API and its event stream, plays the first chunk while the rest renders
+(Media Source), and ends on the whole video. Once against a server without
 a token (the page uses the plain video URL) and once with one (typed into the page; the page
 fetches everything, the video too, with the Authorization header).
 
@@ -33,7 +34,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 TOKEN = "web-page-token-456"
-TEXT = "Hello from the web page."
+TEXT = "Hello from the web page. This second sentence is still rendering while the first one plays."
 RENDER_TIMEOUT_S = 180
 
 
@@ -80,7 +81,8 @@ def server(request, tmp_path_factory) -> Iterator[tuple[str, str | None]]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    driver = start_chromium(profile, "--autoplay-policy=no-user-gesture-required")
     try:
         yield driver
     finally:
@@ -102,7 +104,7 @@ def video_state(driver) -> dict:
         return driver.execute_script(
             "const v = document.getElementById('video');"
             "return {ready: v.readyState, duration: v.duration, src: v.currentSrc,"
-            " error: v.error && v.error.code};"
+            " error: v.error && v.error.code, phase: v.dataset.phase, live: v.dataset.liveChunks};"
         )
     except JavascriptException:
         return {"ready": 0}
@@ -133,14 +135,27 @@ def test_the_page_renders_text_and_plays_the_video(server, browser, tmp_path):
 
     browser.find_element(By.ID, "text").send_keys(TEXT)
     browser.find_element(By.ID, "render").click()
-    state = wait_for(
+    live = wait_for(
         browser,
-        lambda d: s if ((s := video_state(d))["ready"] >= 3 or s.get("error") or error.text) else None,
+        lambda d: s if ((s := video_state(d)).get("live") or s.get("error") or error.text) else None,
         RENDER_TIMEOUT_S,
-        "the video to become playable",
+        "the first chunk to play",
     )
     assert error.text == "", error.text
-    assert state["ready"] >= 3, state  # HAVE_FUTURE_DATA
+    assert live["phase"] == "live" and live["src"].startswith("blob:"), live
+
+    def whole(d) -> dict | None:
+        s = video_state(d)
+        return s if (s.get("phase") == "whole" and s["ready"] >= 3) or s.get("error") else None
+
+    state = wait_for(
+        browser,
+        whole,
+        RENDER_TIMEOUT_S,
+        "the live video to end on the whole video",
+    )
+    assert error.text == "", error.text
+    assert state["ready"] >= 3 and state["live"] == "2", state  # HAVE_FUTURE_DATA, after both chunks played
     assert state["src"].startswith("blob:" if token else f"{base}/v1/videos/"), state["src"]
 
     # The same request again through the API is a cache hit on the same video: its facts.
