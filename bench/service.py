@@ -1,13 +1,14 @@
 """Benchmark: the HTTP service on loopback against its bare framework and the in-process pipeline.
 
-    .venv/bin/python bench/service.py [--requests 2000] [--threads 4] [--seconds 5] [--renders 3]
+    .venv/bin/python bench/service.py [--requests 2000] [--threads 4] [--seconds 5] [--renders 5]
 
 Starts `ara-sidecar serve` (a temporary cache, no token) and measures, with a new TCP connection
 per request (http.client): `GET /health` (the bare-endpoint baseline), then `POST /v1/render`
 of a reply already rendered (a cache hit): p50 and p99 (targets ≤ 2 ms and ≤ 10 ms), and the
 cache-hit throughput of a few client threads. Last, cold renders of ~10 s replies through the
-API against the same texts rendered in this process (`Pipeline.render(..., use_cache=False)`),
-both with warm models, alternating: the API's overhead (target ≤ 5 %).
+API against the same texts rendered in this process into a cache of its own (both store their
+chunks, speech and video as they go), both with warm models, alternating: the API's overhead
+(target ≤ 5 %).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="timed requests per endpoint")
     parser.add_argument("--threads", type=int, default=4, help="client threads for the throughput")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the throughput run")
-    parser.add_argument("--renders", type=int, default=3, help="cold renders per side (median)")
+    parser.add_argument("--renders", type=int, default=5, help="cold renders per side (median)")
     args = parser.parse_args()
     print(machine_line())
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,9 +160,9 @@ def main() -> None:
                         status, body = call(port, "POST", "/v1/render", {"text": variant(i)})
                         assert status == 200 and body["cached"] is False, body
                     else:  # reporting its chunks as the worker does (the first chunk's video then goes first)
-                        result = pipeline.render(
-                            RenderRequest(text=variant(i)), out, use_cache=False, on_chunk=lambda chunk: None
-                        )
+                        request = RenderRequest(text=variant(i))
+                        result = pipeline.render(request, out, on_chunk=lambda chunk: None)
+                        assert not result.cached
                     (api if side else local).append(time.perf_counter() - start)
                 print(
                     f"cold render {i + 1} ({result.speech_s:.2f} s of speech): "

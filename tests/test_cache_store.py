@@ -266,6 +266,30 @@ def test_a_pin_left_by_a_dead_reader_expires(tmp_path):
     assert not present(store, key("a"))
 
 
+def pinning_reader(root: str, k: str, ready) -> None:
+    with CacheStore(Path(root), max_bytes=10**7).reading(k):
+        ready.set()
+        time.sleep(60)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_the_pins_of_a_killed_reader_can_be_released_at_once(tmp_path):
+    store = CacheStore(tmp_path, max_bytes=10**7)
+    a, b = key("a"), key("b")
+    put(store, a), put(store, b)
+    ready = SPAWN.Event()
+    proc = SPAWN.Process(target=pinning_reader, args=(str(tmp_path), a, ready))
+    proc.start()
+    assert ready.wait(60)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    with store.reading(b):  # a live reader's pin: not the dead one's
+        assert store.clear() == 0 and store.stats()["pinned"] == 2
+        assert store.release_pins(proc.pid) == 1
+        assert store.release_pins(proc.pid) == 0
+        assert store.clear() == 1 and not present(store, a) and present(store, b)
+
+
 def test_reading_creates_on_a_miss_and_yields_none_without_produce(tmp_path):
     store = CacheStore(tmp_path, max_bytes=10**7)
     with store.reading(key("a")) as entry:

@@ -149,7 +149,7 @@ class CacheStore:
     ) -> Iterator[Entry | None]:
         """Pin the entry for the block: eviction, TTL expiry and `clear` leave its file alone.
         Yields None on a miss, or with `produce` creates the entry first, as `get_or_create`."""
-        token = uuid.uuid4().hex
+        token = f"{os.getpid()}-{uuid.uuid4().hex}"  # the reader's pid first: see release_pins
         entry = None
         try:
             entry = self._obtain(key, produce, suffix, kind, token)
@@ -220,6 +220,12 @@ class CacheStore:
             query = f"SELECT key, suffix FROM entries WHERE {_UNPINNED} AND kind NOT IN ({kept})"
             rows = conn.execute(query, tuple(keep_kinds)).fetchall()
             return sum(self._remove(conn, key, suffix) for key, suffix in rows)
+
+    def release_pins(self, pid: int) -> int:
+        """Drop the pins held by process `pid`, which died while reading (a killed render
+        worker): its entries can be evicted and cleared again at once, not when the pins expire."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM pins WHERE token LIKE ?", (f"{pid}-%",)).rowcount
 
     def verify(self) -> dict[str, int]:
         """Recompute every checksum; drop corrupt and missing entries, delete files the index does

@@ -26,7 +26,8 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 from ara_sidecar.config import Settings
-from ara_sidecar.pipeline import PROGRESS_STAGES, RenderRequest
+from ara_sidecar.errors import AraError
+from ara_sidecar.pipeline import PROGRESS_STAGES, RenderRequest, open_cache
 from ara_sidecar.server.worker import Job as WorkerJob
 from ara_sidecar.server.worker import start_worker
 
@@ -366,9 +367,22 @@ class JobManager:
             process.join()
             if not self._stopping.is_set():
                 log.warning("render worker %s exited with code %s", process.pid, process.exitcode)
+            self._release_pins(process.pid)
             self._post(self._on_death, process.exitcode, ready)
             if not ready:
                 self._stopping.wait(RESTART_DELAY_S)
+
+    def _release_pins(self, pid: int | None) -> None:
+        """Unpin the cache entries a dead worker was reading (the chunks of its last render)."""
+        if pid is None or not self.settings.cache.enabled:
+            return
+        try:
+            released = open_cache(self.settings).release_pins(pid)
+        except AraError as e:
+            log.warning("could not release the dead worker's cache pins: %s", e)
+            return
+        if released:
+            log.info("released %d cache pins of the dead worker %s", released, pid)
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
         if self._stopping.is_set():
