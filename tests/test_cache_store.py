@@ -351,6 +351,19 @@ def test_verify_spares_the_temporary_file_of_a_render_in_progress(tmp_path):
     assert reports[0]["temps"] == reports[0]["locks"] == 0
 
 
+def test_entries_lists_a_kind_oldest_first_without_the_expired(tmp_path):
+    clock = Clock()
+    store = CacheStore(tmp_path, max_bytes=10**7, ttl_s=100, clock=clock)
+    a, b, c = key("a"), key("b"), key("c")
+    for k, kind in ((a, "upload"), (b, "video"), (c, "upload")):
+        store.get_or_create(k, ".bin", writer(content(k, 10)), kind=kind)
+        clock.now += 10
+    sha = {k: hashlib.sha256(content(k, 10)).hexdigest() for k in (a, c)}
+    assert [(k, s) for k, s, _ in store.entries("upload")] == [(a, sha[a]), (c, sha[c])]
+    clock.now += 75  # a is now 105 s old, over the TTL; c 85 s
+    assert [k for k, _, _ in store.entries("upload")] == [c]
+
+
 def test_clear(tmp_path):
     store = CacheStore(tmp_path, max_bytes=10**7)
     paths = [put(store, key(n)) for n in "abc"]

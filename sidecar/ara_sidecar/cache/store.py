@@ -207,9 +207,11 @@ class CacheStore:
         }
 
     def entries(self, kind: str) -> list[tuple[str, str, float]]:
-        """(key, SHA-256 of the file, creation time) of every entry of `kind`, oldest first."""
+        """(key, SHA-256 of the file, creation time) of every unexpired entry of `kind`, oldest first."""
         query = "SELECT key, sha256, created FROM entries WHERE kind = ? ORDER BY created"
-        return [tuple(row) for row in self._conn().execute(query, (kind,))]
+        now = self._clock()
+        rows = self._conn().execute(query, (kind,))
+        return [(key, sha256, created) for key, sha256, created in rows if not self._expired(created, now)]
 
     def clear(self, keep_kinds: Collection[str] = ()) -> int:
         """Remove every entry not pinned by a reader, except those of `keep_kinds`; returns how

@@ -1,6 +1,7 @@
 """The `fast` engine's per-frame network on the CPU through ONNX Runtime.
 
-Same fp32 function as the PyTorch path, 1.2–1.25× faster on 2 cores: ONNX Runtime fuses
+Same fp32 function as the PyTorch path, faster on 2 cores (1.2× for the whole face, about
+1.04× for the lower rows the paste-back uses; bench/wav2lip.py): ONNX Runtime fuses
 each convolution with its bias-map, residual and ReLU additions and runs them in blocked
 layouts, where PyTorch makes a pass over memory for each addition. `StillFaceDecoder` takes
 the bias maps as inputs, so one graph per checkpoint serves every face: it is exported once
