@@ -143,6 +143,13 @@ class ChunkView(BaseModel):
     cached: bool
 
 
+class ClearQuery(BaseModel):
+    """DELETE /v1/cache's query; an unknown parameter (a typo) is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+    uploads: bool = Field(False, description="also remove uploaded avatars and audio")
+
+
 class RenderOutput(BaseModel):
     key: str
     video_url: str
@@ -342,11 +349,9 @@ def cache_stats(svc: Svc) -> dict:
 
 
 @router.delete("/v1/cache", tags=["cache"], responses=_errors())
-def cache_clear(
-    svc: Svc, uploads: bool = Query(False, description="also remove uploaded avatars and audio")
-) -> dict[str, int]:
+def cache_clear(svc: Svc, query: Annotated[ClearQuery, Query()]) -> dict[str, int]:
     """Remove every cache entry that is not being read (renders; uploads only when asked)."""
-    return {"removed": svc.pipeline.cache.clear(keep_kinds=() if uploads else UPLOAD_KINDS)}
+    return {"removed": svc.pipeline.cache.clear(keep_kinds=() if query.uploads else UPLOAD_KINDS)}
 
 
 # -- helpers --------------------------------------------------------------------------------
