@@ -16,6 +16,7 @@ pytest.importorskip("onnxruntime")
 from test_wav2lip import FPS, _clip, _random_model  # noqa: E402
 
 from ara_sidecar.avatar import load_avatar  # noqa: E402
+from ara_sidecar.cache import open_cache  # noqa: E402
 from ara_sidecar.lipsync.wav2lip import Wav2Lip, onnx_engine  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def test_onnx_path_equals_the_plain_forward(w2l_settings, astronaut, speech):
     assert np.abs(fast.astype(int) - plain).max() <= 2
 
 
-def test_export_is_cached_per_checkpoint(w2l_settings, monkeypatch, tmp_path):
+def test_export_is_kept_in_the_cache_per_checkpoint(w2l_settings, monkeypatch, tmp_path):
     exports = []
     export = onnx_engine._export
     monkeypatch.setattr(onnx_engine, "_export", lambda net, path: exports.append(path) or export(net, path))
@@ -57,8 +58,23 @@ def test_export_is_cached_per_checkpoint(w2l_settings, monkeypatch, tmp_path):
         backend.load()
         assert backend.engine.session is not None
     assert len(exports) == 1
-    assert exports[0].parent == tmp_path / "wav2lip-onnx"
-    assert [p.name for p in exports[0].parent.iterdir()] == [exports[0].name]  # no partial file left
+    store = open_cache(settings)
+    assert store.stats()["by_kind"]["wav2lip-onnx"]["entries"] == 1
+    assert store.verify()["ok"] == store.stats()["entries"]  # no partial or unindexed file
+    assert store.clear() >= 1  # `cache clear` takes it too: the next load exports again
+    Wav2Lip(settings, "cpu").load()
+    assert len(exports) == 2
+
+
+def test_without_a_cache_the_export_is_temporary(w2l_settings, monkeypatch, tmp_path):
+    exports = []
+    export = onnx_engine._export
+    monkeypatch.setattr(onnx_engine, "_export", lambda net, path: exports.append(path) or export(net, path))
+    settings = w2l_settings.with_overrides(**{"cache.dir": str(tmp_path / "cache"), "cache.enabled": False})
+    backend = Wav2Lip(settings, "cpu")
+    backend.load()
+    assert backend.engine.session is not None
+    assert len(exports) == 1 and not exports[0].exists() and not (tmp_path / "cache").exists()
 
 
 def test_missing_onnx_falls_back_to_torch(w2l_settings, astronaut, speech, monkeypatch, caplog):

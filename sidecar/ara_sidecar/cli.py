@@ -185,7 +185,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from ara_sidecar.pipeline import open_cache
+    from ara_sidecar.cache import open_cache
 
     store = open_cache(settings())
     if args.action == "stats":

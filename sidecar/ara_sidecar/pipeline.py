@@ -34,7 +34,7 @@ from ara_sidecar import encode, lipsync, tts, voice
 from ara_sidecar.audio import Audio, load_audio, resample, silence
 from ara_sidecar.avatar import Avatar, load_avatar
 from ara_sidecar.background import BackgroundIterator
-from ara_sidecar.cache import CacheStore, cache_key, derived_key
+from ara_sidecar.cache import CacheStore, cache_key, derived_key, open_cache
 from ara_sidecar.config import Settings
 from ara_sidecar.device import resolve_device
 from ara_sidecar.digest import file_digest
@@ -486,15 +486,6 @@ class Pipeline:
                 writer.write_audio(audio)
             timings.start("encode")  # closing the writer flushes the encoder
         timings.stop("encode")
-
-
-def open_cache(settings: Settings) -> CacheStore:
-    cfg = settings.cache
-    return CacheStore(
-        settings.path(cfg.dir),
-        max_bytes=int(cfg.max_mb * 2**20),
-        ttl_s=None if cfg.ttl_hours is None else cfg.ttl_hours * 3600,
-    )
 
 
 def _cached_speech(cache: CacheStore, key: str, make: Callable[[], Audio]) -> Audio:

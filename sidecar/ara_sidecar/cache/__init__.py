@@ -27,7 +27,8 @@ Why a served file is always complete and current:
 - `reading` pins an entry with a lease row in the index; eviction, TTL expiry and `clear` skip
   pinned entries, so a file served by path is not deleted mid-read (on POSIX an open file would
   survive deletion, on Windows the path itself must stay). A lease left by a killed process
-  expires after `pin_s`.
+  expires after `pin_s`, or at once when `release_pins` names it (the server does so for a dead
+  render worker).
 - Eviction (after each insert) drops expired entries, then the least recently used ones until the
   total fits `max_bytes`; pinned entries and the one just inserted may keep it above the limit
   until the next insert.
@@ -35,7 +36,33 @@ Why a served file is always complete and current:
 The index relies on POSIX/Windows file locking, so the directory must be on a local filesystem.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ara_sidecar.cache.key import PIPELINE_VERSION, cache_key, derived_key, is_key
 from ara_sidecar.cache.store import CacheStore, Entry, Producer
 
-__all__ = ["PIPELINE_VERSION", "CacheStore", "Entry", "Producer", "cache_key", "derived_key", "is_key"]
+if TYPE_CHECKING:
+    from ara_sidecar.config import Settings
+
+__all__ = [
+    "PIPELINE_VERSION",
+    "CacheStore",
+    "Entry",
+    "Producer",
+    "cache_key",
+    "derived_key",
+    "is_key",
+    "open_cache",
+]
+
+
+def open_cache(settings: Settings) -> CacheStore:
+    """The cache the settings describe (`cache.dir`, `cache.max_mb`, `cache.ttl_hours`)."""
+    cfg = settings.cache
+    return CacheStore(
+        settings.path(cfg.dir),
+        max_bytes=int(cfg.max_mb * 2**20),
+        ttl_s=None if cfg.ttl_hours is None else cfg.ttl_hours * 3600,
+    )

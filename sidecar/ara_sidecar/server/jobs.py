@@ -25,9 +25,10 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
+from ara_sidecar.cache import open_cache
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import AraError
-from ara_sidecar.pipeline import PROGRESS_STAGES, RenderRequest, open_cache
+from ara_sidecar.pipeline import PROGRESS_STAGES, RenderRequest
 from ara_sidecar.server.worker import Job as WorkerJob
 from ara_sidecar.server.worker import start_worker
 

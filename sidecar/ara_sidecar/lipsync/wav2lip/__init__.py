@@ -18,6 +18,7 @@ import numpy as np
 
 from ara_sidecar.audio import Audio
 from ara_sidecar.avatar import Avatar
+from ara_sidecar.cache import open_cache
 from ara_sidecar.config import Settings
 from ara_sidecar.digest import file_digest
 from ara_sidecar.errors import BackendUnavailable
@@ -105,10 +106,15 @@ class Wav2Lip(LipSync):
 
         cfg = self.settings.wav2lip
         path = self._checkpoint()
-        onnx_dir = self.settings.path(self.settings.cache.dir)
-        model, digest = load_generator(path), file_digest(path)
         self.engine = Engine(
-            model, self.device, cfg.engine, cfg.batch_size, onnx_dir, digest, first_row=FIRST_BLENDED_ROW
+            load_generator(path),
+            self.device,
+            cfg.engine,
+            cfg.batch_size,
+            onnx=True,
+            cache=open_cache(self.settings) if self.settings.cache.enabled else None,
+            checkpoint_digest=file_digest(path),
+            first_row=FIRST_BLENDED_ROW,
         )
 
     def fingerprint(self) -> dict:

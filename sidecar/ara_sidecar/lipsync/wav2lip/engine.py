@@ -3,8 +3,8 @@
 `fast`: the face's skip features are folded into `StillFaceDecoder` bias maps once per
 face, so a frame costs only the audio encoder and the decoder, and only for the face rows
 from `first_row` on (those the paste-back uses; the rows above come back as zeros): on the
-CPU through ONNX Runtime when `onnx_dir` is given (`onnx_engine`, the fastest exact path
-measured there), else PyTorch channels-last fp32; fp16 on CUDA. `reference`: the whole
+CPU through ONNX Runtime with `onnx` (`onnx_engine`, the fastest exact path measured
+there; the export kept in `cache`), else PyTorch channels-last fp32; fp16 on CUDA. `reference`: the whole
 model per frame in fp32, face batch and all, as the reference inference does.
 
 On CUDA the batch size comes from the free memory; out of memory, it is halved and the
@@ -16,11 +16,11 @@ from __future__ import annotations
 import copy
 import logging
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ara_sidecar.cache import CacheStore
 from ara_sidecar.lipsync.wav2lip import onnx_engine
 from ara_sidecar.lipsync.wav2lip.model import StillFaceDecoder, Wav2LipGenerator, bias_maps
 
@@ -38,15 +38,19 @@ class Engine:
         device: str,
         kind: str,
         batch_size: int = 0,
-        onnx_dir: Path | None = None,
+        *,
+        onnx: bool = False,
+        cache: CacheStore | None = None,
         checkpoint_digest: str = "",
         first_row: int = 0,
     ):
-        """`onnx_dir` (a cache directory) and the checkpoint's digest enable ONNX Runtime on the CPU."""
+        """`onnx` runs the CPU engine through ONNX Runtime, its export kept in `cache` under the
+        checkpoint's digest."""
         self.model = model  # fp32 on the CPU: the master copy
         self.kind = kind
         self.requested_batch = batch_size
-        self.onnx_dir = onnx_dir
+        self.onnx = onnx
+        self.cache = cache
         self.checkpoint_digest = checkpoint_digest
         self.first_row = first_row
         self._faces: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
@@ -63,8 +67,8 @@ class Engine:
         net = StillFaceDecoder(self.model, self.first_row) if fast else copy.deepcopy(self.model)
         cpu_fast = device == "cpu" and fast
         self.session = None
-        if cpu_fast and self.onnx_dir is not None:
-            self.session = onnx_engine.session(net, self.onnx_dir, self.checkpoint_digest)
+        if cpu_fast and self.onnx:
+            self.session = onnx_engine.session(net, self.cache, self.checkpoint_digest)
         channels_last = cpu_fast and self.session is None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         net = net.eval().to(device=device, dtype=self.dtype, memory_format=self.memory_format)
