@@ -195,7 +195,7 @@ def cmd_cache(args) -> int:
             f"{stats['max_bytes'] / 2**20:.0f} MB, {stats['hits']} hits"
         )
         for kind, row in sorted(stats["by_kind"].items()):
-            print(f"  {kind:<7} {row['entries']:>6} entries {row['bytes'] / 2**20:>9.1f} MB")
+            print(f"  {kind:<13} {row['entries']:>6} entries {row['bytes'] / 2**20:>9.1f} MB")
     elif args.action == "clear":
         from ara_sidecar.server.uploads import UPLOAD_KINDS
 
