@@ -1,7 +1,9 @@
-"""Reading rendered MP4s back for assertions (PyAV)."""
+"""Test media: reading rendered MP4s back for assertions (PyAV), and a WAV file to upload."""
 
 from __future__ import annotations
 
+import io
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,3 +47,16 @@ def probe(path: Path, decode_frames: bool = True) -> Probe:
         video_s = float(v.duration * v.time_base)
         audio_s = float(a.duration * a.time_base)
     return Probe(video_s=video_s, audio_s=audio_s, frames=frames, audio=audio, **info)
+
+
+def wav(seconds: float = 1.5, rate: int = 16000) -> bytes:
+    """A mono 16-bit WAV file: a 220 Hz tone switched on and off three times a second."""
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0) * 32767).astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return out.getvalue()

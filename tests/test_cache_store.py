@@ -266,6 +266,17 @@ def test_a_pin_left_by_a_dead_reader_expires(tmp_path):
     assert not present(store, key("a"))
 
 
+def killed_when_ready(target, *args) -> int:
+    """Run `target(*args, ready)` in a new process, SIGKILL it once it sets `ready`; its pid."""
+    ready = SPAWN.Event()
+    proc = SPAWN.Process(target=target, args=(*args, ready))
+    proc.start()
+    assert ready.wait(60)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    return proc.pid
+
+
 def pinning_reader(root: str, k: str, ready) -> None:
     with CacheStore(Path(root), max_bytes=10**7).reading(k):
         ready.set()
@@ -277,16 +288,11 @@ def test_the_pins_of_a_killed_reader_can_be_released_at_once(tmp_path):
     store = CacheStore(tmp_path, max_bytes=10**7)
     a, b = key("a"), key("b")
     put(store, a), put(store, b)
-    ready = SPAWN.Event()
-    proc = SPAWN.Process(target=pinning_reader, args=(str(tmp_path), a, ready))
-    proc.start()
-    assert ready.wait(60)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join()
+    pid = killed_when_ready(pinning_reader, str(tmp_path), a)
     with store.reading(b):  # a live reader's pin: not the dead one's
         assert store.clear() == 0 and store.stats()["pinned"] == 2
-        assert store.release_pins(proc.pid) == 1
-        assert store.release_pins(proc.pid) == 0
+        assert store.release_pins(pid) == 1
+        assert store.release_pins(pid) == 0
         assert store.clear() == 1 and not present(store, a) and present(store, b)
 
 
@@ -538,12 +544,7 @@ def killed_writer(root: str, k: str, ready) -> None:
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_writer_killed_mid_write_leaves_nothing_that_is_served(tmp_path):
     k = key("a")
-    ready = SPAWN.Event()
-    proc = SPAWN.Process(target=killed_writer, args=(str(tmp_path), k, ready))
-    proc.start()
-    assert ready.wait(60)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join()
+    killed_when_ready(killed_writer, str(tmp_path), k)
 
     store = CacheStore(tmp_path, max_bytes=10**8)
     assert store.get(k) is None

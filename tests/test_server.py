@@ -11,12 +11,11 @@ import socket
 import subprocess
 import threading
 import time
-import wave
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import pytest
+from media import wav
 from server_helpers import free_port, running_server, sidecar, wait_until
 from server_helpers import worker as server_worker
 
@@ -86,18 +85,6 @@ def bomb_png(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
-
-
-def wav(seconds: float = 1.5, rate: int = 16000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0) * 32767).astype("<i2")
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return out.getvalue()
 
 
 # -- health and auth --------------------------------------------------------------------------

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-import wave
-
-import numpy as np
 import pytest
+from media import wav
 
 from ara_sidecar.cache import cache_key
 from ara_sidecar.errors import UserError
@@ -14,23 +11,12 @@ from ara_sidecar.pipeline import Pipeline
 from ara_sidecar.server.uploads import UPLOAD_KINDS, Uploads
 
 
-def _wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
-    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(round(seconds * rate)) / rate) * 32767).astype(np.int16)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(tone.tobytes())
-    return buf.getvalue()
-
-
 def test_uploads_survive_a_restart_and_a_cache_clear(settings, tmp_path, astronaut_png):
     settings = settings.with_overrides(**{"cache.dir": str(tmp_path / "cache")})
     image = astronaut_png.read_bytes()
     first = Uploads(Pipeline(settings))
     avatar_id = first.add_avatar(image, "me.png")
-    audio_id = first.add_audio(_wav(), "hello.wav")
+    audio_id = first.add_audio(wav(), "hello.wav")
     video_key = cache_key({"kind": "video", "n": 1})
     render = first.cache.get_or_create(video_key, ".mp4", lambda path: path.write_bytes(b"video"))
 
@@ -42,7 +28,7 @@ def test_uploads_survive_a_restart_and_a_cache_clear(settings, tmp_path, astrona
     assert uploads.cache.clear(keep_kinds=UPLOAD_KINDS) == 1
     assert not render.path.exists()
     assert uploads.avatar_path(avatar_id).read_bytes() == image
-    assert uploads.audio_path(audio_id).read_bytes() == _wav()
+    assert uploads.audio_path(audio_id).read_bytes() == wav()
 
     assert uploads.cache.clear() == 2
     assert [a for a in uploads.avatars() if "uploaded" in a] == []
