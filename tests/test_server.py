@@ -421,6 +421,21 @@ def test_cache_stats_and_clear(client, astronaut_png):
     assert client.post("/v1/render", json={"text": SHORT}).json()["cached"] is False
 
 
+def test_a_failing_pin_release_never_stops_the_worker_supervisor(settings, tmp_path, monkeypatch, caplog):
+    import sqlite3
+
+    from ara_sidecar.cache import CacheStore
+    from ara_sidecar.server.jobs import JobManager
+
+    def locked(self, pid):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(CacheStore, "release_pins", locked)
+    jobs = JobManager(settings.with_overrides(**{"cache.dir": str(tmp_path)}))
+    jobs._release_pins(12345)  # called by the supervisor thread after each worker exit: must not raise
+    assert "could not release the dead worker's cache pins: database is locked" in caplog.text
+
+
 # -- the serve command ------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import math
+import sqlite3
 import threading
 import time
 import uuid
@@ -379,7 +380,7 @@ class JobManager:
             return
         try:
             released = open_cache(self.settings).release_pins(pid)
-        except AraError as e:
+        except (AraError, OSError, sqlite3.Error) as e:  # never stop the supervisor: pins expire anyway
             log.warning("could not release the dead worker's cache pins: %s", e)
             return
         if released:
