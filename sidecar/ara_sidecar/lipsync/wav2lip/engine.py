@@ -4,8 +4,9 @@
 face, so a frame costs only the audio encoder and the decoder, and only for the face rows
 from `first_row` on (those the paste-back uses; the rows above come back as zeros): on the
 CPU through ONNX Runtime with `onnx` (`onnx_engine`, the fastest exact path measured
-there; the export kept in `cache`), else PyTorch channels-last fp32; fp16 on CUDA. `reference`: the whole
-model per frame in fp32, face batch and all, as the reference inference does.
+there; the export kept in `cache`), else PyTorch channels-last fp32; fp16 on CUDA.
+`reference`: the whole model per frame in fp32, face batch and all, as the reference
+inference does.
 
 On CUDA the batch size comes from the free memory; out of memory, it is halved and the
 batch retried, and below one frame the engine moves to the CPU with a warning.

@@ -214,7 +214,7 @@ class StillFaceDecoder(nn.Module):
         for stage, bias_map, crop in zip(self.up, bias_maps[:-1], self.crops, strict=True):
             if crop:
                 x, top = x[:, :, crop - top :], crop
-            x = stage[0](x, bias_map[:, :, 2 * top :] if top else bias_map)
+            x = stage[0](x, bias_map[:, :, 2 * top :])
             top *= 2
             for block in stage[1:]:
                 x = block(x)
