@@ -198,9 +198,12 @@ def _selector(doc: _Doc, data: dict) -> SelectorSettings:
     return SelectorSettings(
         late_night_start=start,
         late_night_end=end,
-        min_score=float(_number(doc, node, (*key, "min_score"), float, 0.5, 20, d.min_score)),
-        switch_margin=float(_number(doc, node, (*key, "switch_margin"), float, 0, 20, d.switch_margin)),
+        min_confidence=float(_number(doc, node, (*key, "min_confidence"), float, 0, 1, d.min_confidence)),
+        switch_margin=float(_number(doc, node, (*key, "switch_margin"), float, 0, 1, d.switch_margin)),
         follow_up_words=_number(doc, node, (*key, "follow_up_words"), int, 0, 100, d.follow_up_words),
+        follow_up_confidence=float(
+            _number(doc, node, (*key, "follow_up_confidence"), float, 0, 1, d.follow_up_confidence)
+        ),
     )
 
 

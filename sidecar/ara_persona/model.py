@@ -67,16 +67,18 @@ class SelectorSettings:
 
     late_night_start/late_night_end: the window in which cathedral may be chosen, start
     inclusive, end exclusive; it may wrap past midnight.
-    min_score: evidence points a message needs before a non-default mode is chosen.
-    switch_margin: points by which a challenger must beat the current mode to replace it.
-    follow_up_words: a message shorter than this, with no evidence either way, keeps the mode.
+    min_confidence: the probability (0–1) the best mode needs to be chosen over the default mode.
+    switch_margin: the probability (0–1) by which a new mode must beat the previous one.
+    follow_up_words: a message shorter than this keeps the previous mode unless a new mode
+      reaches follow_up_confidence (0–1).
     """
 
     late_night_start: time = time(23, 0)
     late_night_end: time = time(5, 0)
-    min_score: float = 2.0
-    switch_margin: float = 1.0
+    min_confidence: float = 0.3
+    switch_margin: float = 0.3
     follow_up_words: int = 6
+    follow_up_confidence: float = 0.9
 
     def is_late_night(self, now: time) -> bool:
         start, end = self.late_night_start, self.late_night_end

@@ -1,56 +1,54 @@
 """The mode selector: which of the six modes fits the current turn, and why.
 
-Inputs: the user's last message, Ara's reply (optional), the local time, the previous mode
-and the user's settings (a forced mode; modes that automatic selection may not pick).
-
-Evidence. Both texts are lower-cased and scanned for signals, each worth points towards one
-or more modes: a strong signal (a traceback, "explain", "haha", "overwhelmed", "can't sleep")
-is worth 2, a weak one ("gpu", "why", "alone") 1. Each distinct phrase counts once per text;
-signals found in the reply count half. Emotion words right after a negation ("not sad") do
-not count. The persona's own `triggers` from modes.yaml are strong signals of their mode
-(also ignored after a negation) and take precedence over the built-in ones. Cockpit has no
-built-in lexicon: it is what is left when nothing else is clear.
+Inputs: the user's message (Ara's reply only when there is no user message), the local time,
+the previous turn's mode and the user's settings (a forced mode; modes that Auto may not pick).
+The persona's selector data lives beside its modes.yaml, in `selector/`: the crisis patterns
+(`crisis.yaml`), the concept lexicon (`lexicon.yaml`) and the learned model (`model.json`,
+rebuilt from `selector/train/` by `ara-sidecar personas train`). A persona without its own
+files uses Ara's.
 
 Rules, in order:
 
-1. A forced mode wins, even a disabled one.
-2. Crisis language (self-harm) → comfort.
-3. The candidates are the enabled modes with at least `min_score` points; cathedral is a
-   candidate only inside the late-night window (start inclusive, end exclusive, may wrap
-   midnight), where its points measure how personal the conversation is. The highest score
-   wins; ties go to the earlier of cathedral, comfort, lab, teaching, playful, cockpit. So
-   distress → comfort, technical content → lab, explain / how-to → teaching, jokes and
-   banter → playful, personal talk late at night → cathedral, and nothing clear → the
-   default mode (cockpit for Ara; if that is disabled, the enabled mode of lowest intensity).
-4. Hysteresis. A candidate replaces the previous mode only if it beats the previous mode's
-   own score by `switch_margin` (the default mode rarely scores, so leaving it takes just
-   `min_score`). With no candidate, a previous non-default mode stays while the turn still
-   carries its signals, or is a short follow-up (fewer than `follow_up_words` words, e.g.
-   "ok, and then?"); a longer message without any sign of it returns to the default mode.
-   A disabled previous mode, or cathedral outside the window, is not kept.
+1. **Crisis first.** Crisis language (`ara_persona.crisis`: the patterns, typos allowed, or the
+   model's crisis head) → comfort, whatever the previous mode, the hour, the disabled modes or
+   a forced mode. The reason says so; a forced mode applies again from the next turn.
+2. A forced mode wins, even a disabled one.
+3. The model gives each mode a probability from the message (a softmax over word and
+   character n-grams, lexicon concepts and whether it is late at night); each of the persona's
+   `triggers` found in the message adds `TRIGGER_LOGIT` to its mode. Modes that Auto may not
+   pick are left out, and so is cathedral outside the late-night window (start inclusive, end
+   exclusive, may wrap midnight).
+4. Hysteresis. The previous mode stays when the best mode beats it by less than
+   `switch_margin` (probability), or when the message is a short follow-up (fewer than
+   `follow_up_words` words) that no mode claims with `follow_up_confidence`. Otherwise the best mode
+   wins if its probability reaches `min_confidence`; if none does, the default mode (cockpit
+   for Ara; if that is disabled, the enabled mode of lowest intensity).
 
-Deterministic, no I/O, well under a millisecond per call: the regular expressions are
-compiled once, and of a long message only the beginning and the end are scanned
-(`USER_SCAN_CHARS`, `REPLY_SCAN_CHARS`).
+Deterministic, no I/O after the first call (the data files are read once per version), well
+under a millisecond per call: `ara-sidecar personas eval` prints the latencies.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, time
 from functools import lru_cache
-from typing import NamedTuple
+from pathlib import Path
 
+import numpy as np
+
+from ara_persona.classifier import MODEL_FILE, LinearModel, load_model
+from ara_persona.crisis import CrisisHit, find_pattern
+from ara_persona.features import clip, fold, word_count
+from ara_persona.lexicon import LEXICON_FILE, CrisisPatterns, Lexicon, load_crisis, load_lexicon
 from ara_persona.model import MODE_NAMES, Persona, PersonaError, SelectorSettings, parse_time
 
-USER_SCAN_CHARS = 1000
-REPLY_SCAN_CHARS = 500
-REPLY_WEIGHT = 0.5
-TRIGGER_POINTS = 2.0
-PRIORITY = ("cathedral", "comfort", "lab", "teaching", "playful", "cockpit")
-CRISIS = "crisis"
+SELECTOR_DIR = "selector"
+CRISIS_FILE = "crisis.yaml"
+SHIPPED_SELECTOR = Path(__file__).resolve().parents[2] / "personas" / "ara" / SELECTOR_DIR
+TRIGGER_LOGIT = 3.0
 LABELS = {
     "cathedral": "late night and personal",
     "comfort": "distress",
@@ -61,260 +59,71 @@ LABELS = {
 }
 
 
-class Signal(NamedTuple):
-    """Regular-expression alternatives ("a|b|…") matched as whole words, worth `points`."""
-
-    alternatives: str
-    points: dict[str, float]
-    negatable: bool = False  # ignored right after "not", "n't", "never" or "no"
-
-    def pattern(self) -> str:
-        guard = r"(?<!not )(?<!n't )(?<!never )(?<!no )" if self.negatable else ""
-        return rf"\b{guard}(?:{self.alternatives})\b"
-
-
-# Patterns match lower-cased text with straight apostrophes. At one position the first listed
-# alternative wins, so phrases with a gap match only their head and look ahead for the rest,
-# leaving the words in the gap to other signals.
-WORD_SIGNALS: tuple[Signal, ...] = (
-    # crisis: always comfort
-    Signal(
-        r"kill(?:ing)? myself|end(?:ing)? (?:it all|my life)|suicid\w*|self[- ]harm\w*"
-        "|hurt(?:ing)? myself|(?:want|wanted) to die|don't want to (?:be here|live|wake up)"
-        "|no reason to live|better off without me",
-        {CRISIS: 3, "comfort": 3},
-    ),
-    # comfort: distress and vulnerability
-    Signal(
-        "sad|depressed|miserable|hopeless|heartbroken|devastated|anxious|scared|terrified|afraid"
-        "|frightened|overwhelmed|embarrassed|ashamed|humiliated|stressed(?: out)?|exhausted"
-        "|burn(?:ed|t) out|numb",
-        {"comfort": 2},
-        negatable=True,
-    ),
-    Signal("lonely", {"comfort": 2, "cathedral": 1}, negatable=True),
-    Signal(
-        r"panic(?:king| attacks?)?|can't breathe|can't stop (?:crying|shaking)|anxiety|overwhelm\w*"
-        "|burnout|crying|cried|in tears|heartbreak|grief|grieving|passed away|funeral|miscarriage"
-        "|broke up|breakup|dumped me|divorce|lost my job|got fired|can't cope"
-        "|can't take (?:it|this) anymore|falling apart|breaking down|hate myself|i'm a failure"
-        "|so tired of|(?:i'm|i am|i feel) (?:not (?:ok|okay|fine|alright)|like a failure|worthless|useless)"
-        "|(?:feel like|want to) giv(?:e|ing) up|traurig|einsam|überfordert|angst|triste|anxieu(?:x|se)"
-        "|épuisée?|deprimid[oa]|tengo miedo",
-        {"comfort": 2},
-    ),
-    Signal(
-        "(?:awful|rough|terrible|horrible|bad|hard) (?:day|week|night|year|time)|hurts|died|give up"
-        "|giving up",
-        {"comfort": 1},
-    ),
-    # lab: technical content
-    Signal(
-        r"traceback|stack ?trace|backtrace|segfault|segmentation fault|core dumped|null ?pointer"
-        r"|out of memory|oom|memory leak|race condition|deadlock|merge conflict|benchmark\w*|latency"
-        "|throughput|profil(?:e|er|ing)|regex(?:es)?|regular expression"
-        "|(?:type|value|key|index|attribute|runtime|import|name|syntax|assertion|memory|os"
-        "|file ?not ?found|zero ?division|connection|timeout|permission|recursion|overflow"
-        "|module ?not ?found|not ?implemented)(?:error|exception)",
-        {"lab": 2},
-    ),
-    Signal(
-        r"cuda|vram|gpu|cpu|kernel|driver|compil\w+|linker|docker|kubernetes|git|postgres\w*|sql"
-        r"|database|query|index(?:es|ing)?|api|endpoint|http|python|rust|c\+\+|javascript|typescript"
-        r"|numpy|pytorch|torch|tensors?|quantiz\w+|gguf|llama\.cpp|batch size|learning rate|gradients?"
-        r"|debug\w*|bug|crash\w*|code|heap|pointer|malloc|dependenc\w+|pip|conda|venv"
-        r"|virtual environment|deploy\w*|server|ssh|linux|bash|script|function|variable|refactor\w*"
-        r"|algorithm\w*|big o|cach(?:e|ing)|hash\w*|cryptograph\w*|encryption|stdout|stderr|exit code"
-        r"|nvidia-smi|fehler|erreur",
-        {"lab": 1},
-    ),
-    Signal(  # file names, calls, addresses, line numbers, measurements
-        r"\w+\.(?:py|js|ts|rs|cpp|cc|h|go|java|yaml|yml|json|toml|sh|cu|log)|[a-z_][\w.]*(?=\(\))"
-        r"|0x[0-9a-f]{4,}|line \d+|\d+(?:\.\d+)? ?(?:ms|s|gb|mb|gib|mib|fps|hz|khz|tok/s|tokens/s)"
-        r"|p(?:50|90|95|99)",
-        {"lab": 1},
-    ),
-    # teaching: explanations and how-tos
-    Signal(
-        r"explain\w*|explanation|erklär\w*|expli(?:que[rz]?|cation)|explica\w*"
-        "|how (?:do|can|should|would) (?:i|we|you|one)|how to|curious (?:how|why|about)"
-        r"|how(?: does| do)?(?= [^.?!]{1,60}? works?\b)"
-        "|what(?:'s| is| are) (?:a|an)|difference between|what does(?= [^.?!]{1,40}? mean)"
-        "|why (?:does|do|is|are|did)|teach me|tutorial|step[- ]by[- ]step|walk me through"
-        "|for (?:a )?beginners?|i'm new to|eli5|like i'm (?:five|5)|in simple terms|don't understand"
-        "|do not understand|doesn't make sense|quiz me|show me how|wie funktioniert"
-        "|comment (?:ça marche|fonctionne)|cómo funciona",
-        {"teaching": 2},
-    ),
-    Signal(
-        "why|what is|understand|learn(?:ing)?|warum|pourquoi|por qué|qué es|was ist|c'est quoi",
-        {"teaching": 1},
-    ),
-    # playful: jokes and banter
-    Signal(
-        "ha(?:ha)+h?|he(?:he)+|ja(?:ja)+|lo+l+|lmf?ao+|rofl|mdr|xd|jk|just kidding|k{4,}|jokes?|joking"
-        "|puns?|roast|limerick|banter|teas(?:e|ing)|silly|goofy|hilarious|prank|meme|bet you can't"
-        "|i dare you|dare you|make me laugh|rap battle"
-        "|you(?:'re| are) (?:a |such a )?(?:nerd|dork|menace|goof|drama queen)",
-        {"playful": 2},
-    ),
-    Signal("funny|toaster|potato|cheeky", {"playful": 1}),
-    # cathedral: personal, reflective talk (counts only in the late-night window)
-    Signal(
-        "can't sleep|couldn't sleep|cannot sleep|insomnia|still awake|up so late|middle of the night"
-        "|do you ever|have you ever (?:thought|wondered)|do you (?:think|feel|dream|remember|miss|wonder)"
-        "|are you (?:ever )?(?:happy|real|afraid|scared|lonely|alive|conscious)|what(?:'s| is) it like"
-        "|remember when|i've been thinking|i keep thinking|meaning of (?:life|it all)"
-        "|what (?:any|all) of this is for|will you remember|would you miss|switched off|pull the plug"
-        "|shut (?:you|me) down|makes me wonder",
-        {"cathedral": 2},
-    ),
-    Signal(
-        "my (?:mom|mum|mother|dad|father|parents|family|brother|sister|grandma|grandmother|grandpa"
-        "|grandfather|partner|wife|husband|girlfriend|boyfriend|best friend|life|childhood)"
-        r"|love|in love|dreams?|alone|regret\w*|honest(?:ly)?|the future|who i am|stars|universe"
-        "|tonight|wasting|afraid of|miss (?:you|her|him|them|home)",
-        {"cathedral": 1},
-    ),
-)
-# Signals that need not start at a word: (pattern, points).
-SYMBOL_SIGNALS: tuple[tuple[str, dict[str, float]], ...] = (
-    ("```", {"lab": 2}),
-    (r"(?<![\w-])--[a-z][\w-]+", {"lab": 1}),
-    ("[😢😞💔😔]", {"comfort": 1}),
-    (r"[😂🤣😜😝😛😆😹🙃😏]|(?<!\w)(?::p|;\)|;p|:d)(?!\w)", {"playful": 2}),
-)
-
-
-def _branches(alternatives: str) -> list[str]:
-    """The top-level branches of a regular expression."""
-    branches, depth, start, i = [], 0, 0, 0
-    while i < len(alternatives):
-        char = alternatives[i]
-        if char == "\\":
-            i += 1
-        elif char in "([":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-        elif char == "|" and depth == 0:
-            branches.append(alternatives[start:i])
-            start = i + 1
-        i += 1
-    return [*branches, alternatives[start:]]
-
-
-def _lead(branch: str) -> str | None:
-    """The literal first character of a branch, if it has one."""
-    return branch[0] if branch[:1].isalnum() and branch[1:2] not in ("?", "*", "+", "{") else None
-
-
-class _Scanner:
-    """Every signal in one regular expression, so that a text is scanned in a single pass.
-
-    Word signals share one `(?<!\\w)` guard and are grouped by their first character, so at
-    most positions the engine rejects the text after a couple of checks instead of trying
-    hundreds of alternatives; a match is then attributed to the first word signal that
-    matches at the same place (which also applies the negation guards).
-    """
-
-    def __init__(self, words: tuple[Signal, ...], symbols: tuple[tuple[str, dict[str, float]], ...]):
-        self.words = [
-            (re.compile(s.pattern()), s.points, {_lead(b) for b in _branches(s.alternatives)}) for s in words
-        ]
-        self.symbols = [points for _, points in symbols]
-        grouped: dict[str | None, list[str]] = {}
-        for signal in words:
-            for branch in _branches(signal.alternatives):
-                lead = _lead(branch)
-                grouped.setdefault(lead, []).append(branch if lead is None else branch[1:])
-        others = grouped.pop(None, [])
-        factored = [f"{lead}(?:{'|'.join(rest)})" for lead, rest in grouped.items()] + others
-        sym = "".join(f"|(?P<y{i}>{pattern})" for i, (pattern, _) in enumerate(symbols))
-        self.rx = re.compile(rf"(?<!\w)(?:{'|'.join(factored)})\b{sym}")
-
-    def find(self, text: str) -> Iterator[tuple[str, dict[str, float]]]:
-        """(phrase, points) for each signal found in `text`."""
-        for match in self.rx.finditer(text):
-            if match.lastgroup:
-                yield match.group(), self.symbols[int(match.lastgroup[1:])]
-                continue
-            start, lead, fallback = match.start(), text[match.start()], None
-            for rx, points, leads in self.words:
-                hit = rx.match(text, start) if lead in leads or None in leads else None
-                if hit and hit.end() == match.end():
-                    yield match.group(), points
-                    break
-                fallback = fallback or (points if hit else None)
-            else:
-                if fallback:
-                    yield match.group(), fallback
-
-
-@lru_cache(maxsize=32)
-def _scanner(triggers: tuple[tuple[str, tuple[str, ...]], ...]) -> _Scanner:
-    """The persona triggers, ahead of the built-in signals so that they take precedence."""
-    words: list[Signal] = []
-    symbols: list[tuple[str, dict[str, float]]] = []
-    for mode, phrases in triggers:
-        for phrase in map(_normalize, phrases):
-            if re.fullmatch(r"\w(?:.*\w)?", phrase):
-                words.append(Signal(re.escape(phrase), {mode: TRIGGER_POINTS}, negatable=True))
-            else:
-                symbols.append((rf"(?<!\w){re.escape(phrase)}(?!\w)", {mode: TRIGGER_POINTS}))
-    return _Scanner((*words, *WORD_SIGNALS), (*symbols, *SYMBOL_SIGNALS))
-
-
-def _normalize(text: str) -> str:
-    text = text.lower().replace("’", "'").replace("‘", "'")
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _clip(text: str, limit: int) -> str:
-    """At most `limit` characters: the beginning and the end of a longer text."""
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit // 2]} {text[-(limit // 2) :]}"
-
-
 @dataclass(frozen=True)
 class Selection:
-    """The chosen mode and a short human-readable reason."""
+    """The chosen mode, a short human-readable reason, and whether crisis language chose it."""
 
     mode: str
     reason: str
+    crisis: bool = False
 
 
-@dataclass
-class _Evidence:
-    """Points per mode, and the phrases that earned them."""
+@dataclass(frozen=True)
+class SelectorData:
+    """A persona's selector files, loaded."""
 
-    scores: dict[str, float] = field(default_factory=dict)
-    found: dict[str, list[str]] = field(default_factory=dict)
-
-    def add(self, mode: str, points: float, phrase: str) -> None:
-        self.scores[mode] = self.scores.get(mode, 0.0) + points
-        if phrase not in self.found.setdefault(mode, []):
-            self.found[mode].append(phrase)
-
-    def score(self, mode: str) -> float:
-        return self.scores.get(mode, 0.0)
-
-    def quote(self, mode: str) -> str:
-        return ", ".join(f"'{p}'" for p in self.found.get(mode, [])[:3])
+    crisis: CrisisPatterns
+    lexicon: Lexicon | None
+    model: LinearModel | None
+    known_words: frozenset[str]
 
 
-def _evidence(persona: Persona, user: str, reply: str) -> _Evidence:
-    scanner = _scanner(tuple((m.name, m.triggers) for m in persona.modes.values() if m.triggers))
-    evidence = _Evidence()
-    for text, limit, weight in ((user, USER_SCAN_CHARS, 1.0), (reply, REPLY_SCAN_CHARS, REPLY_WEIGHT)):
-        seen: set[str] = set()
-        for phrase, points in scanner.find(_normalize(_clip(text, limit))):
-            if phrase not in seen:
-                seen.add(phrase)
-                for mode, value in points.items():
-                    evidence.add(mode, value * weight, phrase.strip()[:30])
-    return evidence
+def selector_file(persona_dir: Path, name: str) -> Path | None:
+    """The persona's own `selector/NAME`, else Ara's shipped one, else None."""
+    for folder in (Path(persona_dir) / SELECTOR_DIR, SHIPPED_SELECTOR):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+@lru_cache(maxsize=16)
+def _bundle(crisis: Path, lexicon: Path | None, model: Path | None, stamp: tuple) -> SelectorData:
+    loaded = load_model(model) if model else None
+    known = frozenset(n[2:] for n in loaded.vocab if n.startswith("w:")) if loaded else frozenset()
+    return SelectorData(load_crisis(crisis), load_lexicon(lexicon) if lexicon else None, loaded, known)
+
+
+def selector_data(persona: Persona) -> SelectorData:
+    """The persona's selector data (see the module docstring); PersonaError without crisis patterns."""
+    crisis = selector_file(persona.directory, CRISIS_FILE)
+    if crisis is None:
+        raise PersonaError(f"{persona.directory / SELECTOR_DIR / CRISIS_FILE}: missing (crisis patterns are required)")
+    lexicon = selector_file(persona.directory, LEXICON_FILE)
+    model = selector_file(persona.directory, MODEL_FILE)
+    stamp = tuple(p.stat().st_mtime_ns if p else 0 for p in (crisis, lexicon, model))
+    return _bundle(crisis, lexicon, model, stamp)
+
+
+def detect_crisis(data: SelectorData, text: str, *, night: bool = False) -> CrisisHit | None:
+    """Crisis language in `text`: a pattern, else the model's crisis head; None if neither."""
+    hit = find_pattern(data.crisis, text, data.known_words)
+    if hit is None and data.model is not None:
+        scores = data.model.score(text, night=night, lexicon=data.lexicon)
+        if scores.crisis >= data.model.crisis_threshold:
+            words = data.model.explain_crisis(scores)
+            hit = CrisisHit(", ".join(words) or "the message as a whole", "model")
+    return hit
+
+
+@lru_cache(maxsize=32)
+def _triggers(triggers: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[tuple[str, re.Pattern], ...]:
+    out = []
+    for mode, phrases in triggers:
+        for phrase in phrases:
+            words = re.sub(r"\s+", " ", fold(phrase)).strip()
+            if words:
+                out.append((mode, re.compile(rf"(?<!\w){re.escape(words)}(?!\w)")))
+    return tuple(out)
 
 
 def _check(persona: Persona, name: str | None, what: str) -> str | None:
@@ -326,8 +135,14 @@ def _check(persona: Persona, name: str | None, what: str) -> str | None:
     return key
 
 
-def _fmt(score: float) -> str:
-    return f"{score:g}"
+def _clock(now: time | datetime | str | None) -> time:
+    if now is None:
+        return datetime.now().time()
+    if isinstance(now, str):
+        return parse_time(now)
+    if isinstance(now, datetime):
+        return now.time()
+    return now
 
 
 def select_mode(
@@ -348,66 +163,74 @@ def select_mode(
     """
     cfg = settings or persona.selector
     forced = _check(persona, force, "forced")
+    blocked = {_check(persona, name, "disabled") for name in disabled}
+    asked = _check(persona, previous, "previous")
+    clock = _clock(now)
+    night = cfg.is_late_night(clock)
+    text = user if user.strip() else reply
+    data = selector_data(persona)
+
+    hit = detect_crisis(data, text, night=night)
+    if hit is not None:
+        how = "" if hit.source == "pattern" else " (model)"
+        reason = f"possible crisis{how}: '{hit.phrase}'"
+        if forced and forced != "comfort":
+            reason += f"; overrides the forced mode {forced} for this turn"
+        elif asked and asked != "comfort":
+            reason += f"; overrides {asked}"
+        return Selection("comfort", reason, crisis=True)
     if forced:
         return Selection(forced, "forced by settings")
-    blocked = {_check(persona, name, "disabled") for name in disabled}
+
     allowed = [m for m in MODE_NAMES if m in persona.modes and m not in blocked]
     if not allowed:
         raise PersonaError("every mode is disabled; enable at least one")
-    if now is None:
-        now = datetime.now().time()
-    elif isinstance(now, str):
-        now = parse_time(now)
-    elif isinstance(now, datetime):
-        now = now.time()
-    night = cfg.is_late_night(now)
-
-    ev = _evidence(persona, user, reply)
-    if ev.score(CRISIS) and "comfort" in allowed:
-        return Selection("comfort", f"possible crisis: {ev.quote(CRISIS)}")
-
-    ranked = sorted(
-        (m for m in MODE_NAMES if m in persona.modes and (m != "cathedral" or night)),
-        key=lambda m: (-ev.score(m), PRIORITY.index(m)),
-    )
-    note = (
-        f" ({ranked[0]} is disabled)" if ranked[0] in blocked and ev.score(ranked[0]) >= cfg.min_score else ""
-    )
-    eligible = [m for m in ranked if m in allowed]
-    best = eligible[0] if eligible and ev.score(eligible[0]) >= cfg.min_score else None
     default = (
         persona.default_mode
         if persona.default_mode in allowed
         else min(allowed, key=lambda m: persona.modes[m].intensity_pct)
     )
+    eligible = [m for m in allowed if m != "cathedral" or night]
+    model = data.model
+    if model is None:
+        return Selection(default, "no selector model; default mode")
+
+    scores = model.score(text, night=night, lexicon=data.lexicon)
+    logits = np.array(scores.logits, dtype=np.float64)
+    folded = re.sub(r"\s+", " ", fold(clip(text))).strip()
+    triggered: dict[str, list[str]] = {}
+    for mode, rx in _triggers(tuple((m.name, m.triggers) for m in persona.modes.values() if m.triggers)):
+        match = rx.search(folded)
+        if match and mode in model.modes:
+            logits[model.modes.index(mode)] += TRIGGER_LOGIT
+            triggered.setdefault(mode, []).append(match.group())
+    mask = np.array([m in eligible for m in model.modes])
+    logits = np.where(mask, logits, -np.inf)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    p = {m: float(probs[i]) for i, m in enumerate(model.modes)}
+    best = max(eligible, key=lambda m: (p[m], -MODE_NAMES.index(m)))
 
     def because(mode: str) -> str:
-        label = LABELS[mode] + (f" at {now:%H:%M}" if mode == "cathedral" else "")
-        return f"{label}: {ev.quote(mode)}" if ev.quote(mode) else label
+        label = LABELS[mode] + (f" at {clock:%H:%M}" if mode == "cathedral" else "")
+        words = triggered.get(mode, []) + [w for w in model.explain(scores, mode) if w not in triggered.get(mode, [])]
+        quoted = ", ".join(f"'{w}'" for w in words[:3])
+        return f"{label} ({p[mode]:.0%})" + (f": {quoted}" if quoted else "")
 
-    asked = _check(persona, previous, "previous")
     prev = asked if asked in eligible else None
-    if best is not None and prev not in (None, best) and ev.score(best) < ev.score(prev) + cfg.switch_margin:
-        return Selection(
-            prev,
-            f"staying in {prev}: {best} evidence ({_fmt(ev.score(best))}) not clearly stronger "
-            f"than {prev} ({_fmt(ev.score(prev))}){note}",
-        )
-    if best is not None:
-        return Selection(best, because(best) + note)
-    if prev is not None and prev != default:
-        if ev.score(prev) > 0:
-            return Selection(prev, f"still {because(prev)}")
-        words = len(user.split())
-        if words < cfg.follow_up_words:
+    note = ""
+    if asked is not None and prev is None:
+        note = " (the late-night window is over)" if asked == "cathedral" and asked in allowed else f" ({asked} is disabled)"
+    if prev is not None and prev != best:
+        if p[best] - p[prev] < cfg.switch_margin:
+            return Selection(prev, f"staying in {prev}: {best} ({p[best]:.0%}) not clearly stronger than {prev} ({p[prev]:.0%})")
+        words = word_count(text)
+        if words < cfg.follow_up_words and p[best] < cfg.follow_up_confidence:
             return Selection(prev, f"staying in {prev}: short follow-up ({words} words), no clear new signal")
-        return Selection(default, f"back to {default}: no sign of {prev} in this message{note}")
-    if asked is not None and asked not in allowed:
-        note += f" ({asked} is disabled)"
-    elif asked == "cathedral" and not night:
-        note += " (the late-night window is over)"
-    strongest = ranked[0]
-    hint = (
-        f" (strongest: {strongest} {_fmt(ev.score(strongest))})" if ev.score(strongest) and not note else ""
-    )
+    if p[best] >= cfg.min_confidence or best == prev:
+        return Selection(best, because(best) + note)
+    hint = f" (strongest: {best} {p[best]:.0%})"
     return Selection(default, f"no clear signal; default mode{hint}{note}")
+
+
+__all__ = ["LABELS", "Selection", "SelectorData", "detect_crisis", "select_mode", "selector_data", "selector_file"]

@@ -1,0 +1,143 @@
+"""The learned part of the selector: a linear model over word and character n-grams.
+
+`selector/model.json` (written by `ara_persona.training` from the persona's training corpus)
+holds, for each feature of `ara_persona.features`, one weight per mode and one for the crisis
+head, plus the biases:
+
+    {"format": "ara-selector/1", "modes": [...six names...], "scale": 10000,
+     "bias": [b_mode1, …, b_mode6, b_crisis], "crisis_threshold": 0.5,
+     "weights": {"w:gpu": [w1, …, w6, w_crisis], …},   integers, divided by `scale`
+     "training": {…how it was built: corpus digests, settings, sizes…}}
+
+A message is a bag of binary features (`ara_persona.features.weight`); the mode head is a
+softmax over the six modes, the crisis head a logistic unit. Scoring is a few hundred dict
+look-ups and one small numpy sum. `explain` names the words that pushed a mode up most.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ara_persona.features import message_features, ngram_scale, weight
+from ara_persona.lexicon import Lexicon
+from ara_persona.model import MODE_NAMES, PersonaError
+
+MODEL_FILE = "model.json"
+FORMAT = "ara-selector/1"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A message's logits per mode (in `LinearModel.modes` order) and its crisis probability."""
+
+    logits: np.ndarray
+    crisis: float
+    features: dict[str, str]
+    rows: np.ndarray  # the model's rows of the known features, times their values
+    words: tuple[str, ...]  # the word each row came from
+
+
+class LinearModel:
+    """The mode and crisis heads of one `model.json`."""
+
+    def __init__(
+        self,
+        modes: tuple[str, ...],
+        vocab: dict[str, int],
+        weights: np.ndarray,
+        bias: np.ndarray,
+        crisis_threshold: float,
+        training: dict | None = None,
+    ):
+        self.modes = modes
+        self.vocab = vocab
+        self.weights = weights  # (features, modes + 1), float32
+        self.bias = bias
+        self.crisis_threshold = crisis_threshold
+        self.training = training or {}
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "model") -> LinearModel:
+        try:
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+            modes = tuple(data["modes"])
+            if sorted(modes) != sorted(MODE_NAMES):
+                raise ValueError(f"modes {modes}")
+            scale = float(data["scale"])
+            names = list(data["weights"])
+            width = len(modes) + 1
+            weights = (
+                np.array([data["weights"][n] for n in names], dtype=np.float32).reshape(-1, width) / scale
+            )
+            bias = np.asarray(data["bias"], dtype=np.float32) / scale
+            if bias.shape != (width,):
+                raise ValueError(f"bias of {bias.size} values, expected {width}")
+            threshold = float(data["crisis_threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PersonaError(
+                f"{where}: not a selector model ({exc}); rebuild it: ara-sidecar personas train"
+            )
+        return cls(modes, {n: i for i, n in enumerate(names)}, weights, bias, threshold, data.get("training"))
+
+    def score(self, text: str, *, night: bool = False, lexicon: Lexicon | None = None) -> Scores:
+        feats = message_features(text, night=night, lexicon=lexicon)
+        known = [(self.vocab[f], f, w) for f, w in feats.items() if f in self.vocab]
+        scale = ngram_scale(feats)
+        values = np.array([weight(f, scale) for _, f, _ in known], dtype=np.float32)
+        if known:
+            rows = self.weights[[i for i, _, _ in known]] * values[:, None]
+        else:
+            rows = np.zeros((0, len(self.bias)), np.float32)
+        z = rows.sum(axis=0) + self.bias
+        crisis = 1.0 / (1.0 + math.exp(-float(z[-1])))
+        return Scores(z[:-1], crisis, feats, rows, tuple(w for _, _, w in known))
+
+    def explain(self, scores: Scores, mode: str, *, top: int = 3) -> list[str]:
+        """The words that raised `mode` over the other modes most, strongest first."""
+        return self._top_words(scores, self.modes.index(mode), top)
+
+    def explain_crisis(self, scores: Scores, *, top: int = 3) -> list[str]:
+        return self._top_words(scores, len(self.modes), top)
+
+    def _top_words(self, scores: Scores, column: int, top: int) -> list[str]:
+        if not len(scores.rows):
+            return []
+        if column < len(self.modes):
+            own = scores.rows[:, column]
+            others = np.delete(scores.rows[:, : len(self.modes)], column, axis=1).mean(axis=1)
+            push = own - others
+        else:
+            push = scores.rows[:, column]
+        by_word: dict[str, float] = {}
+        for word, value in zip(scores.words, push.tolist()):
+            if word:
+                by_word[word] = by_word.get(word, 0.0) + value
+        ranked = sorted(by_word.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [w for w, v in ranked if v > 0][:top]
+
+
+@lru_cache(maxsize=16)
+def _load(path: str, stamp: tuple[int, int]) -> LinearModel:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PersonaError(f"{path}: cannot read the selector model ({exc})") from None
+    if not isinstance(data, dict):
+        raise PersonaError(f"{path}: not a selector model (expected a JSON object)")
+    return LinearModel.from_json(data, path)
+
+
+def load_model(path: Path) -> LinearModel:
+    """The model in `path`, loaded once per file version."""
+    try:
+        info = Path(path).stat()
+    except OSError as exc:
+        raise PersonaError(f"{path}: cannot read the selector model ({exc})") from None
+    return _load(str(path), (info.st_mtime_ns, info.st_size))

@@ -1,0 +1,78 @@
+"""Crisis detection: the selector's first check, built for recall.
+
+Two independent detectors; either one fires:
+
+1. The patterns of `selector/crisis.yaml` (six languages), over the folded message and over a
+   copy in which words one typo away from a `fuzzy` word are corrected ("sucide" → suicide,
+   "wnat" → want) — only words that are not common words of the training corpus, so that
+   "will" never becomes "kill".
+2. The crisis head of the learned model (`ara_persona.classifier`): catches phrasings that no
+   pattern names, at a threshold set by cross-validation on the training split.
+
+A message is scanned up to `SCAN_CHARS` characters (its beginning and end beyond that).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from ara_persona.features import clip, fold
+from ara_persona.lexicon import CrisisPatterns
+
+SCAN_CHARS = 4000
+_WORD = re.compile(r"\w+")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class CrisisHit:
+    """Why a message counts as a crisis: the phrase found, and by which detector."""
+
+    phrase: str
+    source: str  # "pattern" or "model"
+
+
+def _near(word: str, target: str) -> bool:
+    """Within one edit (insertion, deletion, substitution or swap of neighbours)."""
+    if word == target or abs(len(word) - len(target)) > 1:
+        return word == target
+    if len(word) == len(target):
+        diff = [i for i, (a, b) in enumerate(zip(word, target)) if a != b]
+        if len(diff) == 1:
+            return True
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and word[diff[0]] == target[diff[1]]
+            and word[diff[1]] == target[diff[0]]
+        )
+    short, long_ = (word, target) if len(word) < len(target) else (target, word)
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
+
+
+def corrected(folded: str, targets: Collection[str], known: Collection[str]) -> str:
+    """`folded` with each unknown word one edit away from a target replaced by that target."""
+
+    def fix(match: re.Match) -> str:
+        word = match.group()
+        if len(word) < 3 or word in known or word in targets:
+            return word
+        for target in targets:
+            if len(target) >= 4 and _near(word, target):
+                return target
+        return word
+
+    return _WORD.sub(fix, folded)
+
+
+def find_pattern(patterns: CrisisPatterns, text: str, known: Collection[str] = ()) -> CrisisHit | None:
+    """The first crisis pattern found in `text`, typos allowed; None if none is."""
+    folded = _SPACE.sub(" ", fold(clip(text, SCAN_CHARS))).strip()
+    match = patterns.rx.search(folded)
+    if match is None:
+        fixed = corrected(folded, patterns.fuzzy, known)
+        if fixed != folded:
+            match = patterns.rx.search(fixed)
+    return CrisisHit(match.group().strip(), "pattern") if match else None
