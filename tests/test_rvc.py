@@ -348,9 +348,7 @@ def test_long_speech_is_cut_at_quiet_points(settings, models_dir, speech, monkey
     cuts = cut_points(x, 6000, 2000, 10000)
     assert len(cuts) == 2 and all(c % 160 == 0 for c in cuts)
     assert 5000 - 160 <= cuts[0] < 6600  # in the silence, on a 10 ms boundary
-    monkeypatch.setattr(rvc, "SEGMENT_S", 1.5)
-    monkeypatch.setattr(rvc, "QUERY_S", 0.3)
-    monkeypatch.setattr(rvc, "MAX_S", 2.0)
+    monkeypatch.setattr(rvc, "FP32_SEGMENTS", rvc.Segmenting(1.0, 0.3, 1.5, 2.0))
     stage = voice(settings, models_dir, "v2f0")
     long = Audio(np.tile(speech.samples, 2), speech.sample_rate)
     out = stage.convert(long, VoiceParams())

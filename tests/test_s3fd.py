@@ -191,7 +191,7 @@ def test_detector_picks_the_best_face_and_maps_it_back_from_the_downscaled_copy(
     monkeypatch.setattr(detector, "net", fake)
     faces = detector.faces(image)
     assert tuple(fake.inputs[0].shape) == (1, 3, 480, 640)
-    assert fake.inputs[0][0, :, 7, 9].tolist() == [50 - 104, 100 - 117, 200 - 123]  # BGR minus the mean
+    assert fake.inputs[0][0, :, 7, 9].tolist() == [200 - 104, 100 - 117, 50 - 123]  # RGB minus (104, 117, 123)
     assert [box for box, _ in faces] == [Box(592, 272, 128, 128), Box(0, 0, 160, 160)]
     assert faces[0][1] == pytest.approx(math.exp(5) / (1 + math.exp(5)))
     assert detector.detect(image, "big.png", no_face_ok=False) == Box(592, 272, 128, 128)

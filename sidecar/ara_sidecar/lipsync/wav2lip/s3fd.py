@@ -13,10 +13,13 @@ three are L2-normalised per pixel with learnt per-channel scales (initially 10, 
 conv3_3's class head has three background outputs reduced to their maximum ("max-out
 background label"), against false positives among its many small anchors.
 
-Detection: BGR pixels minus the mean (104, 117, 123); one square anchor per cell, side 4 ×
-the stride, centred on the cell; box offsets decoded with variances 0.1 (centre) and 0.2
-(log size); candidates above 0.05 face probability, non-maximum suppression at IoU 0.3, and
-faces above 0.5.
+Detection, as Wav2Lip's pipeline runs it (`face_detection/api.py` get_detections_for_batch and
+`sfd/detect.py` batch_detect): the RGB pixels minus (104, 117, 123) channel by channel — Wav2Lip
+flips OpenCV's BGR frame to RGB before subtracting what is the BGR mean, and the published
+checkpoints are used that way; one square anchor per cell, side 4 × the stride, centred on the
+cell; box offsets decoded (in float32) with variances 0.1 (centre) and 0.2 (log size); candidates
+above 0.05 face probability, non-maximum suppression at IoU 0.3, faces above 0.5; the box
+clipped at 0 and its corners truncated to whole pixels (`int()`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from ara_sidecar.lipsync.wav2lip.face import stand_in_box
 from ara_sidecar.weights import is_state_dict, read_checkpoint, shape_mismatches
 
 FILE_NAMES = ("s3fd.pth", "s3fd-619a316812.pth")  # Wav2Lip's name, face_alignment's name
-MEAN_BGR = (104.0, 117.0, 123.0)
+# subtracted from the R, G and B channels in that order (the BGR mean, as Wav2Lip applies it to RGB)
+MEAN = (104.0, 117.0, 123.0)
 STRIDES = (4, 8, 16, 32, 64, 128)
 VARIANCES = (0.1, 0.2)  # of the centre offsets and of the log sizes
 CANDIDATE_SCORE = 0.05
@@ -117,16 +121,20 @@ class S3fdNet(nn.Module):
 
 
 def anchors(stride: int, rows: int, cols: int) -> np.ndarray:
-    """(rows·cols, 4) anchors (cx, cy, w, h), row-major: squares of side 4·stride centred on the cells."""
-    cy, cx = (np.indices((rows, cols), dtype=np.float64).reshape(2, -1) + 0.5) * stride
-    side = np.full_like(cx, 4.0 * stride)
+    """(rows·cols, 4) float32 anchors (cx, cy, w, h), row-major: squares of side 4·stride centred on
+    the cells."""
+    cy, cx = (np.indices((rows, cols), dtype=np.float32).reshape(2, -1) + np.float32(0.5)) * np.float32(
+        stride
+    )
+    side = np.full_like(cx, 4 * stride)
     return np.stack([cx, cy, side, side], axis=1)
 
 
 def decode(offsets: np.ndarray, priors: np.ndarray) -> np.ndarray:
-    """(N, 4) boxes (x1, y1, x2, y2) from offsets (dx, dy, dw, dh) relative to `priors` (cx, cy, w, h)."""
-    centre = priors[:, :2] + offsets[:, :2] * VARIANCES[0] * priors[:, 2:]
-    size = priors[:, 2:] * np.exp(offsets[:, 2:] * VARIANCES[1])
+    """(N, 4) boxes (x1, y1, x2, y2) from offsets (dx, dy, dw, dh) relative to `priors` (cx, cy, w, h),
+    in the offsets' precision (float32 from the network, as the reference decodes them in torch)."""
+    centre = priors[:, :2] + offsets[:, :2] * np.float32(VARIANCES[0]) * priors[:, 2:]
+    size = priors[:, 2:] * np.exp(offsets[:, 2:] * np.float32(VARIANCES[1]))
     return np.concatenate([centre - size / 2, centre + size / 2], axis=1)
 
 
@@ -210,21 +218,23 @@ class S3fdDetector:
         return cls(path, device)
 
     def faces(self, image: np.ndarray) -> list[tuple[Box, float]]:
-        """Every face in RGB `image`, best first: its box in image pixels (clipped to the image)
-        and its score."""
+        """Every face in RGB `image`, best first: its box in image pixels (clipped to the image,
+        corners truncated as Wav2Lip does) and its score."""
         h, w = image.shape[:2]
         scale = min(1.0, DETECT_SIDE / max(h, w))
         small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        bgr = small[..., ::-1].astype(np.float32) - np.float32(MEAN_BGR)
-        batch = torch.from_numpy(bgr.transpose(2, 0, 1).copy())[None].to(self.device)
+        centred = small.astype(np.float32) - np.float32(MEAN)  # RGB order, as Wav2Lip feeds it
+        batch = torch.from_numpy(centred.transpose(2, 0, 1).copy())[None].to(self.device)
         with torch.inference_mode():
             levels = [
                 (F.softmax(logits, dim=1)[0, 1].cpu().numpy(), offsets[0].cpu().numpy())
                 for logits, offsets in self.net(batch)
             ]
         boxes, scores = find_faces(levels)
-        sx, sy = w / small.shape[1], h / small.shape[0]
-        boxes = np.clip(np.rint(boxes * (sx, sy, sx, sy)), 0, (w, h, w, h)).astype(int)
+        if small.shape[:2] != (h, w):
+            sx, sy = w / small.shape[1], h / small.shape[0]
+            boxes = boxes * (sx, sy, sx, sy)
+        boxes = np.clip(boxes, 0, (w, h, w, h)).astype(int)  # truncated, as Wav2Lip's int()
         return [
             (Box(x1, y1, x2 - x1, y2 - y1), float(score))
             for (x1, y1, x2, y2), score in zip(boxes.tolist(), scores.tolist(), strict=True)

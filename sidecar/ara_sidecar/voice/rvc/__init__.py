@@ -2,11 +2,17 @@
 
 The speech is resampled to 16 kHz and high-passed at 48 Hz; f0 is tracked once over the whole (padded)
 utterance and shifted by the mode's semitones plus `rvc.transpose`. Long speech is converted in
-segments of about SEGMENT_S cut at the quietest 10 ms within ±QUERY_S, each with PAD_S of context
-either side. Per segment: HuBERT/ContentVec features (optionally blended towards the model's index),
-doubled to 100 frames/s, `protect` mixing in unvoiced frames, then the generator. The result's loudness
-envelope is mixed with the input's by `rms_mix_rate`, it is resampled to the input's rate, and the
-mode's speed and warmth are applied with the DSP stage's WSOLA and tilt filter.
+segments cut at the quietest 10 ms near every multiple of a segment length, each with context either
+side, with RVC's per-device lengths (`segmenting`); neighbouring segments are crossfaded over FADE_S
+around each cut. Per segment: HuBERT/ContentVec features (optionally blended towards the model's
+index), doubled to 100 frames/s, `protect` mixing in unvoiced frames, then the generator. The result's
+loudness envelope is mixed with the input's by `rms_mix_rate`, it is resampled to the input's rate, and
+the mode's speed and warmth are applied with the DSP stage's WSOLA and tilt filter.
+
+Which RVC this follows (see models/README.md): the classic pipeline of its 2024-06 release (f0 methods
+pm, harvest, crepe and rmvpe; unvoiced frames keep f0 0, so `protect` applies), whose generator, RMVPE
+and segmenting RVC's main branch shares; main's filling of unvoiced f0 by interpolation is
+`fill_unvoiced` in f0.py.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,11 +48,54 @@ if TYPE_CHECKING:
 
 RATE = pitch.SAMPLE_RATE
 HOP = pitch.HOP
-PAD_S = 1.0  # context either side of a segment
-SEGMENT_S, QUERY_S, MAX_S = 38.0, 6.0, 41.0  # RVC's CPU settings: cut about every 38 s, if over 41 s
 HIGHPASS = butter(5, 48, btype="high", fs=RATE, output="sos")
 SEED = 0  # of the prior and excitation noise: the same speech converts to the same audio
 MODELS_KEPT = 2  # voice models (with their indexes) kept loaded; the content encoder is shared
+FADE_S = 0.02  # crossfade of neighbouring segments, centred on each cut
+
+
+@dataclass(frozen=True)
+class Segmenting:
+    """RVC's x_pad, x_query, x_center and x_max in seconds: speech longer than `longest_s` is cut near
+    every multiple of `centre_s`, at the quietest 10 ms within ±`query_s`; each segment is converted
+    with `pad_s` of context either side."""
+
+    pad_s: float
+    query_s: float
+    centre_s: float
+    longest_s: float
+
+
+# RVC's configs/config.py device_config, the same in its 2024-06 release and on main:
+FP32_SEGMENTS = Segmenting(1, 6, 38, 41)  # the CPU, MPS, or a GPU running in fp32
+FP16_SEGMENTS = Segmenting(3, 10, 60, 65)  # a CUDA GPU in half precision
+SMALL_GPU_SEGMENTS = Segmenting(1, 5, 30, 32)  # a CUDA GPU of at most 4 GiB
+SMALL_GPU_GIB = 4
+
+
+def segmenting(half: bool, gpu_gib: int | None) -> Segmenting:
+    """RVC's segment lengths for a run in half precision or not, on a CUDA GPU of `gpu_gib` GiB
+    (RVC's rounding: int(bytes / 2**30 + 0.4)) or on no CUDA GPU (None)."""
+    if gpu_gib is not None and gpu_gib <= SMALL_GPU_GIB:
+        return SMALL_GPU_SEGMENTS
+    return FP16_SEGMENTS if half else FP32_SEGMENTS
+
+
+def gpu_gib(device: str) -> int | None:
+    """The CUDA GPU's memory in GiB as RVC rounds it, None when `device` is not CUDA."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return int(torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30 + 0.4)
+
+
+def fade_in(positions: np.ndarray, centre: int, half: int) -> np.ndarray:
+    """Weights at sample `positions` rising from 0 to 1 as a raised cosine over [centre − half,
+    centre + half): 0 before, 1 after; 1 minus them is the matching fade-out (they sum to 1)."""
+    k = np.clip(positions - (centre - half), -1, 2 * half)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (k + 0.5) / (2 * half))
+    return np.where(k < 0, 0.0, np.where(k >= 2 * half, 1.0, ramp))
 
 
 def cut_points(x: np.ndarray, segment: int, query: int, longest: int) -> list[int]:
@@ -152,6 +201,15 @@ class RvcVoice(VoiceStage):
 
         return torch.float16 if self.device == "cuda" else torch.float32
 
+    def segmenting(self) -> Segmenting:
+        """RVC's segment lengths for this stage's device and precision (fp16 on CUDA)."""
+        return segmenting(self.device == "cuda", gpu_gib(self.device))
+
+    def _unvoiced_f0(self) -> str:
+        """`zero` (RVC's classic pipeline) or `interpolate` (RVC main's): rvc.unvoiced_f0 where the
+        settings have it."""
+        return getattr(self.settings.rvc, "unvoiced_f0", "zero")
+
     def load(self) -> None:
         """The content encoder and the default model. Without a default (no rvc.model and several
         models in models/rvc/) only modes that name their model can convert; each loads on first use."""
@@ -236,9 +294,18 @@ class RvcVoice(VoiceStage):
             "crepe": crepe,
             "rmvpe": rmvpe,
             "settings": rvc.model_dump(
-                include={"f0_method", "index_rate", "protect", "rms_mix_rate", "transpose", "speaker"}
+                include={
+                    "f0_method",
+                    "index_rate",
+                    "protect",
+                    "rms_mix_rate",
+                    "transpose",
+                    "speaker",
+                    "unvoiced_f0",
+                }
             ),
             "fp16": self.device == "cuda",
+            "segments": astuple(self.segmenting()),
             "warmth_pivot_hz": self.settings.dsp.warmth_pivot_hz,
         }
 
@@ -263,11 +330,16 @@ class RvcVoice(VoiceStage):
         return Audio(np.asarray(y, dtype=np.float32), audio.sample_rate)
 
     def convert16(self, x: np.ndarray, semitones: float, loaded: LoadedModel) -> np.ndarray:
-        """High-passed 16 kHz speech → converted speech at the model's rate (len(x) / HOP frames)."""
+        """High-passed 16 kHz speech → converted speech at the model's rate, hop samples per HOP of `x`.
+
+        Each segment's output is placed by its start (the generator can come out a frame or two short
+        at the end of its context, never within the part kept), and neighbouring segments overlap by
+        FADE_S around each cut, crossfaded, so no seam shows."""
         import torch
 
         model, rvc = loaded.model, self.settings.rvc
-        pad = round(PAD_S * RATE)
+        seg = self.segmenting()
+        pad = round(seg.pad_s * RATE)
         padded = np.pad(x, pad, mode="reflect")
         f0 = None
         if model.f0:
@@ -275,22 +347,35 @@ class RvcVoice(VoiceStage):
             f0 = pitch.estimate(
                 padded, frames, rvc.f0_method, self.settings.path(self.settings.models_dir), self.device
             )
+            if self._unvoiced_f0() == "interpolate":
+                f0 = pitch.fill_unvoiced(f0)
             f0 = f0 * 2 ** (semitones / 12)
         generator = torch.Generator(self.device).manual_seed(SEED)
-        bounds = [
-            0,
-            *cut_points(x, round(SEGMENT_S * RATE), round(QUERY_S * RATE), round(MAX_S * RATE)),
-            len(x),
-        ]
+        cuts = cut_points(
+            x, round(seg.centre_s * RATE), round(seg.query_s * RATE), round(seg.longest_s * RATE)
+        )
+        bounds = [0, *cuts, len(x)]
         hop = model.synthesizer.cfg.hop
         trim = pad // HOP * hop
-        out = []
-        for start, end in itertools.pairwise(bounds):
+        total = len(x) // HOP * hop
+        half_fade = max(1, round(FADE_S * model.sample_rate) // 2)
+        y = np.zeros(total)
+        last = len(bounds) - 2
+        for i, (start, end) in enumerate(itertools.pairwise(bounds)):
             segment = padded[start : end + 2 * pad]
             part_f0 = f0[start // HOP : start // HOP + len(segment) // HOP] if f0 is not None else None
-            y = self._segment(segment, part_f0, generator, loaded)
-            out.append(y[trim : len(y) - trim])
-        y = np.concatenate(out)
+            part = self._segment(segment, part_f0, generator, loaded)
+            first, stop = start // HOP * hop, end // HOP * hop  # part[trim] goes to `first`
+            lo = first - (half_fade if i > 0 else 0)
+            hi = min(total, stop + (half_fade if i < last else 0))
+            piece = part[trim + lo - first : trim + hi - first]
+            piece = np.pad(piece, (0, hi - lo - len(piece)))  # only if the context was too short
+            positions = np.arange(lo, hi)
+            if i > 0:
+                piece = piece * fade_in(positions, first, half_fade)
+            if i < last:
+                piece = piece * (1 - fade_in(positions, stop, half_fade))
+            y[lo:hi] += piece
         if rvc.rms_mix_rate < 1:
             source = loudness_envelope(x, RATE, len(y))
             target = np.maximum(loudness_envelope(y, model.sample_rate, len(y)), 1e-6)

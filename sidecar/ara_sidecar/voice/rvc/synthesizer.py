@@ -291,7 +291,10 @@ class ResBlock2(nn.Module):
 
 
 class SourceModule(nn.Module):
-    """NSF excitation: a sine at f0 in voiced frames (noise in unvoiced ones) through a linear + tanh."""
+    """NSF excitation: a sine at f0 in voiced frames (noise in unvoiced ones) through a linear + tanh.
+
+    As RVC's SineGen: sample k (0-based) of frame i has the phase sum_{j<i} upp * f0_j / sr +
+    (k + 1) * f0_i / sr cycles, so sample 0 of a frame is already one step past the frame start."""
 
     def __init__(self, sample_rate: int):
         super().__init__()
@@ -304,10 +307,13 @@ class SourceModule(nn.Module):
         precise = torch.float32 if f0.device.type == "mps" else torch.float64
         step = f0.to(precise) / self.sample_rate  # cycles per sample
         start = torch.cumsum(step * upp, dim=1) - step * upp
-        within = torch.arange(upp, device=f0.device, dtype=precise)
+        within = torch.arange(1, upp + 1, device=f0.device, dtype=precise)
         phase = (start.remainder(1)[..., None] + step[..., None] * within).flatten(1)
         sine = torch.sin(2 * math.pi * phase).float() * SINE_AMP
         uv = (f0 > 0).float().repeat_interleave(upp, dim=1)
+        # RVC draws the random start phases of its overtones here (it uses none, and the fundamental's
+        # is 0): drawn and dropped, so that the noise below is RVC's for the same seed.
+        torch.rand(1, generator=generator, device=f0.device)
         noise = torch.randn(sine.shape, generator=generator, device=f0.device)
         excitation = sine * uv + noise * (uv * NOISE_STD + (1 - uv) * SINE_AMP / 3)
         weight = self.l_linear.weight
