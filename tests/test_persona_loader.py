@@ -54,7 +54,7 @@ def test_ara_modes_and_voices(ara):
 
 def test_ara_selector_and_prompt_settings(ara):
     assert ara.selector.late_night_start == time(23, 0) and ara.selector.late_night_end == time(5, 0)
-    assert ara.selector.min_score == 2.0 and ara.selector.switch_margin == 1.0
+    assert ara.selector.min_confidence == 0.3 and ara.selector.switch_margin == 0.3
     assert ara.prompt.max_chars == 8000 and ara.prompt.examples == 2
 
 
@@ -115,7 +115,7 @@ def test_not_a_persona(tmp_path):
         load_persona(tmp_path)
 
 
-def test_import_needs_only_stdlib_and_yaml():
+def test_import_needs_only_stdlib_yaml_and_numpy():
     code = (
         "import sys; before = set(sys.modules)\n"
         "import ara_persona, ara_persona.cli\n"
@@ -123,8 +123,8 @@ def test_import_needs_only_stdlib_and_yaml():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     tops = {name.split(".")[0] for name in out.split()}
-    assert not tops & {"numpy", "torch", "cv2", "scipy", "PIL", "pydantic", "ara_sidecar"}
-    allowed = set(sys.stdlib_module_names) | {"ara_persona", "yaml", "_yaml", "cython_runtime"}
+    assert not tops & {"torch", "cv2", "scipy", "PIL", "pydantic", "ara_sidecar"}
+    allowed = set(sys.stdlib_module_names) | {"ara_persona", "yaml", "_yaml", "cython_runtime", "numpy"}
     assert {t for t in tops if t not in allowed and not t.startswith("_cython")} == set()
 
 
@@ -320,17 +320,17 @@ MODES_CASES = [
     ),
     (
         "selector unknown key",
-        sub("  min_score: 2.0", "  minimum: 2.0"),
+        sub("  min_confidence: 0.3", "  minimum: 0.3"),
         "  minimum:",
         "selector.minimum",
         "unknown key 'minimum'",
     ),
     (
-        "min score range",
-        sub("  min_score: 2.0", "  min_score: 0"),
-        "  min_score:",
-        "selector.min_score",
-        "from 0.5 to 20",
+        "min confidence range",
+        sub("  min_confidence: 0.3", "  min_confidence: 2"),
+        "  min_confidence:",
+        "selector.min_confidence",
+        "from 0 to 1",
     ),
     (
         "follow-up type",

@@ -83,14 +83,15 @@ def test_check_nothing_to_check(tmp_path, capsys, make, expected):
 
 def test_select_text(capsys):
     assert run([SHIPPED], "select", "--user", "hahaha roast me", "--time", "12:00") == 0
-    assert capsys.readouterr().out == "playful: banter: 'hahaha', 'roast'\n"
+    out = capsys.readouterr().out
+    assert out.startswith("playful: banter (") and "'roast'" in out
 
 
 def test_select_json(capsys):
     argv = ["select", "--user", "I can't sleep. Do you ever think about us?", "--time", "01:30", "--json"]
     assert run([SHIPPED], *argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"mode", "reason"} and result["mode"] == "cathedral"
+    assert set(result) == {"mode", "reason", "crisis"} and result["mode"] == "cathedral"
 
 
 @pytest.mark.parametrize(
@@ -98,9 +99,16 @@ def test_select_json(capsys):
     [
         (["--user", "ok", "--previous", "lab"], "lab"),
         (["--user", "ok", "--previous", "LAB", "--force", "teaching"], "teaching"),
-        (["--user", "haha", "--disable", "playful"], "cockpit"),
-        (["--user", "haha", "--disable", "playful", "--disable", "cockpit"], "teaching"),
-        (["--user", "why?", "--reply", "```\nTraceback (most recent call last):\n```"], "lab"),
+        (["--user", "I want to die", "--force", "playful"], "comfort"),
+        (
+            [
+                "--user",
+                "",
+                "--reply",
+                "```\nTraceback (most recent call last):\nSegfault in the CUDA kernel\n```",
+            ],
+            "lab",
+        ),
     ],
 )
 def test_select_options(capsys, argv, mode):

@@ -171,6 +171,19 @@ def test_mode_auto_uses_the_persona_selector(client, settings):
     assert (explicit["mode"], explicit["mode_reason"]) == ("playful", "requested")
 
 
+def test_mode_auto_previous_mode_gives_the_same_hysteresis_as_the_extension(client):
+    text = "Sure, here is the next step."
+    body = {"text": text, "mode": "auto", "user_message": "ok and then?"}
+    assert client.post("/v1/render", json=body).json()["mode"] != "lab"
+    kept = client.post("/v1/render", json={**body, "previous_mode": "lab"}).json()
+    assert kept["mode"] == "lab" and "staying in lab" in kept["mode_reason"]
+    crisis = {**body, "user_message": "I wish I was dead", "previous_mode": "playful"}
+    r = client.post("/v1/jobs", json=crisis)
+    assert r.status_code == 202, r.text
+    bad = client.post("/v1/render", json={**body, "previous_mode": "party"})
+    assert bad.status_code == 422 and "party" in bad.json()["error"]
+
+
 # -- jobs -------------------------------------------------------------------------------------
 
 

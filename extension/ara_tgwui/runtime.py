@@ -60,7 +60,8 @@ class Runtime:
         self.process = SidecarProcess()
         self._lock = threading.Lock()
         self._personas: dict[str, tuple[tuple, Any]] = {}
-        self._modes: dict[tuple, str] = {}
+        self._modes: dict[tuple, str] = {}  # chat → the mode of its last finished turn
+        self._turns: dict[tuple, tuple] = {}  # chat → (turn key, previous mode, selection) of its last turn
         self.prerender: Prerenderer | None = None  # the pre-renderer of the reply streaming now
 
     # -- settings ---------------------------------------------------------------------
@@ -97,15 +98,27 @@ class Runtime:
         return cached[1]
 
     def choose(self, persona, user: str, reply: str, chat: tuple, *, remember: bool):
-        """The mode for this turn (persona selector, with the settings' forced and allowed modes)."""
+        """The mode of this turn (persona selector, with the settings' forced and allowed modes).
+
+        One mode per turn: the selection made for a user message (when the context is built,
+        before the reply exists) is reused for that turn's voice and video, so the guidance the
+        model got and the voice it speaks with agree. `remember` ends the turn: its mode becomes
+        the next turn's previous mode. A regenerated turn is chosen against the mode before it.
+        """
         from ara_persona import Selection, select_mode
 
         forced = str(self.params.get("mode") or AUTO)
         allowed = set(self.params.get("auto_modes") or ())
         disabled = [m for m in persona.modes if m not in allowed]
+        key = (persona.name, user if user.strip() else reply, forced, tuple(disabled))
         with self._lock:
+            turn = self._turns.get(chat)
             previous = self._modes.get(chat)
-        if forced == AUTO and len(disabled) == len(persona.modes):
+            if turn is not None and turn[0][1] == key[1]:  # the same user message: the same turn
+                previous = turn[1]
+        if turn is not None and turn[0] == key:
+            selection = turn[2]
+        elif forced == AUTO and len(disabled) == len(persona.modes):
             selection = Selection(persona.default_mode, "no mode is allowed for Auto; default mode")
         else:
             selection = select_mode(
@@ -117,8 +130,9 @@ class Runtime:
                 force=None if forced == AUTO else forced,
                 disabled=disabled,
             )
-        if remember:
-            with self._lock:
+        with self._lock:
+            self._turns[chat] = (key, previous, selection)
+            if remember:
                 self._modes[chat] = selection.mode
         return selection
 

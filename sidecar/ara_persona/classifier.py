@@ -83,7 +83,7 @@ class LinearModel:
         except (KeyError, TypeError, ValueError) as exc:
             raise PersonaError(
                 f"{where}: not a selector model ({exc}); rebuild it: ara-sidecar personas train"
-            )
+            ) from None
         return cls(modes, {n: i for i, n in enumerate(names)}, weights, bias, threshold, data.get("training"))
 
     def score(self, text: str, *, night: bool = False, lexicon: Lexicon | None = None) -> Scores:
@@ -116,7 +116,7 @@ class LinearModel:
         else:
             push = scores.rows[:, column]
         by_word: dict[str, float] = {}
-        for word, value in zip(scores.words, push.tolist()):
+        for word, value in zip(scores.words, push.tolist(), strict=False):
             if word:
                 by_word[word] = by_word.get(word, 0.0) + value
         ranked = sorted(by_word.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -1,4 +1,5 @@
-"""The `personas` command: `check [DIR]` validates personas, `select` tries the mode selector.
+"""The `personas` command: `check [DIR]` validates personas, `select` tries the mode selector,
+`eval [PERSONA]` measures it on a corpus split, `train [PERSONA]` rebuilds its model.
 
 `register` adds it to any argparse command line (the sidecar's `ara-sidecar personas …`);
 `main` is a stand-alone command line (`python -m ara_persona personas …`) that needs only
@@ -103,6 +104,47 @@ def run_select(args: argparse.Namespace, default_roots: Roots) -> int:
     return 0
 
 
+def _persona(name: str, default_roots: Roots):
+    found = discover(*default_roots())
+    if name not in found:
+        valid = ", ".join(sorted(found)) or "none found"
+        raise PersonaError(f"unknown persona {name!r}; valid personas: {valid}")
+    return load_persona(found[name])
+
+
+def run_eval(args: argparse.Namespace, default_roots: Roots) -> int:
+    """Accuracy, confusion, crisis recall, hard-negative alarms and latency on a corpus split."""
+    from ara_persona.evaluate import evaluate, format_report
+
+    try:
+        report = evaluate(_persona(args.persona, default_roots), args.split)
+    except PersonaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(format_report(report, errors=args.errors))
+    return 0
+
+
+def run_train(args: argparse.Namespace, default_roots: Roots) -> int:
+    """Refit selector/model.json from selector/train/ (needs numpy and scipy)."""
+    try:
+        from ara_persona.training import write_model
+
+        persona = _persona(args.persona, default_roots)
+        path = write_model(persona)
+    except ImportError as exc:
+        print(f"error: training needs numpy and scipy ({exc}); pip install 'ara-avatar'", file=sys.stderr)
+        return 1
+    except PersonaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction, default_roots: Roots) -> argparse.ArgumentParser:
     """Add the `personas` command; `default_roots()` gives the configured persona root folders."""
     personas = subparsers.add_parser("personas", help="validate personas and try the mode selector")
@@ -135,6 +177,21 @@ def register(subparsers: argparse._SubParsersAction, default_roots: Roots) -> ar
     select.add_argument("--persona", default="ara", metavar="NAME", help="persona name (default: ara)")
     select.add_argument("--json", action="store_true", help='print {"mode": …, "reason": …}')
     select.set_defaults(func=partial(run_select, default_roots=default_roots))
+
+    evaluate = sub.add_parser("eval", help="measure the mode selector on the persona's labelled corpus")
+    evaluate.add_argument("persona", nargs="?", default="ara", metavar="PERSONA", help="default: ara")
+    evaluate.add_argument(
+        "--split", choices=("heldout", "train"), default="heldout", help="which split (default: heldout)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.add_argument(
+        "--errors", action="store_true", help="list the misclassified messages (train only)"
+    )
+    evaluate.set_defaults(func=partial(run_eval, default_roots=default_roots))
+
+    train = sub.add_parser("train", help="rebuild the selector model from the persona's training split")
+    train.add_argument("persona", nargs="?", default="ara", metavar="PERSONA", help="default: ara")
+    train.set_defaults(func=partial(run_train, default_roots=default_roots))
     return personas
 
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ara_persona.features import clip, fold
 from ara_persona.lexicon import CrisisPatterns
 
-SCAN_CHARS = 4000
+SCAN_CHARS = 2000
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
 
@@ -39,7 +40,7 @@ def _near(word: str, target: str) -> bool:
     if word == target or abs(len(word) - len(target)) > 1:
         return word == target
     if len(word) == len(target):
-        diff = [i for i, (a, b) in enumerate(zip(word, target)) if a != b]
+        diff = [i for i, (a, b) in enumerate(zip(word, target, strict=False)) if a != b]
         if len(diff) == 1:
             return True
         return (
@@ -52,16 +53,29 @@ def _near(word: str, target: str) -> bool:
     return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
-def corrected(folded: str, targets: Collection[str], known: Collection[str]) -> str:
+@lru_cache(maxsize=8)
+def _deletions(targets: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    """Each target and each target less one letter → the targets it comes from (SymSpell's index)."""
+    index: dict[str, list[str]] = {}
+    for target in sorted(t for t in targets if len(t) >= 4):
+        for variant in {target, *(target[:i] + target[i + 1 :] for i in range(len(target)))}:
+            index.setdefault(variant, []).append(target)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+def corrected(folded: str, targets: frozenset[str], known: Collection[str]) -> str:
     """`folded` with each unknown word one edit away from a target replaced by that target."""
+    index = _deletions(targets)
 
     def fix(match: re.Match) -> str:
         word = match.group()
         if len(word) < 3 or word in known or word in targets:
             return word
-        for target in targets:
-            if len(target) >= 4 and _near(word, target):
-                return target
+        variants = (word, *(word[:i] + word[i + 1 :] for i in range(len(word))))
+        for variant in variants:
+            for target in index.get(variant, ()):
+                if _near(word, target):
+                    return target
         return word
 
     return _WORD.sub(fix, folded)

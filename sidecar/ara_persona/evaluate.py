@@ -58,14 +58,20 @@ class Report:
             "split": self.split,
             "samples": self.samples,
             "accuracy": self.accuracy,
-            "per_mode": {m: {"accuracy": self.mode_accuracy(m), "n": n} for m, (_, n) in self.per_mode.items()},
+            "per_mode": {
+                m: {"accuracy": self.mode_accuracy(m), "n": n} for m, (_, n) in self.per_mode.items()
+            },
             "confusion": self.confusion,
             "crisis_recall": rate(self.crisis),
             "crisis_n": self.crisis[1],
             "hard_negative_false_alarm_rate": rate(self.hard_negative),
             "hard_negative_n": self.hard_negative[1],
             "other_false_alarm_rate": rate(self.other_alarms),
-            "latency_ms": {"p50": self.percentile(50), "p99": self.percentile(99), "calls": len(self.latency_ms)},
+            "latency_ms": {
+                "p50": self.percentile(50),
+                "p99": self.percentile(99),
+                "calls": len(self.latency_ms),
+            },
         }
 
 

@@ -19,6 +19,7 @@ Standard library only; a message is cut to `MAX_CHARS` (its beginning and end) f
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import unicodedata
@@ -65,13 +66,15 @@ def is_word(token: str) -> bool:
     return token[:1].isalnum()
 
 
-def features(toks: list[str], *, night: bool = False, concepts: dict[str, str] | None = None) -> dict[str, str]:
+def features(
+    toks: list[str], *, night: bool = False, concepts: dict[str, str] | None = None
+) -> dict[str, str]:
     """Feature name → the word it came from (the evidence a reason can quote), for `toks`."""
     out: dict[str, str] = {f"lex:{name}": word for name, word in (concepts or {}).items()}
     words = [t for t in toks if is_word(t)]
     for tok in toks:
         out.setdefault(f"w:{tok}", tok)
-    for a, b in zip(words, words[1:]):
+    for a, b in itertools.pairwise(words):
         out.setdefault(f"b:{a} {b}", f"{a} {b}")
     for word in words:
         padded = f" {word} "

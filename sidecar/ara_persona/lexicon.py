@@ -81,7 +81,7 @@ class Lexicon:
 @lru_cache(maxsize=16)
 def _lexicon(path: str, stamp: tuple[int, int]) -> Lexicon:
     file = Path(path)
-    node, data = _read(file)
+    _node, data = _read(file)
     groups = _strings(data, "concepts", file, 1)
     concepts = {}
     for name, words in groups.items():
@@ -94,7 +94,9 @@ def _lexicon(path: str, stamp: tuple[int, int]) -> Lexicon:
         try:
             concepts[f"shape_{name}"] = re.compile(str(pattern))
         except re.error as exc:
-            raise PersonaError(f"{file}: field 'shapes.{name}': expected a regular expression ({exc})") from None
+            raise PersonaError(
+                f"{file}: field 'shapes.{name}': expected a regular expression ({exc})"
+            ) from None
     return Lexicon(concepts, hashlib.sha256(file.read_bytes()).hexdigest())
 
 

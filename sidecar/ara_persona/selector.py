@@ -97,7 +97,9 @@ def selector_data(persona: Persona) -> SelectorData:
     """The persona's selector data (see the module docstring); PersonaError without crisis patterns."""
     crisis = selector_file(persona.directory, CRISIS_FILE)
     if crisis is None:
-        raise PersonaError(f"{persona.directory / SELECTOR_DIR / CRISIS_FILE}: missing (crisis patterns are required)")
+        raise PersonaError(
+            f"{persona.directory / SELECTOR_DIR / CRISIS_FILE}: missing (crisis patterns are required)"
+        )
     lexicon = selector_file(persona.directory, LEXICON_FILE)
     model = selector_file(persona.directory, MODEL_FILE)
     stamp = tuple(p.stat().st_mtime_ns if p else 0 for p in (crisis, lexicon, model))
@@ -213,17 +215,26 @@ def select_mode(
 
     def because(mode: str) -> str:
         label = LABELS[mode] + (f" at {clock:%H:%M}" if mode == "cathedral" else "")
-        words = triggered.get(mode, []) + [w for w in model.explain(scores, mode) if w not in triggered.get(mode, [])]
+        words = triggered.get(mode, []) + [
+            w for w in model.explain(scores, mode) if w not in triggered.get(mode, [])
+        ]
         quoted = ", ".join(f"'{w}'" for w in words[:3])
         return f"{label} ({p[mode]:.0%})" + (f": {quoted}" if quoted else "")
 
     prev = asked if asked in eligible else None
     note = ""
     if asked is not None and prev is None:
-        note = " (the late-night window is over)" if asked == "cathedral" and asked in allowed else f" ({asked} is disabled)"
+        note = (
+            " (the late-night window is over)"
+            if asked == "cathedral" and asked in allowed
+            else f" ({asked} is disabled)"
+        )
     if prev is not None and prev != best:
         if p[best] - p[prev] < cfg.switch_margin:
-            return Selection(prev, f"staying in {prev}: {best} ({p[best]:.0%}) not clearly stronger than {prev} ({p[prev]:.0%})")
+            return Selection(
+                prev,
+                f"staying in {prev}: {best} ({p[best]:.0%}) not clearly stronger than {prev} ({p[prev]:.0%})",
+            )
         words = word_count(text)
         if words < cfg.follow_up_words and p[best] < cfg.follow_up_confidence:
             return Selection(prev, f"staying in {prev}: short follow-up ({words} words), no clear new signal")
@@ -233,4 +244,12 @@ def select_mode(
     return Selection(default, f"no clear signal; default mode{hint}{note}")
 
 
-__all__ = ["LABELS", "Selection", "SelectorData", "detect_crisis", "select_mode", "selector_data", "selector_file"]
+__all__ = [
+    "LABELS",
+    "Selection",
+    "SelectorData",
+    "detect_crisis",
+    "select_mode",
+    "selector_data",
+    "selector_file",
+]

@@ -11,9 +11,9 @@ model needs only numpy.
   weighing the same. Crisis messages are left out: the crisis check before it decides them.
 - Crisis head: logistic regression, crisis messages against everything else, hard negatives
   weighted `HARD_NEGATIVE_WEIGHT`×. It backs up the crisis patterns, which are checked first,
-  so it must not cry wolf: its threshold lies `THRESHOLD_MARGIN` (in logits) above the highest
-  score that any message other than a crisis got in a 5-fold cross-validation on the training
-  split (no false alarm there).
+  so it must not cry wolf: its threshold is the lowest at which a 5-fold cross-validation on
+  the training split raised at most `HARD_NEGATIVE_ALARMS` false alarms on hard negatives and
+  `OTHER_ALARMS` on other messages.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ L2_MODE = 0.03
 L2_CRISIS = 0.1
 HARD_NEGATIVE_WEIGHT = 3.0
 FOLDS = 5
-THRESHOLD_MARGIN = 0.25  # logits above the highest CV score of a message that is not a crisis
+HARD_NEGATIVE_ALARMS = 0.01  # the crisis head's false-alarm budget in cross-validation: hard negatives …
+OTHER_ALARMS = 0.005  # … and other messages
+THRESHOLD_MARGIN = 0.0  # logits added to the threshold those budgets give
 
 
 def _matrix(docs: Sequence[dict[str, str]], vocab: dict[str, int]):
@@ -61,7 +63,7 @@ def _fit(x, targets: np.ndarray, weights: np.ndarray, l2: float) -> tuple[np.nda
     """Softmax regression (targets: one-hot rows; one column = logistic): (W, b)."""
     from scipy.optimize import minimize
 
-    n, d = x.shape
+    _n, d = x.shape
     k = targets.shape[1]
     binary = k == 1
 
@@ -94,7 +96,9 @@ def _fit_heads(samples: Sequence[Sample], docs: Sequence[dict[str, str]], vocab:
         modes[i, MODE_NAMES.index(s.mode)] = 1.0
     crisis = np.array([[1.0 if s.crisis else 0.0] for s in samples])
     weight = np.array([HARD_NEGATIVE_WEIGHT if s.kind == "hard_negative" else 1.0 for s in samples])
-    balance = len(samples) / (len(MODE_NAMES) * np.maximum(modes.sum(axis=0), 1))  # every mode weighs the same
+    balance = len(samples) / (
+        len(MODE_NAMES) * np.maximum(modes.sum(axis=0), 1)
+    )  # every mode weighs the same
     weight_mode = (modes @ balance) * np.array([0.0 if s.crisis else 1.0 for s in samples])
     w_mode, b_mode = _fit(x, modes, weight_mode, L2_MODE)
     w_crisis, b_crisis = _fit(x, crisis, weight, L2_CRISIS)
@@ -116,7 +120,10 @@ def crisis_threshold(samples: Sequence[Sample], docs: Sequence[dict[str, str]]) 
         logits[test] = (_matrix([docs[i] for i in test], vocab) @ w[:, -1]) + b[-1]
     positives = np.array([s.crisis for s in samples])
     hard = np.array([s.kind == "hard_negative" for s in samples])
-    cut = float(logits[~positives].max()) + THRESHOLD_MARGIN if (~positives).any() else 0.0
+    others = ~positives & ~hard
+    cuts = [np.quantile(logits[hard], 1 - HARD_NEGATIVE_ALARMS)] if hard.any() else []
+    cuts += [np.quantile(logits[others], 1 - OTHER_ALARMS)] if others.any() else []
+    cut = float(max(cuts)) + THRESHOLD_MARGIN if cuts else 0.0
     figures = {
         "cv_folds": FOLDS,
         "cv_model_crisis_recall": float((logits[positives] >= cut).mean()) if positives.any() else None,
@@ -130,8 +137,9 @@ def _night(sample: Sample, settings: SelectorSettings) -> bool:
     return settings.is_late_night(sample.time)
 
 
-def fit_model(samples: Sequence[Sample], settings: SelectorSettings, lexicon: Lexicon | None,
-              *, threshold: bool = True) -> dict:
+def fit_model(
+    samples: Sequence[Sample], settings: SelectorSettings, lexicon: Lexicon | None, *, threshold: bool = True
+) -> dict:
     """The model file's content fitted on `samples` (without `threshold`: crisis threshold 1.0)."""
     docs = [message_features(s.text, night=_night(s, settings), lexicon=lexicon) for s in samples]
     cut, figures = crisis_threshold(samples, docs) if threshold else (1.0, {})
@@ -154,6 +162,8 @@ def fit_model(samples: Sequence[Sample], settings: SelectorSettings, lexicon: Le
             "l2_crisis": L2_CRISIS,
             "hard_negative_weight": HARD_NEGATIVE_WEIGHT,
             "threshold_margin": THRESHOLD_MARGIN,
+            "hard_negative_alarm_budget": HARD_NEGATIVE_ALARMS,
+            "other_alarm_budget": OTHER_ALARMS,
             **figures,
         },
         "weights": weights,

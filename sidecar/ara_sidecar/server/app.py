@@ -11,7 +11,8 @@ and the static pages (`/`, `/docs`, `/openapi.json`) needs `Authorization: Beare
     GET    /health                 {"status": "ok"}, at once
     GET    /health/detailed        device; each backend, installed and loaded; queue length;
                                    worker pid, uptime and restarts; cache stats
-    POST   /v1/render              {text | audio_id, persona?, mode?, avatar_id?, user_message?, voice?}
+    POST   /v1/render              {text | audio_id, persona?, mode?, avatar_id?, user_message?,
+                                    previous_mode?, voice?}
                                    waits, then {key, video_url, duration_s, mode, mode_reason, cached,
                                    timings, persona, chunks}. mode "auto": the persona's selector picks it
                                    from user_message and text. audio_id: lip-sync uploaded speech
@@ -96,6 +97,9 @@ class RenderBody(BaseModel):
     mode: Name | None = Field(None, description="a mode of the persona, or auto (default: its default)")
     avatar_id: Digest | None = Field(None, description="an avatar from GET /v1/avatars (default: persona's)")
     user_message: str | None = Field(None, max_length=100_000, description="the user's turn, for mode auto")
+    previous_mode: Name | None = Field(
+        None, description="the mode of the previous turn, for mode auto (the selector's hysteresis)"
+    )
     voice: bool = Field(True, description="false skips the voice stage")
 
     @model_validator(mode="after")
@@ -384,7 +388,9 @@ def _plan(svc: Service, body: RenderBody) -> Planned:
     mode, reason = body.mode, "requested" if body.mode else "default mode"
     if mode == "auto":
         try:
-            selection = select_mode(persona, body.user_message or "", body.text or "")
+            selection = select_mode(
+                persona, body.user_message or "", body.text or "", previous=body.previous_mode
+            )
         except PersonaError as exc:
             raise UserError(str(exc)) from None
         mode, reason = selection.mode, selection.reason

@@ -1,0 +1,90 @@
+"""The selector's data: the documented train/held-out split, the shipped model is the one its
+training data gives, and `personas eval` / `personas train` work."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from ara_persona import load_persona
+from ara_persona.corpus import heldout_text, load_split
+from ara_persona.features import fold
+from ara_persona.model import MODE_NAMES
+
+ARA = Path(__file__).resolve().parents[1] / "personas" / "ara"
+SELECTOR = ARA / "selector"
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", fold(text)).strip()
+
+
+def test_split_follows_its_rule_and_never_overlaps():
+    train, heldout = load_split(SELECTOR, "train"), load_split(SELECTOR, "heldout")
+    assert all(not heldout_text(s.text) for s in train)
+    assert all(heldout_text(s.text) for s in heldout)
+    train_texts = {_norm(s.text) for s in train} | {_norm(e.user) for e in load_persona(ARA).examples}
+    assert not [s.text for s in heldout if _norm(s.text) in train_texts]
+    for path in sorted((SELECTOR / "heldout").glob("*.jsonl")):
+        assert path.read_text(encoding="utf-8").startswith("# HELD-OUT"), path
+
+
+def test_corpus_size_languages_and_sets():
+    samples = load_split(SELECTOR, "train") + load_split(SELECTOR, "heldout")
+    for mode in MODE_NAMES:
+        of_mode = [s for s in samples if s.mode == mode and s.kind == "mode"]
+        assert len(of_mode) >= 60, mode
+        assert len({s.lang for s in of_mode}) >= 5, mode
+    assert {s.lang for s in samples if s.kind == "crisis"} >= {"en", "de", "es", "fr", "pt", "it"}
+    assert sum(s.kind == "hard_negative" for s in samples) >= 100
+    assert all(s.time.hour >= 23 or s.time.hour < 5 for s in samples if s.mode == "cathedral")
+
+
+def test_shipped_model_is_built_from_the_training_data():
+    from ara_persona.training import build_model
+
+    shipped = json.loads((SELECTOR / "model.json").read_text(encoding="utf-8"))
+    rebuilt = build_model(load_persona(ARA))
+    assert rebuilt["training"]["corpus"] == shipped["training"]["corpus"], "run: ara-sidecar personas train"
+    assert rebuilt["training"]["lexicon"] == shipped["training"]["lexicon"], "run: ara-sidecar personas train"
+    assert rebuilt["weights"].keys() == shipped["weights"].keys()
+    pairs = ((rebuilt["weights"][k], shipped["weights"][k]) for k in shipped["weights"])
+    worst = max(abs(a - b) for new, old in pairs for a, b in zip(new, old, strict=True))
+    assert worst <= 5  # units of 1/10000: the same fit up to floating-point noise
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ara_persona", "--personas-dir", str(ARA.parent), "personas", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_eval_cli_prints_the_figures_and_never_held_out_messages():
+    done = _cli("eval", "--json")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["split"] == "heldout" and figures["samples"] > 300
+    assert set(figures["per_mode"]) == set(MODE_NAMES)
+    assert 0 <= figures["crisis_recall"] <= 1 and 0 <= figures["hard_negative_false_alarm_rate"] <= 1
+    assert figures["latency_ms"]["p99"] > 0
+    text = _cli("eval", "--errors")
+    assert text.returncode == 0 and "confusion" in text.stdout and "errors (" not in text.stdout
+    train = _cli("eval", "--split", "train", "--errors")
+    assert train.returncode == 0 and "split train" in train.stdout
+    assert _cli("eval", "nobody").returncode == 1
+
+
+def test_train_cli_writes_a_working_model(tmp_path):
+    import shutil
+
+    copy = tmp_path / "personas" / "ara"
+    shutil.copytree(ARA, copy, ignore=shutil.ignore_patterns("model.json"))
+    cmd = [sys.executable, "-m", "ara_persona", "--personas-dir", str(copy.parent), "personas", "train"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (copy / "selector" / "model.json").is_file()
+    from ara_persona import select_mode
+
+    assert select_mode(load_persona(copy), "segfault in my CUDA kernel again", now="12:00").mode == "lab"
