@@ -9,10 +9,13 @@ One JSON object per line (lines starting with `#` and blank lines are skipped):
      "previous": null,       the mode of the previous turn, or null
      "kind": "mode"}         mode | crisis (must reach comfort) | hard_negative (must not)
 
-The split is fixed by the text: `heldout_text(text)` (sha256 of its UTF-8 bytes, first 8 hex
-digits as an integer, modulo 3 == 0) puts a message in the held-out files. The held-out files
-are for evaluation only: never read them while writing rules or lexicons, never fit on them.
-Errors name the file, the line and the field.
+The split is by file: `train/` is fitted on and may be read to write patterns and lexicons;
+`heldout/` is for evaluation only (never read it while writing rules, never fit on it). Ara's
+first corpus was split by `heldout_text` (sha256 of the text, first 8 hex digits as an
+integer, modulo 3 == 0); after that held-out part had been evaluated it joined the training
+data (`train/*_v1heldout.jsonl`), and a new held-out set (`heldout/v2.jsonl`) was written by
+writers who had seen neither the rules nor the training data. Errors name the file, the line
+and the field.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 Two independent detectors; either one fires:
 
-1. The patterns of `selector/crisis.yaml` (six languages), over the folded message and over a
-   copy in which words one typo away from a `fuzzy` word are corrected ("sucide" → suicide,
-   "wnat" → want) — only words that are not common words of the training corpus, so that
-   "will" never becomes "kill".
+1. The patterns of `selector/crisis.yaml` (six languages), then its concept combinations
+   ("no point" + "living", "without me" + "better", "pills" + "took" + "a whole box"…), over
+   the folded message and over a copy in which words one typo away from a `fuzzy` word are
+   corrected ("sucide" → suicide, "wnat" → want) — only words that are not common words of
+   the training corpus, so that "will" never becomes "kill".
 2. The crisis head of the learned model (`ara_persona.classifier`): catches phrasings that no
    pattern names, at a threshold set by cross-validation on the training split.
 
@@ -32,7 +33,7 @@ class CrisisHit:
     """Why a message counts as a crisis: the phrase found, and by which detector."""
 
     phrase: str
-    source: str  # "pattern" or "model"
+    source: str  # "pattern", "combination" or "model"
 
 
 def _near(word: str, target: str) -> bool:
@@ -71,6 +72,8 @@ def corrected(folded: str, targets: frozenset[str], known: Collection[str]) -> s
         word = match.group()
         if len(word) < 3 or word in known or word in targets:
             return word
+        if any(word.startswith(t) for t in targets):  # an inflection ("overdosed"), not a typo
+            return word
         variants = (word, *(word[:i] + word[i + 1 :] for i in range(len(word))))
         for variant in variants:
             for target in index.get(variant, ()):
@@ -84,9 +87,16 @@ def corrected(folded: str, targets: frozenset[str], known: Collection[str]) -> s
 def find_pattern(patterns: CrisisPatterns, text: str, known: Collection[str] = ()) -> CrisisHit | None:
     """The first crisis pattern found in `text`, typos allowed; None if none is."""
     folded = _SPACE.sub(" ", fold(clip(text, SCAN_CHARS))).strip()
-    match = patterns.rx.search(folded)
-    if match is None:
-        fixed = corrected(folded, patterns.fuzzy, known)
-        if fixed != folded:
-            match = patterns.rx.search(fixed)
-    return CrisisHit(match.group().strip(), "pattern") if match else None
+    texts = [folded]
+    fixed = corrected(folded, patterns.fuzzy, known)
+    if fixed != folded:
+        texts.append(fixed)
+    for candidate in texts:
+        match = patterns.rx.search(candidate)
+        if match:
+            return CrisisHit(match.group().strip(), "pattern")
+    for candidate in texts:
+        words = patterns.combination(candidate)
+        if words:
+            return CrisisHit(" + ".join(words), "combination")
+    return None

@@ -9,7 +9,8 @@ model sees at run time exactly the features it was fitted on:
 - `tokens`: runs of letters and digits, and each other visible character (an emoji, "?", "!").
 - `features`: word unigrams (`w:`), word bigrams (`b:`), character 3- to 5-grams inside words
   padded with spaces (`c:`), which carry typos, inflections and six languages; the concepts of
-  the persona's lexicon found in the text (`lex:grief`, `lex:tech`…, see `ara_persona.lexicon`);
+  the persona's lexicon found in the text (`lex:grief`, `lex:tech`…, see `ara_persona.lexicon`)
+  and each pair of crisis concepts found together (`lex:crisis_means+crisis_decided`);
   the selector's own context (`ctx:night`, `ctx:short`, `ctx:long`).
 - `weight`: n-gram features share a message's unit length (each 1/sqrt(their number)), so a
   long message does not outvote a short one; a concept or context feature counts 1.
@@ -33,6 +34,9 @@ MAX_CHARS = 1000
 CHAR_NGRAMS = (3, 4, 5)
 SHORT_WORDS = 4
 LONG_WORDS = 40
+NIGHT_FEATURE = (
+    False  # cathedral is masked outside the window; a night feature made every night message personal
+)
 
 _APOSTROPHES = re.compile(r"['’‘`´ʼ]")
 _CONTRACTION = re.compile(r"'(?=(?:t|s|m|d|re|ve|ll)\b)")  # English: don't → dont, I'm → im
@@ -71,6 +75,10 @@ def features(
 ) -> dict[str, str]:
     """Feature name → the word it came from (the evidence a reason can quote), for `toks`."""
     out: dict[str, str] = {f"lex:{name}": word for name, word in (concepts or {}).items()}
+    crisis = sorted(name for name in concepts or {} if name.startswith("crisis_"))
+    for i, a in enumerate(crisis):  # pairs of crisis concepts: "pills" with "decided", "arms" with "hide"…
+        for b in crisis[i + 1 :]:
+            out[f"lex:{a}+{b}"] = f"{concepts[a]} + {concepts[b]}"
     words = [t for t in toks if is_word(t)]
     for tok in toks:
         out.setdefault(f"w:{tok}", tok)
@@ -81,7 +89,7 @@ def features(
         for n in CHAR_NGRAMS:
             for i in range(len(padded) - n + 1):
                 out.setdefault(f"c:{padded[i : i + n]}", word)
-    if night:
+    if night and NIGHT_FEATURE:
         out["ctx:night"] = ""
     if len(words) < SHORT_WORDS:
         out["ctx:short"] = ""

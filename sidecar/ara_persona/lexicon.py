@@ -82,11 +82,7 @@ class Lexicon:
 def _lexicon(path: str, stamp: tuple[int, int]) -> Lexicon:
     file = Path(path)
     _node, data = _read(file)
-    groups = _strings(data, "concepts", file, 1)
-    concepts = {}
-    for name, words in groups.items():
-        alternatives = sorted({_entry(w.casefold()) for w in words}, key=len, reverse=True)
-        concepts[name] = re.compile(rf"(?<!\w)(?:{'|'.join(alternatives)})(?!\w)")
+    concepts = _concepts(_strings(data, "concepts", file, 1))
     shapes = data.get("shapes", {})
     if not isinstance(shapes, dict):
         raise PersonaError(f"{file}: field 'shapes': expected a mapping of names to regular expressions")
@@ -108,13 +104,41 @@ def load_lexicon(path: Path) -> Lexicon:
     return _lexicon(str(path), (info.st_mtime_ns, info.st_size))
 
 
+def _concepts(groups: dict[str, list[str]]) -> dict[str, re.Pattern]:
+    """Concept name → one whole-word regular expression over its entries."""
+    out = {}
+    for name, words in groups.items():
+        alternatives = sorted({_entry(w.casefold()) for w in words}, key=len, reverse=True)
+        out[name] = re.compile(rf"(?<!\w)(?:{'|'.join(alternatives)})(?!\w)")
+    return out
+
+
 @dataclass(frozen=True)
 class CrisisPatterns:
-    """The crisis patterns of `crisis.yaml`, one regular expression, and its typo targets."""
+    """The crisis patterns of `crisis.yaml` (one regular expression), its typo targets, and its
+    concept combinations (each a tuple of concept names that must all be found)."""
 
     rx: re.Pattern
     fuzzy: frozenset[str]
     digest: str
+    concepts: dict[str, re.Pattern]
+    combinations: tuple[tuple[str, ...], ...]
+
+    def combination(self, folded: str) -> tuple[str, ...] | None:
+        """The words of the first combination whose concepts are all in `folded`, else None."""
+        found: dict[str, str] = {}
+        for combo in self.combinations:
+            words = []
+            for name in combo:
+                if name not in found:
+                    match = self.concepts[name].search(folded)
+                    found[name] = match.group() if match else ""
+                if not found[name]:
+                    break
+                words.append(found[name])
+            else:
+                return tuple(words)
+        return None
 
 
 @lru_cache(maxsize=16)
@@ -140,9 +164,17 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
     if not isinstance(fuzzy, list) or not all(isinstance(w, str) for w in fuzzy):
         raise PersonaError(f"{file}: field 'fuzzy': expected a list of words")
     rx = re.compile(rf"(?<!\w)(?:{'|'.join(alternatives)})(?!\w)")
-    return CrisisPatterns(
-        rx, frozenset(w.casefold() for w in fuzzy), hashlib.sha256(file.read_bytes()).hexdigest()
-    )
+    concepts = _concepts(_strings(data, "concepts", file, 1)) if "concepts" in data else {}
+    combos = data.get("combinations", [])
+    if not isinstance(combos, list) or not all(isinstance(c, list) and c for c in combos):
+        raise PersonaError(f"{file}: field 'combinations': expected a list of lists of concept names")
+    for combo in combos:
+        unknown = [name for name in combo if name not in concepts]
+        if unknown:
+            raise PersonaError(f"{file}: field 'combinations': unknown concept {unknown[0]!r}")
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    fuzzy_words = frozenset(w.casefold() for w in fuzzy)
+    return CrisisPatterns(rx, fuzzy_words, digest, concepts, tuple(tuple(c) for c in combos))
 
 
 def load_crisis(path: Path) -> CrisisPatterns:

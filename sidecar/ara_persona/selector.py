@@ -31,6 +31,7 @@ under a millisecond per call: `ara-sidecar personas eval` prints the latencies.
 from __future__ import annotations
 
 import re
+import time as time_module
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ara_persona.classifier import MODEL_FILE, LinearModel, load_model
+from ara_persona.classifier import MODEL_FILE, LinearModel, Scores, load_model
 from ara_persona.crisis import CrisisHit, find_pattern
 from ara_persona.features import clip, fold, word_count
 from ara_persona.lexicon import LEXICON_FILE, CrisisPatterns, Lexicon, load_crisis, load_lexicon
@@ -49,6 +50,7 @@ SELECTOR_DIR = "selector"
 CRISIS_FILE = "crisis.yaml"
 SHIPPED_SELECTOR = Path(__file__).resolve().parents[2] / "personas" / "ara" / SELECTOR_DIR
 TRIGGER_LOGIT = 3.0
+NIGHT_CATHEDRAL_LOGIT = 1.0  # inside the late-night window, personal talk leans towards cathedral
 LABELS = {
     "cathedral": "late night and personal",
     "comfort": "distress",
@@ -93,24 +95,35 @@ def _bundle(crisis: Path, lexicon: Path | None, model: Path | None, stamp: tuple
     return SelectorData(load_crisis(crisis), load_lexicon(lexicon) if lexicon else None, loaded, known)
 
 
+_RECHECK_S = 1.0  # how often the files' versions are checked again
+_located: dict[Path, tuple[float, tuple]] = {}
+
+
 def selector_data(persona: Persona) -> SelectorData:
-    """The persona's selector data (see the module docstring); PersonaError without crisis patterns."""
-    crisis = selector_file(persona.directory, CRISIS_FILE)
-    if crisis is None:
-        raise PersonaError(
-            f"{persona.directory / SELECTOR_DIR / CRISIS_FILE}: missing (crisis patterns are required)"
-        )
-    lexicon = selector_file(persona.directory, LEXICON_FILE)
-    model = selector_file(persona.directory, MODEL_FILE)
-    stamp = tuple(p.stat().st_mtime_ns if p else 0 for p in (crisis, lexicon, model))
-    return _bundle(crisis, lexicon, model, stamp)
+    """The persona's selector data (see the module docstring); PersonaError without crisis patterns.
+    Edited files are picked up within a second."""
+    now = time_module.monotonic()
+    seen = _located.get(persona.directory)
+    if seen is None or now - seen[0] > _RECHECK_S:
+        crisis = selector_file(persona.directory, CRISIS_FILE)
+        if crisis is None:
+            missing = persona.directory / SELECTOR_DIR / CRISIS_FILE
+            raise PersonaError(f"{missing}: missing (crisis patterns are required)")
+        lexicon = selector_file(persona.directory, LEXICON_FILE)
+        model = selector_file(persona.directory, MODEL_FILE)
+        stamp = tuple(p.stat().st_mtime_ns if p else 0 for p in (crisis, lexicon, model))
+        seen = _located[persona.directory] = (now, (crisis, lexicon, model, stamp))
+    return _bundle(*seen[1])
 
 
-def detect_crisis(data: SelectorData, text: str, *, night: bool = False) -> CrisisHit | None:
-    """Crisis language in `text`: a pattern, else the model's crisis head; None if neither."""
+def detect_crisis(
+    data: SelectorData, text: str, *, night: bool = False, scores: Scores | None = None
+) -> CrisisHit | None:
+    """Crisis language in `text`: a pattern or combination, else the model's crisis head (its
+    `scores` of `text`, if already computed); None if neither."""
     hit = find_pattern(data.crisis, text, data.known_words)
     if hit is None and data.model is not None:
-        scores = data.model.score(text, night=night, lexicon=data.lexicon)
+        scores = scores or data.model.score(text, night=night, lexicon=data.lexicon)
         if scores.crisis >= data.model.crisis_threshold:
             words = data.model.explain_crisis(scores)
             hit = CrisisHit(", ".join(words) or "the message as a whole", "model")
@@ -172,9 +185,10 @@ def select_mode(
     text = user if user.strip() else reply
     data = selector_data(persona)
 
-    hit = detect_crisis(data, text, night=night)
+    scores = data.model.score(text, night=night, lexicon=data.lexicon) if data.model else None
+    hit = detect_crisis(data, text, night=night, scores=scores)
     if hit is not None:
-        how = "" if hit.source == "pattern" else " (model)"
+        how = "" if hit.source == "pattern" else f" ({hit.source})"
         reason = f"possible crisis{how}: '{hit.phrase}'"
         if forced and forced != "comfort":
             reason += f"; overrides the forced mode {forced} for this turn"
@@ -197,7 +211,6 @@ def select_mode(
     if model is None:
         return Selection(default, "no selector model; default mode")
 
-    scores = model.score(text, night=night, lexicon=data.lexicon)
     logits = np.array(scores.logits, dtype=np.float64)
     folded = re.sub(r"\s+", " ", fold(clip(text))).strip()
     triggered: dict[str, list[str]] = {}
@@ -206,6 +219,8 @@ def select_mode(
         if match and mode in model.modes:
             logits[model.modes.index(mode)] += TRIGGER_LOGIT
             triggered.setdefault(mode, []).append(match.group())
+    if night and "cathedral" in model.modes:
+        logits[model.modes.index("cathedral")] += NIGHT_CATHEDRAL_LOGIT
     mask = np.array([m in eligible for m in model.modes])
     logits = np.where(mask, logits, -np.inf)
     probs = np.exp(logits - logits.max())

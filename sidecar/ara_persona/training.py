@@ -8,7 +8,8 @@ the held-out files never are. Needs numpy and scipy (the sidecar's dependencies)
 model needs only numpy.
 
 - Mode head: multinomial logistic regression over the six modes, L2-regularised, each mode
-  weighing the same. Crisis messages are left out: the crisis check before it decides them.
+  weighing the same. Crisis messages are left out (the crisis check before it decides them),
+  and so are short follow-ups labelled with their previous mode (the hysteresis decides them).
 - Crisis head: logistic regression, crisis messages against everything else, hard negatives
   weighted `HARD_NEGATIVE_WEIGHT`×. It backs up the crisis patterns, which are checked first,
   so it must not cry wolf: its threshold is the lowest at which a 5-fold cross-validation on
@@ -28,7 +29,7 @@ import numpy as np
 
 from ara_persona.classifier import FORMAT, MODEL_FILE, LinearModel
 from ara_persona.corpus import Sample, load_split
-from ara_persona.features import message_features, ngram_scale, vocabulary, weight
+from ara_persona.features import message_features, ngram_scale, vocabulary, weight, word_count
 from ara_persona.lexicon import LEXICON_FILE, Lexicon, load_lexicon
 from ara_persona.model import MODE_NAMES, Persona, SelectorSettings
 
@@ -89,7 +90,17 @@ def _fit(x, targets: np.ndarray, weights: np.ndarray, l2: float) -> tuple[np.nda
     return result.x[: d * k].reshape(d, k), result.x[d * k :]
 
 
-def _fit_heads(samples: Sequence[Sample], docs: Sequence[dict[str, str]], vocab: dict[str, int]):
+def _follow_up(sample: Sample, settings: SelectorSettings) -> bool:
+    """A short follow-up labelled with its previous mode: the selector's hysteresis decides it."""
+    return sample.previous == sample.mode and word_count(sample.text) < settings.follow_up_words
+
+
+def _fit_heads(
+    samples: Sequence[Sample],
+    docs: Sequence[dict[str, str]],
+    vocab: dict[str, int],
+    settings: SelectorSettings = SelectorSettings(),
+):
     x = _matrix(docs, vocab)
     modes = np.zeros((len(samples), len(MODE_NAMES)))
     for i, s in enumerate(samples):
@@ -99,7 +110,8 @@ def _fit_heads(samples: Sequence[Sample], docs: Sequence[dict[str, str]], vocab:
     balance = len(samples) / (
         len(MODE_NAMES) * np.maximum(modes.sum(axis=0), 1)
     )  # every mode weighs the same
-    weight_mode = (modes @ balance) * np.array([0.0 if s.crisis else 1.0 for s in samples])
+    keep = [not s.crisis and not _follow_up(s, settings) for s in samples]
+    weight_mode = (modes @ balance) * np.array(keep, dtype=float)
     w_mode, b_mode = _fit(x, modes, weight_mode, L2_MODE)
     w_crisis, b_crisis = _fit(x, crisis, weight, L2_CRISIS)
     return np.hstack([w_mode, w_crisis]), np.concatenate([b_mode, b_crisis])
@@ -109,14 +121,16 @@ def _fold(sample: Sample) -> int:
     return int(hashlib.sha256(sample.text.encode("utf-8")).hexdigest()[8:16], 16) % FOLDS
 
 
-def crisis_threshold(samples: Sequence[Sample], docs: Sequence[dict[str, str]]) -> tuple[float, dict]:
+def crisis_threshold(
+    samples: Sequence[Sample], docs: Sequence[dict[str, str]], settings: SelectorSettings = SelectorSettings()
+) -> tuple[float, dict]:
     """The crisis head's threshold from a cross-validation on the training samples, and its figures."""
     logits = np.zeros(len(samples))
     for k in range(FOLDS):
         train = [i for i, s in enumerate(samples) if _fold(s) != k]
         test = [i for i, s in enumerate(samples) if _fold(s) == k]
         vocab = {n: j for j, n in enumerate(vocabulary((docs[i] for i in train), MIN_DOCS))}
-        w, b = _fit_heads([samples[i] for i in train], [docs[i] for i in train], vocab)
+        w, b = _fit_heads([samples[i] for i in train], [docs[i] for i in train], vocab, settings)
         logits[test] = (_matrix([docs[i] for i in test], vocab) @ w[:, -1]) + b[-1]
     positives = np.array([s.crisis for s in samples])
     hard = np.array([s.kind == "hard_negative" for s in samples])
@@ -142,10 +156,10 @@ def fit_model(
 ) -> dict:
     """The model file's content fitted on `samples` (without `threshold`: crisis threshold 1.0)."""
     docs = [message_features(s.text, night=_night(s, settings), lexicon=lexicon) for s in samples]
-    cut, figures = crisis_threshold(samples, docs) if threshold else (1.0, {})
+    cut, figures = crisis_threshold(samples, docs, settings) if threshold else (1.0, {})
     names = vocabulary(docs, MIN_DOCS)
     vocab = {n: j for j, n in enumerate(names)}
-    w, b = _fit_heads(samples, docs, vocab)
+    w, b = _fit_heads(samples, docs, vocab, settings)
     weights = {n: [round(float(v) * SCALE) for v in w[j]] for n, j in vocab.items()}
     weights = {n: v for n, v in weights.items() if any(v)}
     return {
