@@ -191,10 +191,40 @@ def test_detector_picks_the_best_face_and_maps_it_back_from_the_downscaled_copy(
     monkeypatch.setattr(detector, "net", fake)
     faces = detector.faces(image)
     assert tuple(fake.inputs[0].shape) == (1, 3, 480, 640)
-    assert fake.inputs[0][0, :, 7, 9].tolist() == [200 - 104, 100 - 117, 50 - 123]  # RGB minus (104, 117, 123)
+    # Wav2Lip flips its BGR frame to RGB, then subtracts (104, 117, 123): R − 104, G − 117, B − 123
+    assert fake.inputs[0][0, :, 7, 9].tolist() == [200 - 104, 100 - 117, 50 - 123]
     assert [box for box, _ in faces] == [Box(592, 272, 128, 128), Box(0, 0, 160, 160)]
     assert faces[0][1] == pytest.approx(math.exp(5) / (1 + math.exp(5)))
     assert detector.detect(image, "big.png", no_face_ok=False) == Box(592, 272, 128, 128)
+
+
+def test_input_is_rgb_minus_the_mean_and_boxes_are_truncated_as_wav2lips(detector, monkeypatch):
+    """Wav2Lip (face_detection/api.py get_detections_for_batch, sfd/detect.py batch_detect): images[..., ::-1]
+    turns its BGR frame into RGB, `imgs - np.array([104, 117, 123])` is subtracted channel by channel,
+    boxes decode as centre = prior + loc · 0.1 · side, size = side · exp(loc · 0.2), and the best box
+    is np.clip(d, 0, None) then int() of each corner."""
+    rgb = np.zeros((400, 500, 3), np.uint8)  # at most 640 a side: detected at full size, as in Wav2Lip
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 120, 250
+    fake = FakeNet([(16, 5, 7, 4.0)])
+    loc = torch.tensor([0.1, -0.3, 0.05, 0.2])
+
+    def with_offsets(batch):
+        outputs = FakeNet.__call__(fake, batch)
+        _, offsets = outputs[2]  # stride 16
+        offsets[0, :, 5, 7] = loc
+        return outputs
+
+    monkeypatch.setattr(detector, "net", with_offsets)
+    (box, _), *_ = detector.faces(rgb)
+    bgr_frame = rgb[..., ::-1]  # what Wav2Lip reads with OpenCV
+    expected_input = bgr_frame[..., ::-1].astype(np.float64) - np.array([104, 117, 123])
+    np.testing.assert_array_equal(fake.inputs[0][0].numpy().transpose(1, 2, 0), expected_input)
+    cx, cy, side = 7 * 16 + 8, 5 * 16 + 8, 64
+    x, y = cx + 0.1 * 0.1 * side, cy - 0.3 * 0.1 * side
+    w, h = side * math.exp(0.05 * 0.2), side * math.exp(0.2 * 0.2)
+    corners = [int(max(0.0, v)) for v in (x - w / 2, y - h / 2, x + w / 2, y + h / 2)]
+    assert corners == [88, 52, 152, 119]  # truncated: rounding would give 88, 53, 153, 119
+    assert (box.x, box.y, box.x + box.w, box.y + box.h) == tuple(corners)
 
 
 def test_no_face_raises_naming_the_source_or_gives_the_stand_in(detector, monkeypatch):
