@@ -27,7 +27,6 @@ log = logging.getLogger("ara_avatar")
 
 MODES = ("cathedral", "comfort", "lab", "playful", "cockpit", "teaching")  # ara_persona.MODE_NAMES
 _TURN = "_ara_avatar_turn"  # the user's message of the turn in progress, kept in TGWUI's state
-_CUSTOM_MODELS = ("LlamaServer", "Exllamav3Model", "TensorRTLLMModel")  # TGWUI's generate_reply_custom
 
 params = {
     "activate": True,
@@ -146,20 +145,20 @@ def _start_prerender(question: str, state: dict, is_chat: bool) -> Prerenderer |
 if _tgwui_generation():
 
     def custom_generate_reply(question, original_question, state, stopping_strings=None, is_chat=False):
-        """TGWUI's own generation, chosen as `_generate_reply` chooses it, with every item passed on
+        """TGWUI's own generation, chosen as `_generate_reply` chooses it (ara_tgwui/generation.py:
+        read from TGWUI's source), with every item passed on
         unchanged (errors too) while the reply so far goes to the pre-renderer.
 
         TGWUI uses the `custom_generate_reply` of the first extension that has one: listed after
         another such extension, Ara does not pre-render; listed before it, Ara replaces it."""
-        from modules import shared
-        from modules.text_generation import generate_reply_custom, generate_reply_HF
+        from ara_tgwui.generation import generation_function
+        from modules import shared, text_generation
         from modules.utils import check_model_loaded
 
         if not check_model_loaded()[0]:
             yield ""
             return
-        custom = shared.model.__class__.__name__ in _CUSTOM_MODELS
-        generate = generate_reply_custom if custom else generate_reply_HF
+        generate = generation_function(shared.model, text_generation)
         prerender = _start_prerender(question, state, is_chat)
         try:
             for reply in generate(question, original_question, state, stopping_strings, is_chat=is_chat):

@@ -344,6 +344,9 @@ class Chat:
             assert list(custom(prompt, prompt, state, [], is_chat=True))[-1] == reply
 
 
+TGWUI_SELECTION = Path(__file__).resolve().parent / "tgwui_fixture" / "text_generation.py"
+
+
 @pytest.fixture
 def tgwui(tmp_path, monkeypatch):
     """TGWUI's `modules.shared` (its user_data folder) and its working directory."""
@@ -692,7 +695,9 @@ def generation(tgwui, monkeypatch):
     """TGWUI's generation functions as `custom_generate_reply` imports them: the loaded model
     streams `reply` word by word (a word per `token_s`), raising `fail` after its first words;
     `calls` names the function used."""
-    text_generation = types.ModuleType("modules.text_generation")
+    spec = importlib.util.spec_from_file_location("modules.text_generation", TGWUI_SELECTION)
+    text_generation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(text_generation)  # TGWUI's `_generate_reply` selection, faithfully
     text_generation.reply, text_generation.token_s, text_generation.fail = "", 0.0, None
     text_generation.calls = []
 
@@ -715,6 +720,7 @@ def generation(tgwui, monkeypatch):
     utils.check_model_loaded = lambda: (shared.model is not None, "No model is loaded.")
     shared.model = type("LlamaServer", (), {})()
     monkeypatch.setitem(sys.modules, "modules.text_generation", text_generation)
+    monkeypatch.setattr(sys.modules["modules"], "text_generation", text_generation, raising=False)
     monkeypatch.setitem(sys.modules, "modules.utils", utils)
     return text_generation
 
@@ -801,6 +807,34 @@ def test_no_prerender_off_chat_or_when_disabled(streaming, sidecar, generation):
         items = list(streaming.custom_generate_reply("prompt", "prompt", state, None, is_chat=is_chat))
         assert items[-1] == STREAMED and streaming.runtime.prerender is None
     assert sidecar.renders() == []
+
+
+def test_generation_function_follows_tgwuis_own_list(streaming, generation, monkeypatch):
+    """The class list is read from TGWUI's `_generate_reply` source: a loader TGWUI adds or
+    renames is routed where TGWUI routes it; unreadable source → the custom loaders' interface."""
+    from ara_tgwui import generation as choice
+
+    shared = sys.modules["modules.shared"]
+    assert choice.custom_model_names(generation) == {"LlamaServer", "Exllamav3Model", "TensorRTLLMModel"}
+    source = re.sub(
+        r"(['\"])TensorRTLLMModel\1", '"NewServerModel"', TGWUI_SELECTION.read_text(encoding="utf-8")
+    )
+    renamed = types.ModuleType("modules.text_generation")
+    renamed.__file__ = str(TGWUI_SELECTION)
+    monkeypatch.setattr(
+        choice.inspect, "getsource", lambda fn: source if fn is renamed._generate_reply else ""
+    )
+    exec(compile(source, str(TGWUI_SELECTION), "exec"), renamed.__dict__)
+    new, old = type("NewServerModel", (), {})(), type("TensorRTLLMModel", (), {})()
+    assert choice.generation_function(new, renamed) is renamed.generate_reply_custom
+    assert choice.generation_function(old, renamed) is renamed.generate_reply_HF
+    unreadable = types.ModuleType("elsewhere")
+    unreadable._generate_reply = lambda: None  # getsource gives "" → no list
+    unreadable.generate_reply_custom, unreadable.generate_reply_HF = "custom", "HF"
+    streamer = type("Anything", (), {"generate_with_streaming": lambda self, prompt, state: iter(())})()
+    assert choice.generation_function(streamer, unreadable) == "custom"
+    assert choice.generation_function(type("LlamaForCausalLM", (), {})(), unreadable) == "HF"
+    assert shared.model is not None
 
 
 def test_no_generation_hook_outside_tgwui(ext):

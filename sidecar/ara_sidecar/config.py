@@ -100,6 +100,7 @@ class RvcSettings(_Section):
     rms_mix_rate: float = Field(ge=0, le=1)
     transpose: float = Field(ge=-36, le=36)
     speaker: int = Field(ge=0)
+    unvoiced_f0: Literal["zero", "interpolate"] = "zero"
 
 
 class EncoderSettings(_Section):

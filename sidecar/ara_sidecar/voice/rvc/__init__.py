@@ -208,7 +208,7 @@ class RvcVoice(VoiceStage):
     def _unvoiced_f0(self) -> str:
         """`zero` (RVC's classic pipeline) or `interpolate` (RVC main's): rvc.unvoiced_f0 where the
         settings have it."""
-        return getattr(self.settings.rvc, "unvoiced_f0", "zero")
+        return self.settings.rvc.unvoiced_f0
 
     def load(self) -> None:
         """The content encoder and the default model. Without a default (no rvc.model and several
