@@ -39,6 +39,8 @@ KEEP_JOBS = 1000  # finished jobs are forgotten, oldest first, beyond this many
 KEEP_RESULTS = 10_000  # the newest results, remembered to answer repeated requests at once
 CANCEL_GRACE_S = 10.0  # an abandoned render gets this long to stop before its worker is killed
 RESTART_DELAY_S = 2.0  # pause before restarting a worker that died while loading its models
+START_ATTEMPTS = 3  # workers that die while loading before the queued renders fail (each waits
+#                     for the next worker until then)
 STOP_TIMEOUT_S = 5.0  # on shutdown, a worker still busy after this long is killed
 # Overall progress: each stage's fraction times its weight (the stages overlap, each is monotonic).
 STAGE_WEIGHTS = dict(zip(PROGRESS_STAGES, (0.05, 0.25, 0.70), strict=True))
@@ -133,6 +135,7 @@ class JobManager:
         self._avg_render_s = 5.0
         self.worker: dict[str, Any] = {"ready": False, "pid": None, "device": None, "since": None}
         self.restarts = 0
+        self._failed_starts = 0  # workers in a row that died before they were ready
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._cancel: Synchronized | None = None
@@ -257,6 +260,7 @@ class JobManager:
         kind, *args = message
         if kind == "ready":
             pid, device = args
+            self._failed_starts = 0
             self.worker.update(ready=True, pid=pid, device=device, since=time.monotonic())
             self._dispatch()
             return
@@ -297,10 +301,27 @@ class JobManager:
         if render is not None and render.status == "running":
             message = f"render worker died (exit code {exitcode}); restarted"
             self._finish(render, "failed", error=message, kind="worker")
-        if not was_ready:  # it could not load its models: do not leave jobs waiting forever
-            for queued in [*self._queue]:
-                message = f"render worker failed to start (exit code {exitcode}); see the server log"
-                self._finish(queued, "failed", error=message, kind="worker")
+        if was_ready:
+            return
+        # It died while loading its models: the queued renders wait for the next worker (one that
+        # was killed, or ran out of memory once, may well start), but not forever.
+        self._failed_starts += 1
+        if self._failed_starts < START_ATTEMPTS:
+            log.warning(
+                "render worker died while loading (exit code %s, attempt %d of %d); %d queued renders "
+                "wait for the next one",
+                exitcode,
+                self._failed_starts,
+                START_ATTEMPTS,
+                len(self._queue),
+            )
+            return
+        message = (
+            f"render worker failed to start {self._failed_starts} times in a row (last exit code "
+            f"{exitcode}); see the server log"
+        )
+        for queued in [*self._queue]:
+            self._finish(queued, "failed", error=message, kind="worker")
 
     def _finish(self, render: Render, status: str, *, result=None, error=None, kind=None) -> None:
         render.status, render.result, render.error, render.error_kind = status, result, error, kind
