@@ -45,29 +45,84 @@ def silence(duration_s: float, sample_rate: int) -> np.ndarray:
     return np.zeros(round(duration_s * sample_rate), dtype=np.float32)
 
 
-def load_audio(path: Path) -> Audio:
-    """Decode any audio file FFmpeg reads (WAV, FLAC, OGG, MP3, …) to mono float32."""
+MAX_DECODE_RATE = 48_000  # Hz: decoded speech above this rate is resampled to it (bounds memory)
+
+
+def load_audio(path: Path, max_s: float | None = None) -> Audio:
+    """Decode any audio file FFmpeg reads (WAV, FLAC, OGG, MP3, …) to mono float32, at its own
+    sample rate up to `MAX_DECODE_RATE`. With `max_s`, a file longer than that many seconds is
+    refused (`limits.max_audio_s`): by its header before anything is decoded, else as soon as the
+    decoded part passes the limit, so memory never grows beyond `max_s` of samples."""
+    parts, rates = [], set()
+    for samples, rate in _decoded(path, max_s, resampled=True):
+        parts.append(samples)
+        rates.add(rate)
+    if not any(len(part) for part in parts):
+        raise UserError(f"{path} contains no audio samples")
+    samples = np.clip(np.concatenate(parts), -1.0, 1.0)
+    return Audio(samples.astype(np.float32, copy=False), rates.pop())
+
+
+def check_audio(path: Path, max_s: float, name: str | None = None) -> float:
+    """Check that an audio file decodes, holds samples and is at most `max_s` seconds long, without
+    keeping what it decodes (at most one compressed frame's samples are in memory at a time).
+    Returns its duration in seconds. `name` is the file's name in messages (default: its path)."""
+    seconds = 0.0
+    for samples, rate in _decoded(path, max_s, resampled=False, name=name):
+        seconds += samples / rate
+    return seconds
+
+
+def _decoded(path: Path, max_s: float | None, *, resampled: bool, name: str | None = None):
+    """Yield (mono float32 samples at min(rate, MAX_DECODE_RATE), rate) per decoded frame, or with
+    `resampled=False` (sample count, rate) without converting anything. Raises UserError for a file
+    that is missing, not audio, empty, or longer than `max_s` (from its header, or while decoding)."""
     import av
 
     path = Path(path)
+    what = name or str(path)
     if not path.is_file():
         raise UserError(f"audio file not found: {path}")
+    seen = 0.0  # seconds decoded so far
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
-                raise UserError(f"{path} has no audio stream")
+                raise UserError(f"{what} has no audio stream")
             stream = container.streams.audio[0]
-            rate = stream.rate or stream.codec_context.sample_rate
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            parts = [
-                out.to_ndarray().reshape(-1)
-                for frame in container.decode(stream)
-                for out in resampler.resample(frame)
-            ]
-            parts += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+            declared = _declared_s(container, stream)
+            if max_s is not None and declared is not None and declared > max_s:
+                raise _too_long(what, declared, max_s)
+            rate = int(Fraction(stream.rate or stream.codec_context.sample_rate or 0))
+            out_rate = min(rate, MAX_DECODE_RATE) or MAX_DECODE_RATE
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=out_rate) if resampled else None
+            for frame in container.decode(stream):
+                seen += frame.samples / (frame.sample_rate or rate or 1)
+                if max_s is not None and seen > max_s:
+                    raise _too_long(what, None, max_s)
+                if resampler is None:
+                    if frame.samples:
+                        yield frame.samples, frame.sample_rate or rate
+                    continue
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().reshape(-1), out_rate
+            if resampler is not None:
+                for out in resampler.resample(None):
+                    yield out.to_ndarray().reshape(-1), out_rate
     except av.error.FFmpegError as exc:
-        raise UserError(f"cannot decode audio file {path}: {exc}") from None
-    if not parts or sum(len(p) for p in parts) == 0:
-        raise UserError(f"{path} contains no audio samples")
-    samples = np.clip(np.concatenate(parts), -1.0, 1.0)
-    return Audio(samples.astype(np.float32), int(Fraction(rate)))
+        raise UserError(f"cannot decode audio file {what}: {exc}") from None
+    if seen == 0:
+        raise UserError(f"{what} contains no audio samples")
+
+
+def _declared_s(container, stream) -> float | None:
+    """The duration the file's header declares, in seconds (None where it declares none)."""
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def _too_long(what: str, declared: float | None, max_s: float) -> UserError:
+    length = f"{declared:.0f} s long, over" if declared is not None else "longer than"
+    return UserError(f"audio {what} is {length} the limit of {max_s:g} s (limits.max_audio_s)")

@@ -242,12 +242,7 @@ class Pipeline:
         frame, and the seconds of speech plus pause in it. Text speech is cached by its key."""
         request = plan.request
         if chunk.text is None:
-            audio = load_audio(request.audio_path)
-            if audio.duration_s > self.settings.limits.max_audio_s:
-                raise UserError(
-                    f"audio {request.audio_path} is {audio.duration_s:.0f} s long, over the limit of "
-                    f"{self.settings.limits.max_audio_s:g} s (limits.max_audio_s)"
-                )
+            audio = load_audio(request.audio_path, max_s=self.settings.limits.max_audio_s)
             if request.apply_voice:
                 with timings.measure("voice"):
                     audio = self.voice.convert(audio, plan.mode.voice)

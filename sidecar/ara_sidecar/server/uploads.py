@@ -14,7 +14,7 @@ import hashlib
 from pathlib import Path
 
 from ara_persona import discover
-from ara_sidecar.audio import load_audio
+from ara_sidecar.audio import check_audio
 from ara_sidecar.avatar import decode_avatar
 from ara_sidecar.cache import cache_key
 from ara_sidecar.digest import file_digest
@@ -55,17 +55,13 @@ class Uploads:
         return avatar_id
 
     def add_audio(self, data: bytes, filename: str) -> str:
-        """Check that FFmpeg decodes the speech and that it is within the length limit; store it."""
+        """Check that FFmpeg decodes the speech and that it is within the length limit (by its header,
+        then decoding it frame by frame without keeping the samples, stopping at the limit); store it."""
         limit = self.pipeline.settings.limits.max_audio_s
 
         def check_and_write(path: Path) -> None:
             path.write_bytes(data)
-            audio = load_audio(path)
-            if audio.duration_s > limit:
-                raise UserError(
-                    f"audio {filename!r} is {audio.duration_s:.0f} s long, over the limit of {limit:g} s "
-                    "(limits.max_audio_s)"
-                )
+            check_audio(path, limit, name=repr(filename))
 
         suffix = Path(filename).suffix.lower()
         audio_id = hashlib.sha256(data).hexdigest()
