@@ -112,6 +112,19 @@ def _render(cfg: Settings, request, out: Path, quiet: bool, use_cache: bool) -> 
     return 0
 
 
+def _read_stdin_text() -> str:
+    """Standard input as UTF-8 text (a byte-order mark dropped), whatever the locale's encoding;
+    bytes that are not UTF-8 are a UserError, not a traceback or lone surrogates."""
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"standard input is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            "convert it to UTF-8, or give the words with --text"
+        ) from None
+
+
 def cmd_render(args) -> int:
     from ara_sidecar.pipeline import RenderRequest
 
@@ -120,7 +133,7 @@ def cmd_render(args) -> int:
     if args.audio is None and text is None:
         if sys.stdin is None or sys.stdin.isatty():
             raise UserError('no text: give --text "…", pipe text on standard input, or use --audio FILE')
-        text = sys.stdin.read()
+        text = _read_stdin_text()
     request = RenderRequest(
         text=text,
         audio_path=Path(args.audio) if args.audio else None,

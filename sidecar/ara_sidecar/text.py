@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,7 +14,8 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
 _QUOTE = re.compile(r"^\s*>\s?")
 _MARKUP = re.compile(r"[*_`~]+")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+# No brackets inside a link's text or parentheses inside its target: each "[" is tried once (linear).
+_LINK = re.compile(r"\[([^\[\]]*)\]\([^()\[\]]*\)")
 # Emoji and pictographs (with their joiners, variation selectors, skin tones and tags): not speech.
 _EMOJI = re.compile(
     "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff\ufe0e\ufe0f\u200d\u20e3\U000e0020-\U000e007f]"
@@ -22,10 +24,29 @@ _SPACE = re.compile(r"[^\S\n]+")
 _ENDS_CLAUSE = re.compile(r"[.!?…:;,]['\"”’)\]]*$")
 
 
+# Characters no TTS can take or speak: control characters (NUL breaks the phonemizer), format
+# characters (zero-width, bidi, soft hyphen, BOM…), lone surrogates (not encodable), private-use
+# and unassigned code points (non-characters among them). Whitespace controls stay white space.
+_UNSPEAKABLE_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Cn"))
+
+
+def drop_unspeakable(text: str) -> str:
+    """`text` without the characters a TTS cannot take (see _UNSPEAKABLE_CATEGORIES); line breaks,
+    tabs and other white space are kept. Linear: each distinct character is looked up once."""
+    drop = [
+        ord(ch)
+        for ch in set(text)
+        if unicodedata.category(ch) in _UNSPEAKABLE_CATEGORIES and not ch.isspace()
+    ]
+    return text.translate(dict.fromkeys(drop)) if drop else text
+
+
 def normalize_text(text: str) -> str:
-    """Text as it will be spoken: Markdown markup, code blocks and emoji removed, whitespace
+    """Text as it will be spoken: characters no TTS can take (NUL and other control characters,
+    lone surrogates, non-characters…), Markdown markup, code blocks and emoji removed, whitespace
     collapsed. Headings, list items and paragraphs end with a line break (and a full stop when
     they have no punctuation), so each is spoken and chunked as a sentence of its own."""
+    text = drop_unspeakable(text)
     text = _EMOJI.sub("", _LINK.sub(r"\1", _FENCE.sub("\n\n", text)))
     lines = text.splitlines()
     spoken: list[str] = []
@@ -53,13 +74,15 @@ def check_text(text: str | None, max_chars: int) -> str:
         )
     spoken = normalize_text(text)
     if not any(ch.isalnum() for ch in spoken):
-        raise UserError("text has nothing speakable (only markup, code or punctuation)")
+        raise UserError("text has nothing speakable (only markup, code, punctuation or control characters)")
     return spoken
 
 
 # A sentence ends at . ! ? or … (plus closing quotes/brackets) followed by a line break, or by
 # white space and then not a lower-case letter ("Wait... what?" and '"Hi." she said' stay one).
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\n|\s+(?![a-z]))")
+# A match starts only at the first mark of a run (the lookbehind): a run that does not end a
+# sentence is tried once, not once per mark (which made long runs of "!" quadratic).
+_SENTENCE_END = re.compile(r"(?<![.!?…])[.!?…]+[\"'”’)\]]*(?=\n|\s(?!\s*[a-z]))")
 _CLAUSE_END = re.compile(r"(?:[,;:]|\s[-–—])[\"'”’)\]]*(?=\s)")
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st vs etc e.g i.e eg ie no fig approx inc ltd co mt ca cf".split()  # noqa: SIM905
@@ -89,8 +112,7 @@ def split_sentences(text: str) -> list[str]:
     sentences: list[str] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
-        words = text[start : match.start()].split()
-        last = words[-1].lower().rstrip(".") if words else ""
+        last = _last_word(text, start, match.start()).lower().rstrip(".")
         hard = text.startswith("\n", match.end())
         if (
             not hard
@@ -102,6 +124,18 @@ def split_sentences(text: str) -> list[str]:
         start = match.end()
     sentences.append(text[start:].strip())
     return [" ".join(s.split()) for s in sentences if s]
+
+
+def _last_word(text: str, start: int, end: int) -> str:
+    """The last white-space separated word of text[start:end] ("" if none), found by scanning
+    back from `end`: what precedes a sentence mark, without splitting the whole sentence so far
+    (quadratic over a run of abbreviations or initials, which do not end the sentence)."""
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    begin = end
+    while begin > start and not text[begin - 1].isspace():
+        begin -= 1
+    return text[begin:end]
 
 
 def split_chunks(text: str, limits: ChunkLimits) -> list[Chunk]:

@@ -78,6 +78,7 @@ from ara_sidecar.server.uploads import UPLOAD_KINDS, Uploads
 KEEPALIVE_S = 15.0  # an idle event stream gets a comment line this often
 FAILURE_STATUS = {"user": 422, "timeout": 504, "worker": 503, "internal": 500}
 INDEX_PAGE = Path(__file__).with_name("static") / "index.html"  # the web UI, one self-contained file
+INLINE_PLAN_CHARS = 1000  # longer text is planned in the thread pool (about 1 µs a character)
 
 Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="a SHA-256 hex digest")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -373,7 +374,11 @@ async def _submit(svc: Service, body: RenderBody) -> Job:
 
 def _plan_inline(svc: Service, body: RenderBody) -> Planned | None:
     """`_plan` on the event loop, None where it would wait: for a file digest not yet memoized or
-    the cache index being written. A repeated request, such as a cache hit, so skips the thread pool."""
+    the cache index being written. A repeated request, such as a cache hit, so skips the thread pool.
+    Only small, bounded work runs here: text over INLINE_PLAN_CHARS and mode auto (the selector
+    takes milliseconds) are planned in the thread pool, whatever the cache holds."""
+    if body.mode == "auto" or len(body.text or "") > INLINE_PLAN_CHARS:
+        return None
     try:
         with memoized_only(), without_waiting():
             return _plan(svc, body)
