@@ -34,7 +34,7 @@ def decode_avatar(data: bytes, source: str, *, max_pixels: int, max_side: int) -
                     "(limits.max_avatar_pixels)"
                 )
             img.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced size when large
-            rgb = img.convert("RGB")
+            rgb = _reduced_rgb(img, max_side)
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise UserError(f"avatar {source} is not a readable image ({exc.__class__.__name__})") from None
     except OSError as exc:
@@ -47,6 +47,23 @@ def decode_avatar(data: bytes, source: str, *, max_pixels: int, max_side: int) -
         raise UserError(f"avatar {source} is only {w}×{h} pixels; at least 64×64 is needed")
     image = np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
     return Avatar(image=image, digest=hashlib.sha256(data).hexdigest(), source=source)
+
+
+# Modes Image.reduce takes; others (palette, 1-bit, 16-bit grey) are converted to RGB first.
+_REDUCIBLE = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"})
+
+
+def _reduced_rgb(img, max_side: int):
+    """The image in RGB, scaled down by a whole factor to at least `max_side` on its long side
+    before it is converted: a large image costs one decoded copy (at most 4 bytes a pixel),
+    not a second full-size RGB one as well (or three, with a 16-bit image's conversion)."""
+    img.load()
+    factor = max(img.size) // max_side
+    if factor >= 2 and img.mode not in _REDUCIBLE:
+        img = img.convert("RGB")
+    if factor >= 2:
+        img = img.reduce(factor)  # box average of factor × factor pixels: no aliasing
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def load_avatar(path: Path, *, max_pixels: int, max_side: int) -> Avatar:

@@ -321,7 +321,7 @@ async def video(name: str, request: Request, svc: Svc) -> Response:
 async def upload_avatar(svc: Svc, file: Annotated[UploadFile, File(description="an image")]) -> dict:
     """Upload a portrait; it must decode, fit the pixel limit and show a face."""
     data = await file.read()
-    return {"avatar_id": await run_in_threadpool(svc.uploads.add_avatar, data, _filename(file))}
+    return {"avatar_id": await svc.uploads.run(svc.uploads.add_avatar, data, _filename(file))}
 
 
 @router.get("/v1/avatars", tags=["avatars"], responses=_errors())
@@ -333,7 +333,7 @@ def list_avatars(svc: Svc) -> list[dict]:
 async def upload_audio(svc: Svc, file: Annotated[UploadFile, File(description="WAV/FLAC/OGG/MP3")]) -> dict:
     """Upload speech to lip-sync (render with audio_id instead of text)."""
     data = await file.read()
-    return {"audio_id": await run_in_threadpool(svc.uploads.add_audio, data, _filename(file))}
+    return {"audio_id": await svc.uploads.run(svc.uploads.add_audio, data, _filename(file))}
 
 
 @router.get("/v1/personas", tags=["personas"], responses=_errors())

@@ -10,8 +10,15 @@ checksum of it is its id: the list of uploads survives a restart.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
+import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+
+import anyio
 
 from ara_persona import discover
 from ara_sidecar.audio import check_audio
@@ -26,6 +33,9 @@ AVATAR_KIND = "avatar-upload"
 AUDIO_KIND = "audio-upload"
 UPLOAD_KINDS = (AVATAR_KIND, AUDIO_KIND)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")  # kept as a hint for FFmpeg
+# Uploads checked at the same time (the rest wait, without holding a thread): decoding an image takes
+# up to 4 bytes per pixel of limits.max_avatar_pixels (160 MB at the default) until it is scaled down.
+CHECKS_AT_ONCE = 2
 
 
 class Uploads:
@@ -35,6 +45,14 @@ class Uploads:
         assert pipeline.cache is not None
         self.pipeline = pipeline
         self.cache = pipeline.cache
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def run(self, add: Callable[[bytes, str], str], data: bytes, filename: str) -> str:
+        """`add(data, filename)` (`add_avatar`, `add_audio`) in a thread, at most CHECKS_AT_ONCE at a
+        time; the memory a check freed is handed back to the system afterwards."""
+        if self._limiter is None:  # made on the event loop (older anyio needs one)
+            self._limiter = anyio.CapacityLimiter(CHECKS_AT_ONCE)
+        return await anyio.to_thread.run_sync(partial(_then_trim, add, data, filename), limiter=self._limiter)
 
     def add_avatar(self, data: bytes, filename: str) -> str:
         """Check an image (decodable, within the pixel limit, a face in it), store it, return its id."""
@@ -108,6 +126,36 @@ class Uploads:
             if key == _key(AVATAR_KIND, sha256):  # the file is the upload: its checksum is its id
                 listed.append({"avatar_id": sha256, "uploaded": created})
         return listed
+
+
+def _then_trim(add: Callable[[bytes, str], str], data: bytes, filename: str) -> str:
+    try:
+        return add(data, filename)
+    finally:
+        trim_heap()
+
+
+def trim_heap() -> None:
+    """Return freed heap memory to the system (glibc only). glibc keeps the large blocks a decoded
+    image was made of in its per-thread arenas after they are freed: without this, a burst of big
+    uploads leaves the server hundreds of MB larger for good."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        _malloc_trim = _find_malloc_trim()
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim() -> Callable[[int], int] | bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return False
+
+
+_malloc_trim: Callable[[int], int] | bool | None = None
 
 
 def _key(kind: str, digest: str) -> str:
