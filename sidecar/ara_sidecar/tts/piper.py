@@ -14,6 +14,7 @@ from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable
 from ara_sidecar.registry import Readiness
 from ara_sidecar.tts.base import TTS
+from ara_sidecar.weights import file_problem
 
 DEFAULT_VOICE = "default"
 
@@ -83,11 +84,20 @@ class PiperTTS(TTS):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         cuda = self.device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-        config = json.loads(Path(f"{self._path}.json").read_text(encoding="utf-8"))
-        self._voice = PiperVoice(
-            session=onnxruntime.InferenceSession(str(self._path), sess_options=options, providers=providers),
-            config=PiperConfig.from_dict(config),
-        )
+        config_path = Path(f"{self._path}.json")
+        try:
+            config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
+            why = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise BackendUnavailable(f"{config_path} is not a Piper voice config: {why}") from None
+        try:
+            session = onnxruntime.InferenceSession(str(self._path), sess_options=options, providers=providers)
+        except Exception as exc:  # ONNX Runtime's errors come as several types
+            why = file_problem(self._path) or str(exc).strip().splitlines()[0]
+            raise BackendUnavailable(
+                f"{self._path} is not a readable Piper voice (ONNX model): {why}"
+            ) from None
+        self._voice = PiperVoice(session=session, config=config)
 
     def synthesize(self, text: str, mode: Mode | None = None) -> Audio:
         self.load()

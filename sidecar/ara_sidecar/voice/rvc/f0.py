@@ -147,17 +147,18 @@ def crepe_network(width: int):
 
 
 def _crepe_net(path: Path, device: str):
-    import torch
-
     key = (str(path), device)
     if key not in _CREPE_CACHE:
+        from ara_sidecar.weights import read_checkpoint
+
+        state = read_checkpoint(path)  # a file that is no readable checkpoint: says what it is
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             net = crepe_network(state["conv1.weight"].shape[0] // 32)
             net.load_state_dict(state)
-        except Exception as exc:  # unreadable file, wrong keys or shapes
+        except Exception as exc:  # wrong keys or shapes
+            why = f"no tensor {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
             raise BackendUnavailable(
-                f"{path} is not a CREPE checkpoint (full.pth or tiny.pth): {exc}"
+                f"{path} is not a CREPE checkpoint (full.pth or tiny.pth): {why}"
             ) from None
         _CREPE_CACHE[key] = net.eval().requires_grad_(False).to(device)
     return _CREPE_CACHE[key]

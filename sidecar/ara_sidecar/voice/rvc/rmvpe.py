@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from ara_sidecar.errors import BackendUnavailable
 from ara_sidecar.voice.rvc.f0 import CREPE_BINS, CREPE_CENTS0, CREPE_CENTS_STEP, HOP, SAMPLE_RATE
+from ara_sidecar.weights import read_checkpoint
 
 N_FFT = 1024
 N_MELS = 128
@@ -195,10 +196,7 @@ def load_rmvpe(path: Path, device: str) -> Rmvpe:
     key = (str(path), device)
     if key not in _CACHE:
         net = rmvpe_network()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # not a torch file, truncated, or pickled objects
-            raise BackendUnavailable(f"{path} is not RVC's RMVPE checkpoint (rmvpe.pt): {exc}") from None
+        state = read_checkpoint(path)  # a file that is no readable checkpoint: says what it is
         problems = _mismatches(state, net.state_dict())
         if problems:
             raise BackendUnavailable(f"{path} is not RVC's RMVPE checkpoint (rmvpe.pt): {problems}")
