@@ -41,7 +41,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ara_sidecar.cache.key import PIPELINE_VERSION, cache_key, derived_key, is_key
-from ara_sidecar.cache.store import CacheStore, Entry, Producer
+from ara_sidecar.cache.store import CacheStore, CacheUnwritable, Entry, Producer
 
 if TYPE_CHECKING:
     from ara_sidecar.config import Settings
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PIPELINE_VERSION",
     "CacheStore",
+    "CacheUnwritable",
     "Entry",
     "Producer",
     "cache_key",

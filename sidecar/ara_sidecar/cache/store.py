@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import re
 import sqlite3
@@ -16,11 +17,14 @@ from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
+from urllib.parse import quote
 
 from filelock import FileLock, Timeout
 
 from ara_sidecar.cache.key import is_key
 from ara_sidecar.errors import AraError, UserError
+
+log = logging.getLogger(__name__)
 
 Producer = Callable[[Path], None]
 
@@ -29,6 +33,7 @@ _TEMP_PREFIX = ".tmp-"
 _BUSY_TIMEOUT_S = 60  # how long an index access waits for another writer
 _waiting: ContextVar[bool] = ContextVar("waiting", default=True)  # see without_waiting
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}  # a read-only mount, or no permission to write
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
@@ -47,6 +52,11 @@ CREATE INDEX IF NOT EXISTS pins_key ON pins (key);
 _TOUCH = "UPDATE entries SET last_access = ?, hits = hits + 1 WHERE key = ?"
 _UNPINNED = "NOT EXISTS (SELECT 1 FROM pins WHERE pins.key = entries.key)"
 _LRU = f"SELECT key, suffix, size FROM entries WHERE key != ? AND {_UNPINNED} ORDER BY last_access, created"
+
+
+class CacheUnwritable(UserError):
+    """Nothing can be stored in the cache: its disk is full, or its folder is read-only. What it
+    holds is still served (a hit only skips its bookkeeping: access time, hit count, pin)."""
 
 
 class CacheBusy(Exception):
@@ -102,6 +112,10 @@ class CacheStore:
         self._locks = self.root / "locks"
         self._index = self.root / "index.sqlite3"
         self._local = threading.local()
+        self.read_only = False  # opened read-only: lookups only, no bookkeeping, writes refused
+        self._unreleased: set[str] = set()  # pins whose release could not be written (see _unpin)
+        self._unreleased_lock = threading.Lock()
+        self._warned = False  # about bookkeeping that cannot be written (logged once)
         try:
             self._objects.mkdir(parents=True, exist_ok=True)
             self._locks.mkdir(exist_ok=True)
@@ -110,7 +124,9 @@ class CacheStore:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise UserError(f"cannot open the cache at {self.root}: {exc}") from exc
+            if self._problem(exc) != "read-only" or not self._index.is_file():
+                raise UserError(f"cannot open the cache at {self.root}: {exc}") from exc
+            self._open_read_only(exc)
 
     # -- lookups ---------------------------------------------------------------------------------
 
@@ -120,13 +136,13 @@ class CacheStore:
         `without_waiting` it raises CacheBusy rather than wait while another writer holds the index."""
         _check_key(key)
         if _waiting.get():
-            return self._lookup(key, None)
+            return self._lookup(key, None)[0]
         conn = self._conn()
         conn.execute("PRAGMA busy_timeout = 0")
         try:
-            return self._lookup(key, None)
+            return self._lookup(key, None)[0]
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # or an extended BUSY code
+            if _sqlite_code(exc) == sqlite3.SQLITE_BUSY:  # or an extended BUSY code
                 raise CacheBusy(f"the cache index at {self._index} is being written") from exc
             raise
         finally:
@@ -139,7 +155,7 @@ class CacheStore:
         If `produce` raises, nothing is stored and the exception propagates; a full disk raises
         UserError. Not pinned: use `reading` to serve the file by path.
         """
-        entry = self._obtain(key, produce, suffix, kind, None)
+        entry, _ = self._obtain(key, produce, suffix, kind, None)
         assert entry is not None
         return entry
 
@@ -150,13 +166,12 @@ class CacheStore:
         """Pin the entry for the block: eviction, TTL expiry and `clear` leave its file alone.
         Yields None on a miss, or with `produce` creates the entry first, as `get_or_create`."""
         token = f"{os.getpid()}-{uuid.uuid4().hex}"  # the reader's pid first: see release_pins
-        entry = None
+        entry, pinned = self._obtain(key, produce, suffix, kind, token)
         try:
-            entry = self._obtain(key, produce, suffix, kind, token)
             yield entry
         finally:
-            if entry is not None:
-                self._conn().execute("DELETE FROM pins WHERE token = ?", (token,))
+            if pinned:
+                self._unpin(token)
 
     def get_bytes(self, key: str) -> bytes | None:
         """A small entry's content, checksum-verified; None on a miss (a corrupt entry is dropped)."""
@@ -195,6 +210,7 @@ class CacheStore:
         ).fetchone()[0]
         return {
             "root": str(self.root),
+            "read_only": self.read_only,
             "entries": sum(r[1] for r in rows),
             "bytes": sum(r[2] for r in rows),
             "max_bytes": self.max_bytes,
@@ -217,7 +233,7 @@ class CacheStore:
         """Remove every entry not pinned by a reader, except those of `keep_kinds`; returns how
         many were removed."""
         kept = ",".join("?" * len(keep_kinds))
-        with self._write() as conn:
+        with self._storing("clear it"), self._write() as conn:
             conn.execute("DELETE FROM pins WHERE expires <= ?", (self._clock(),))
             query = f"SELECT key, suffix FROM entries WHERE {_UNPINNED} AND kind NOT IN ({kept})"
             rows = conn.execute(query, tuple(keep_kinds)).fetchall()
@@ -226,7 +242,7 @@ class CacheStore:
     def release_pins(self, pid: int) -> int:
         """Drop the pins held by process `pid`, which died while reading (a killed render
         worker): its entries can be evicted and cleared again at once, not when the pins expire."""
-        with self._write() as conn:
+        with self._storing("release pins"), self._write() as conn:
             return conn.execute("DELETE FROM pins WHERE token LIKE ?", (f"{pid}-%",)).rowcount
 
     def verify(self) -> dict[str, int]:
@@ -240,7 +256,8 @@ class CacheStore:
                 bad[key] = (sha256, "missing" if actual is None else "corrupt")
         counts = dict.fromkeys(("missing", "corrupt", "orphans", "temps", "locks"), 0)
         counts.update(checked=len(rows), ok=len(rows) - len(bad))
-        with self._write() as conn:  # no insert can run meanwhile, so unindexed files are orphans
+        # no insert can run meanwhile, so unindexed files are orphans
+        with self._storing("verify it"), self._write() as conn:
             conn.execute("DELETE FROM pins WHERE expires <= ?", (self._clock(),))
             for key, (sha256, problem) in bad.items():
                 row = conn.execute(
@@ -263,43 +280,61 @@ class CacheStore:
 
     def _obtain(
         self, key: str, produce: Producer | None, suffix: str, kind: str, token: str | None
-    ) -> Entry | None:
+    ) -> tuple[Entry | None, bool]:
+        """The entry (None on a miss without `produce`) and whether it is pinned under `token`."""
         _check_key(key)
-        path = self._lookup(key, token)
+        path, pinned = self._lookup(key, token)
         if path is not None:
-            return Entry(path, True)
+            return Entry(path, True), pinned
         if produce is None:
-            return None
+            return None, False
         if not _SUFFIX.fullmatch(suffix):
             raise ValueError(f"bad cache file suffix {suffix!r}")
-        with self._lock(key):
-            path = self._lookup(key, token)
+        with self._storing("store anything new"), self._lock(key):
+            path, pinned = self._lookup(key, token)
             if path is not None:
-                return Entry(path, True)
+                return Entry(path, True), pinned
             path = self._produce(key, suffix, kind, produce, token)
-        self._evict(keep=key)
-        return Entry(path, False)
+        try:
+            self._evict(keep=key)
+        except BaseException:
+            if token is not None:
+                self._unpin(token)
+            raise
+        return Entry(path, False), token is not None
 
-    def _lookup(self, key: str, token: str | None) -> Path | None:
+    def _lookup(self, key: str, token: str | None) -> tuple[Path | None, bool]:
         """The entry's file if it is indexed, unexpired and of its recorded size, after bumping its
-        access time and hit count (and pinning it under `token`); a bad entry is dropped."""
+        access time and hit count (and pinning it under `token`); a bad entry is dropped. Also
+        whether it is pinned: a hit is served without its bookkeeping (and so unpinned) where that
+        cannot be written (disk full, read-only folder)."""
         conn = self._conn()
         row = conn.execute("SELECT suffix, size, created FROM entries WHERE key = ?", (key,)).fetchone()
         if row is None:
-            return None
+            return None, False
         path = self._path(key, row[0])
         now = self._clock()
         if not _intact(path, row[1]) or self._expired(row[2], now):
             self._drop_bad(key)
-            return None
-        if token is None:
-            conn.execute(_TOUCH, (now, key))
-            return path
-        with self._write() as conn:
-            if conn.execute(_TOUCH, (now, key)).rowcount == 0:  # evicted since the check
-                return None
-            conn.execute("INSERT INTO pins VALUES (?, ?, ?)", (token, key, now + self._pin_s))
-        return path
+            return None, False
+        if self.read_only:
+            return path, False
+        try:
+            if token is None:
+                conn.execute(_TOUCH, (now, key))
+                return path, False
+            with self._write() as conn:
+                if conn.execute(_TOUCH, (now, key)).rowcount == 0:  # evicted since the check
+                    return None, False
+                conn.execute("INSERT INTO pins VALUES (?, ?, ?)", (token, key, now + self._pin_s))
+            return path, True
+        except sqlite3.OperationalError as exc:
+            # a hit is served whatever keeps its bookkeeping from being written (a full disk, a
+            # read-only folder, an I/O error), but waits for (or, see get, reports) a busy index
+            if _sqlite_code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            self._warn_once(exc, "hits are served without their bookkeeping (access time, hits, pins)")
+            return path, False
 
     def _produce(self, key: str, suffix: str, kind: str, produce: Producer, token: str | None) -> Path:
         """Run `produce` on a temporary file, then move it into place and index it in one index
@@ -335,19 +370,19 @@ class CacheStore:
             if renaming:  # no row names it, and the key's lock is held: nobody else can use it
                 with suppress(OSError):
                     final.unlink(missing_ok=True)
-            if _disk_full(exc):
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                raise UserError(
-                    f"cache disk full at {self.root}: {reason}; free some space or lower the cache size limit"
-                ) from exc
+            problem = self._problem(exc)
+            if problem is not None:
+                raise self._unwritable_error(problem, exc, "store anything new") from exc
             raise
         return final
 
     def _drop_bad(self, key: str) -> None:
         """Remove the entry if, checked again under the index lock, its file is missing or of the
         wrong size, or it expired and nobody pins it."""
+        if self.read_only:
+            return
         now = self._clock()
-        with self._write() as conn:
+        with self._bookkeeping("a bad entry stays indexed (it is never served)"), self._write() as conn:
             row = conn.execute("SELECT suffix, size, created FROM entries WHERE key = ?", (key,)).fetchone()
             if row is None:
                 return
@@ -361,7 +396,7 @@ class CacheStore:
         """Drop expired entries, then least recently used ones until the total fits `max_bytes`.
         Pinned entries and `keep` (the entry just made) are spared."""
         now = self._clock()
-        with self._write() as conn:
+        with self._bookkeeping("nothing is evicted"), self._write() as conn:
             conn.execute("DELETE FROM pins WHERE expires <= ?", (now,))
             total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0]
             victims = []
@@ -418,7 +453,10 @@ class CacheStore:
         conn = self._conn()
         if conn.execute("SELECT 1 FROM entries WHERE key = ? AND sha256 = ?", (key, sha256)).fetchone():
             return data
-        with self._write() as conn:  # check again: the entry may have been replaced meanwhile
+        if self.read_only:
+            return None
+        # check again: the entry may have been replaced meanwhile
+        with self._bookkeeping("a corrupt entry stays indexed"), self._write() as conn:
             row = conn.execute("SELECT suffix, sha256 FROM entries WHERE key = ?", (key,)).fetchone()
             if row is not None and _file_sha256(self._path(key, row[0])) != row[1]:
                 self._remove(conn, key, row[0])
@@ -436,10 +474,115 @@ class CacheStore:
                 with suppress(OSError):
                     os.unlink(lock.lock_file)
 
+    def _unpin(self, token: str) -> None:
+        """Release a `reading` pin. Where that cannot be written (disk full), it is retried by the
+        next index write of this store, and expires anyway: it never masks the reader's own error."""
+        try:
+            self._conn().execute("DELETE FROM pins WHERE token = ?", (token,))
+        except sqlite3.Error as exc:
+            with self._unreleased_lock:
+                self._unreleased.add(token)
+            self._warn_once(exc, "pins are released later")
+
+    def _release_unreleased(self, conn: sqlite3.Connection) -> None:
+        with self._unreleased_lock:
+            tokens = [*self._unreleased]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("DELETE FROM pins WHERE token = ?", [(token,) for token in tokens])
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return
+        with self._unreleased_lock:
+            self._unreleased.difference_update(tokens)
+
+    @contextmanager
+    def _storing(self, action: str) -> Iterator[None]:
+        """Raise CacheUnwritable, naming the folder and what failed (`action`), where the block
+        cannot write because the disk is full or the folder read-only."""
+        if self.read_only:
+            raise self._unwritable_error("read-only", None, action)
+        try:
+            yield
+        except CacheUnwritable:
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            problem = self._problem(exc)
+            if problem is None:
+                raise
+            raise self._unwritable_error(problem, exc, action) from exc
+
+    @contextmanager
+    def _bookkeeping(self, consequence: str) -> Iterator[None]:
+        """Skip the block's index write where the disk is full or the folder read-only (logged once)."""
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            if self._problem(exc) is None:
+                raise
+            self._warn_once(exc, consequence)
+
+    def _problem(self, exc: BaseException) -> str | None:
+        """ "full" or "read-only" where `exc` says the cache cannot be written, else None. No
+        permission counts only for a path in the cache (a producer may fail to read its input)."""
+        if isinstance(exc, sqlite3.Error):
+            code, text = _sqlite_code(exc), str(exc)
+            if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+                return "full"
+            if code == sqlite3.SQLITE_READONLY or "readonly database" in text:
+                return "read-only"
+            return None
+        if not isinstance(exc, OSError):
+            return None
+        if exc.errno in _DISK_FULL:
+            return "full"
+        if exc.errno == errno.EROFS:
+            return "read-only"
+        if exc.errno in _READ_ONLY:
+            root = os.path.abspath(self.root)
+            for name in (exc.filename, exc.filename2):
+                if name is not None and _within(os.path.abspath(os.fsdecode(name)), root):
+                    return "read-only"
+        return None
+
+    def _unwritable_error(self, problem: str, exc: BaseException | None, action: str) -> CacheUnwritable:
+        reason = "opened read-only" if exc is None else str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        if problem == "full":
+            return CacheUnwritable(
+                f"cache disk full at {self.root}: {reason}; free some space or lower the cache size limit"
+            )
+        return CacheUnwritable(
+            f"the cache folder {self.root} is read-only ({reason}): cannot {action} (what it holds is "
+            "still served); make it writable, or set cache.dir to another folder"
+        )
+
+    def _warn_once(self, exc: BaseException, consequence: str) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("the cache at %s cannot be written (%s): %s", self.root, exc, consequence)
+
+    def _open_read_only(self, exc: BaseException) -> None:
+        """Serve a read-only cache (a read-only mount, no write permission): lookups only."""
+        self.read_only = True
+        self._local = threading.local()
+        try:
+            self._conn().execute("SELECT 1 FROM entries LIMIT 1").fetchall()
+        except sqlite3.Error as error:
+            raise UserError(f"cannot open the cache at {self.root}: {exc}; read-only: {error}") from exc
+        log.warning(
+            "the cache at %s is read-only (%s): serving what it holds, storing nothing", self.root, exc
+        )
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """An index write transaction: it waits for, then excludes, every other writer."""
         conn = self._conn()
+        if self._unreleased:
+            self._release_unreleased(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -453,10 +596,26 @@ class CacheStore:
         """This thread's index connection (a new one after a fork)."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self._index, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-            conn.execute("PRAGMA synchronous=NORMAL")
+            if self.read_only:
+                conn = self._connect_read_only()
+            else:
+                conn = sqlite3.connect(self._index, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+                conn.execute("PRAGMA synchronous=NORMAL")
             local.conn, local.pid = conn, os.getpid()
         return local.conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only index connection: one that sees other writers (mode=ro) where SQLite can
+        share the index's WAL, else the file as it stands (immutable: nobody can write it either)."""
+        uri = f"file:{quote(os.path.abspath(self._index))}"
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            conn.execute("SELECT 1 FROM entries LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError as exc:
+            if _sqlite_code(exc) != sqlite3.SQLITE_CANTOPEN:
+                raise
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
 
 def _check_key(key: str) -> None:
@@ -489,7 +648,11 @@ def _file_sha256(path: Path) -> str | None:
         return None
 
 
-def _disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return exc.errno in _DISK_FULL
-    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _sqlite_code(exc: sqlite3.Error) -> int | None:
+    """The primary result code of an SQLite error (SQLITE_BUSY for SQLITE_BUSY_SNAPSHOT, …)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF

@@ -18,7 +18,8 @@ and the static pages (`/`, `/docs`, `/openapi.json`) needs `Authorization: Beare
                                    from user_message and text. audio_id: lip-sync uploaded speech
                                    (no TTS; voice: false skips the voice stage too).
                                    429 with Retry-After when the queue is full; a render that fails
-                                   for the input 422, times out 504, loses its worker 503.
+                                   for the input 422, times out 504, loses its worker 503,
+                                   cannot be stored (the cache's disk full or folder read-only) 507.
     POST   /v1/jobs                the same body, 202 {job_id}; identical requests share one render
     GET    /v1/jobs/{id}           {job_id, status: queued|running|done|failed|cancelled, stage,
                                    progress 0–1, chunk_count, chunks (each ready chunk video: index,
@@ -76,7 +77,7 @@ from ara_sidecar.server.jobs import Job, JobManager
 from ara_sidecar.server.uploads import UPLOAD_KINDS, Uploads
 
 KEEPALIVE_S = 15.0  # an idle event stream gets a comment line this often
-FAILURE_STATUS = {"user": 422, "timeout": 504, "worker": 503, "internal": 500}
+FAILURE_STATUS = {"user": 422, "storage": 507, "timeout": 504, "worker": 503, "internal": 500}
 INDEX_PAGE = Path(__file__).with_name("static") / "index.html"  # the web UI, one self-contained file
 INLINE_PLAN_CHARS = 1000  # longer text is planned in the thread pool (about 1 µs a character)
 
@@ -126,6 +127,7 @@ ERRORS = {
     500: "the render failed unexpectedly",
     503: "the render worker died",
     504: "the render timed out",
+    507: "the cache cannot store anything: its disk is full or its folder read-only (hits are still served)",
 }
 
 
@@ -233,7 +235,7 @@ async def health_detailed(svc: Svc) -> dict[str, Any]:
     "/v1/render",
     tags=["render"],
     response_model=RenderOutput,
-    responses=_errors(409, 413, 422, 429, 500, 503, 504),
+    responses=_errors(409, 413, 422, 429, 500, 503, 504, 507),
 )
 async def render(body: RenderBody, svc: Svc) -> Response:
     """Render and wait for the video."""
@@ -317,7 +319,7 @@ async def video(name: str, request: Request, svc: Svc) -> Response:
     return _PinnedFile(entry.path, pin.close, media_type="video/mp4", headers=headers)
 
 
-@router.post("/v1/avatars", tags=["avatars"], status_code=201, responses=_errors(413, 422))
+@router.post("/v1/avatars", tags=["avatars"], status_code=201, responses=_errors(413, 422, 507))
 async def upload_avatar(svc: Svc, file: Annotated[UploadFile, File(description="an image")]) -> dict:
     """Upload a portrait; it must decode, fit the pixel limit and show a face."""
     data = await file.read()
@@ -329,7 +331,7 @@ def list_avatars(svc: Svc) -> list[dict]:
     return svc.uploads.avatars()
 
 
-@router.post("/v1/audio", tags=["audio"], status_code=201, responses=_errors(413, 422))
+@router.post("/v1/audio", tags=["audio"], status_code=201, responses=_errors(413, 422, 507))
 async def upload_audio(svc: Svc, file: Annotated[UploadFile, File(description="WAV/FLAC/OGG/MP3")]) -> dict:
     """Upload speech to lip-sync (render with audio_id instead of text)."""
     data = await file.read()
@@ -353,7 +355,7 @@ def cache_stats(svc: Svc) -> dict:
     return svc.pipeline.cache.stats()
 
 
-@router.delete("/v1/cache", tags=["cache"], responses=_errors())
+@router.delete("/v1/cache", tags=["cache"], responses=_errors(507))
 def cache_clear(svc: Svc, query: Annotated[ClearQuery, Query()]) -> dict[str, int]:
     """Remove every cache entry that is not being read (renders; uploads only when asked)."""
     return {"removed": svc.pipeline.cache.clear(keep_kinds=() if query.uploads else UPLOAD_KINDS)}

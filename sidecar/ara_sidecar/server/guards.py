@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ara_sidecar.cache import CacheUnwritable
 from ara_sidecar.errors import UserError
 from ara_sidecar.server.jobs import QueueFull
 
@@ -110,6 +111,9 @@ def add_error_handlers(app: FastAPI) -> None:
     async def user_error(request: Request, exc: UserError) -> Response:
         return JSONResponse({"error": str(exc)}, 422)
 
+    async def cache_unwritable(request: Request, exc: CacheUnwritable) -> Response:
+        return JSONResponse({"error": str(exc)}, 507)  # Insufficient Storage: full, or read-only
+
     async def queue_full(request: Request, exc: QueueFull) -> Response:
         return JSONResponse({"error": str(exc)}, 429, headers={"Retry-After": str(exc.retry_after)})
 
@@ -120,5 +124,6 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(UserError, user_error)
+    app.add_exception_handler(CacheUnwritable, cache_unwritable)
     app.add_exception_handler(QueueFull, queue_full)
     app.add_exception_handler(Exception, unexpected)

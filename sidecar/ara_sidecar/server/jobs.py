@@ -69,7 +69,7 @@ class Render:
     chunks: list[dict[str, Any]] = field(default_factory=list)  # ready chunk videos, in order
     result: dict[str, Any] | None = None
     error: str | None = None
-    error_kind: str | None = None  # user | timeout | worker | internal
+    error_kind: str | None = None  # user | storage | timeout | worker | internal
     started: float | None = None  # time.monotonic()
     ended: float | None = None
 
@@ -285,7 +285,7 @@ class JobManager:
                 self._avg_render_s = 0.8 * self._avg_render_s + 0.2 * (time.monotonic() - render.started)
                 self._finish(render, "done", result=args[1])
             elif kind == "failed":
-                self._finish(render, "failed", error=args[1], kind="user" if args[2] else "internal")
+                self._finish(render, "failed", error=args[1], kind=args[2])
             else:
                 self._finish(render, "cancelled")
         self._dispatch()

@@ -7,7 +7,8 @@ Worker → parent, as tuples:
     ("progress", seq, stage, fraction)       a pipeline stage advanced (throttled)
     ("chunk", seq, chunk)                    a chunk's video is ready (ChunkVideo.describe())
     ("done", seq, result)                    result: the `RenderResult` fields as plain values
-    ("failed", seq, message, user_error)     user_error: the request was at fault (UserError)
+    ("failed", seq, message, kind)           kind: "user" (the request was at fault: UserError),
+                                             "storage" (the cache cannot be written), "internal"
     ("cancelled", seq)
 
 A job is cancelled by writing its `seq` into the shared `cancel` value: the progress callback
@@ -28,6 +29,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
 
+from ara_sidecar.cache import CacheUnwritable
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import Cancelled, UserError
 from ara_sidecar.pipeline import ChunkVideo, Pipeline, RenderRequest
@@ -95,10 +97,10 @@ def _render(pipeline: Pipeline, job: Job, conn: Connection, cancel: Synchronized
     except Cancelled:
         return ("cancelled", job.seq)
     except UserError as exc:
-        return ("failed", job.seq, str(exc), True)
+        return ("failed", job.seq, str(exc), "storage" if isinstance(exc, CacheUnwritable) else "user")
     except Exception as exc:
         log.error("render %s failed:\n%s", job.seq, traceback.format_exc())
-        return ("failed", job.seq, f"render failed: {type(exc).__name__}: {exc}", False)
+        return ("failed", job.seq, f"render failed: {type(exc).__name__}: {exc}", "internal")
     return (
         "done",
         job.seq,
