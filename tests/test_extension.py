@@ -156,6 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.requests.append((method, path, body))
         if path == "/health":
             return self._json(200, {"status": "ok"})
+        if path == "/health/detailed":
+            chunking = getattr(self.server, "chunking", None)
+            return self._json(200, {"status": "ok", **({"chunking": chunking} if chunking else {})})
         if self.server.token and self.headers.get("Authorization") != f"Bearer {self.server.token}":
             return self._json(401, {"error": "missing or wrong token"})
         if method == "POST" and path == "/v1/render":
@@ -898,6 +901,19 @@ def test_prerendered_chunks_are_cached_for_the_final_render(tgwui, generation, m
     monkeypatch.setattr(SidecarClient, "job_events", events_and_note)
     ext.runtime._follow = lambda *args: results.append(follow(*args)) or results[-1]
     ext.params.update(sidecar_url=f"http://127.0.0.1:{free_port()}", timeout_s=300)
+    from ara_tgwui import prerender
+
+    from ara_sidecar.text import ChunkLimits
+
+    sidecars = prerender.chunk_limits()  # the sidecar started here reads the same config
+    # A local config unlike the sidecar's (as with a remote sidecar): the sidecar's own limits are used.
+    monkeypatch.setattr(prerender, "chunk_limits", lambda: ChunkLimits(8, 20, 4))
+
+    def chunks_of(text: str) -> list:
+        from ara_sidecar.text import normalize_text, split_chunks
+
+        return split_chunks(normalize_text(text), sidecars)
+
     reply = generation.reply = "Sure, I can help with that. First, check the logs. Then restart the service."
     try:
         ext.runtime.ensure_sidecar(time.monotonic() + 120)
@@ -912,6 +928,29 @@ def test_prerendered_chunks_are_cached_for_the_final_render(tgwui, generation, m
         assert [chunk["cached"] for chunk in results[-1]["chunks"]] == [True, True, False]
     finally:
         ext.runtime.process.stop()
+
+
+def test_prerender_asks_the_sidecar_how_it_chunks_and_logs_misses(ext, sidecar, caplog):
+    from ara_tgwui import prerender
+
+    from ara_sidecar.text import ChunkLimits
+
+    sidecar.chunking = {"first_max_chars": 50, "max_chars": 300, "min_chars": 5, "clause_pause_s": 0.1}
+    client = ext.runtime.client()
+    prerender._remote.clear()
+    assert prerender.sidecar_chunk_limits(client) == ChunkLimits(50, 300, 5)
+    sidecar.chunking = None  # a sidecar that does not say: the local config
+    prerender._remote.clear()
+    assert prerender.sidecar_chunk_limits(client) == prerender.chunk_limits()
+    job = prerender.Prerenderer(ext.runtime, "q", ui_state("chat"), "hi")
+    job.submitted = 2
+    with caplog.at_level("WARNING", logger="ara_avatar"):
+        job.check_reuse(
+            {"chunks": [{"index": 0, "cached": True}, {"index": 1, "cached": True}, {"index": 2}]}
+        )
+        assert "missed" not in caplog.text
+        job.check_reuse({"chunks": [{"index": 0, "cached": False}, {"index": 1, "cached": True}]})
+    assert "pre-rendering missed: 1 of the 2 pre-rendered chunks" in caplog.text
 
 
 # -- TGWUI's Markdown rendering ------------------------------------------------------

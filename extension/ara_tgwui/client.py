@@ -85,6 +85,15 @@ class SidecarClient:
             return False
         return isinstance(answer, dict) and answer.get("status") == "ok"
 
+    def chunking(self, timeout: float = 2.0) -> dict | None:
+        """How the sidecar cuts text into chunks (`GET /health/detailed`'s `chunking`); None if unknown."""
+        try:
+            answer = self._json("GET", "/health/detailed", timeout)
+        except SidecarError:
+            return None
+        chunking = answer.get("chunking") if isinstance(answer, dict) else None
+        return chunking if isinstance(chunking, dict) else None
+
     def create_job(self, text: str, timeout: float, **fields: Any) -> dict:
         """`POST /v1/jobs` (fields as for `render`) → {job_id}."""
         body = {"text": text, **{k: v for k, v in fields.items() if v not in (None, "")}}

@@ -28,11 +28,15 @@ log = logging.getLogger("ara_avatar")
 _USER = re.compile("(<USER>|<user>|{{user}})")
 
 
+_REMOTE_TTL_S = 60.0
+_remote: dict[str, tuple[float, Any]] = {}  # sidecar URL → (when asked, its ChunkLimits or None)
+
+
 @functools.cache
 def chunk_limits() -> Any:
-    """The sidecar's `ChunkLimits` (config `chunking.*`, read here with `ara_sidecar.config`, so
+    """The local config's `ChunkLimits` (config `chunking.*`, read with `ara_sidecar.config`, so
     from the same config file and `ARA_…` variables as a sidecar started by the extension);
-    None when they cannot be read (no pre-rendering then)."""
+    None when they cannot be read."""
     try:
         from ara_sidecar.config import load_settings
         from ara_sidecar.text import ChunkLimits
@@ -40,8 +44,30 @@ def chunk_limits() -> Any:
         cfg = load_settings().chunking
         return ChunkLimits(cfg.first_max_chars, cfg.max_chars, cfg.min_chars)
     except Exception as exc:  # the sidecar's source or its packages missing, an invalid config
-        log.warning("Ara: no pre-rendering (the sidecar's chunk limits cannot be read: %s)", exc)
+        log.warning("Ara: the local chunk limits cannot be read (%s)", exc)
         return None
+
+
+def sidecar_chunk_limits(client: Any) -> Any:
+    """The chunk limits of the sidecar `client` talks to, asked once a minute (a remote sidecar
+    may cut text differently from the local config); the local config's when it does not say;
+    None when neither is known (no pre-rendering then)."""
+    now = time.monotonic()
+    asked = _remote.get(client.base_url)
+    if asked is None or now - asked[0] > _REMOTE_TTL_S:
+        limits = None
+        chunking = client.chunking()
+        if chunking is not None:
+            try:
+                from ara_sidecar.text import ChunkLimits
+
+                limits = ChunkLimits(
+                    int(chunking["first_max_chars"]), int(chunking["max_chars"]), int(chunking["min_chars"])
+                )
+            except (ImportError, KeyError, TypeError, ValueError) as exc:
+                log.info("Ara: the sidecar's chunk limits are unusable (%s); using the local config", exc)
+        asked = _remote[client.base_url] = (now, limits)
+    return asked[1] if asked[1] is not None else chunk_limits()
 
 
 def complete_chunks(spoken: str, limits: Any) -> tuple[str, int]:
@@ -101,6 +127,7 @@ class Prerenderer:
         self._job: str | None = None  # the job in flight
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self.submitted = 0  # chunks of the reply sent to pre-render so far
 
     def feed(self, generated: str) -> None:
         """The text generated so far (as TGWUI's generation functions yield it)."""
@@ -125,7 +152,7 @@ class Prerenderer:
     def _run(self) -> None:
         submitted = 0  # chunks in the last job
         try:
-            limits = chunk_limits()
+            limits = sidecar_chunk_limits(self.client)
             visible = visible_reply(self.question, self.state)
             while limits is not None:
                 with self._cond:
@@ -138,13 +165,30 @@ class Prerenderer:
                 head, count = complete_chunks(spoken, limits)
                 if count > submitted:
                     self._render(head, spoken)
-                    submitted = count
+                    submitted = self.submitted = count
         except (SidecarError, ValueError, ImportError, OSError) as exc:  # ValueError: PersonaError
             log.info("Ara: pre-rendering stopped (%s)", exc)
         except Exception:
             log.exception("Ara: pre-rendering failed")
         finally:
             self.stop()
+
+    def check_reuse(self, result: dict) -> None:
+        """Log when the final render (its job `result`) did not find the pre-rendered chunks in
+        the cache: the sidecar cut the reply or chose its mode differently."""
+        chunks = result.get("chunks") if isinstance(result, dict) else None
+        if not self.submitted or not isinstance(chunks, list):
+            return
+        missed = [
+            c.get("index") for c in chunks[: self.submitted] if isinstance(c, dict) and not c.get("cached")
+        ]
+        if missed:
+            log.warning(
+                "Ara: pre-rendering missed: %d of the %d pre-rendered chunks were rendered again "
+                "(the sidecar cut the reply or chose the mode differently)",
+                len(missed),
+                self.submitted,
+            )
 
     def _render(self, text: str, spoken: str) -> None:
         """Render `text` as the final render most likely will: same persona and avatar, and the

@@ -196,6 +196,8 @@ class Runtime:
         src = None
         try:
             result = self._follow(client, job_id, live, deadline)
+            if self.prerender is not None:  # the pre-renderer of this reply, stopped by `present`
+                self.prerender.check_reuse(result)
             src = self._deliver(client, result, deadline)
         finally:
             live.finish(src)

@@ -74,6 +74,9 @@ from ara_sidecar.personas import get_persona, persona_roots
 from ara_sidecar.pipeline import Pipeline, RenderRequest
 from ara_sidecar.server.guards import BearerAuth, BodyLimit, add_error_handlers
 from ara_sidecar.server.jobs import Job, JobManager
+from ara_sidecar.server.origin import HostOriginGuard
+from ara_sidecar.server.public import JSONErrors, PathRedactor, public_stats, server_roots
+from ara_sidecar.server.serve import is_loopback
 from ara_sidecar.server.uploads import UPLOAD_KINDS, Uploads
 
 KEEPALIVE_S = 15.0  # an idle event stream gets a comment line this often
@@ -117,6 +120,7 @@ class ErrorBody(BaseModel):
 
 
 ERRORS = {
+    400: "a malformed Range header",
     401: "missing or wrong token (a server started with one)",
     404: "no such item",
     409: "the render was cancelled",
@@ -192,6 +196,7 @@ class Service:
     jobs: JobManager
     uploads: Uploads
     plan_inline: bool  # plan on the event loop where that waits for nothing (see _plan_inline)
+    redact: PathRedactor = dataclasses.field(default_factory=PathRedactor)  # no server paths over HTTP
 
 
 async def _service(request: Request) -> Service:
@@ -217,17 +222,21 @@ async def index() -> HTMLResponse:
 
 @router.get("/health/detailed", tags=["health"], responses=_errors())
 async def health_detailed(svc: Svc) -> dict[str, Any]:
-    """Device, backends, queue, worker and cache."""
+    """Device, backends, queue, worker, cache, and how text is cut into chunks (so that a client
+    that pre-renders a streaming reply cuts it the same way)."""
     jobs = svc.jobs.stats()
     loaded = jobs["worker"]["ready"]
     backends = await run_in_threadpool(_backends, svc.pipeline, loaded)
+    for backend in backends.values():
+        backend["detail"] = svc.redact(backend["detail"])
     cache = await run_in_threadpool(svc.pipeline.cache.stats)
     return {
         "status": "ok" if loaded else "starting",
         "device": jobs["worker"]["device"],  # None until the worker has loaded its models
         "backends": backends,
         **jobs,
-        "cache": cache,
+        "cache": public_stats(cache),
+        "chunking": svc.settings.chunking.model_dump(),
     }
 
 
@@ -256,7 +265,7 @@ async def create_job(body: RenderBody, svc: Svc) -> dict[str, str]:
 
 @router.get("/v1/jobs/{job_id}", tags=["jobs"], responses=_errors(404))
 async def get_job(job_id: str, svc: Svc) -> JobView:
-    return _view(_job(svc, job_id))
+    return _view(_job(svc, job_id), svc)
 
 
 @router.get(
@@ -273,7 +282,7 @@ async def job_events(job_id: str, svc: Svc) -> StreamingResponse:
             if not changed:
                 yield ": keepalive\n\n"
                 continue
-            view = _view(job)
+            view = _view(job, svc)
             for chunk in view.chunks[sent:]:
                 count += 1
                 yield f"id: {count}\nevent: chunk_ready\ndata: {chunk.model_dump_json()}\n\n"
@@ -290,14 +299,14 @@ async def cancel_job(job_id: str, svc: Svc) -> JobView:
     """Cancel a job (a finished job is left as it is)."""
     job = _job(svc, job_id)
     svc.jobs.cancel(job)
-    return _view(job)
+    return _view(job, svc)
 
 
 VIDEO_ROUTE: dict[str, Any] = {
     "tags": ["videos"],
     "response_class": FileResponse,
     "responses": {206: {"description": "a Range"}, 304: {"description": "unchanged (If-None-Match)"}}
-    | _errors(404, 416),
+    | _errors(400, 404, 416),
 }
 
 
@@ -352,7 +361,7 @@ def persona_details(name: str, svc: Svc) -> dict:
 
 @router.get("/v1/cache/stats", tags=["cache"], responses=_errors())
 def cache_stats(svc: Svc) -> dict:
-    return svc.pipeline.cache.stats()
+    return public_stats(svc.pipeline.cache.stats())
 
 
 @router.delete("/v1/cache", tags=["cache"], responses=_errors(507))
@@ -445,7 +454,7 @@ def _chunk(chunk: dict[str, Any]) -> ChunkView:
     return ChunkView(**chunk, url=f"/v1/videos/{chunk['key']}.mp4")
 
 
-def _view(job: Job) -> JobView:
+def _view(job: Job, svc: Service) -> JobView:
     render = job.render
     return JobView(
         job_id=job.id,
@@ -457,7 +466,7 @@ def _view(job: Job) -> JobView:
         created=job.created,
         finished=job.finished,
         result=_output(job) if job.status == "done" else None,
-        error=render.error if job.status == "failed" else None,
+        error=svc.redact(render.error or "") if job.status == "failed" else None,
     )
 
 
@@ -521,8 +530,10 @@ class _PinnedFile(FileResponse):
 # -- the app ----------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings, token: str | None = None) -> FastAPI:
-    """The service for `settings`; with `token`, requests need it as a bearer token."""
+def create_app(settings: Settings, token: str | None = None, host: str | None = None) -> FastAPI:
+    """The service for `settings`; with `token`, requests need it as a bearer token. `host` is the
+    address it listens on (default `server.host`): on a loopback one it answers only loopback host
+    names and `server.allowed_hosts` (see `origin`)."""
     # The server process validates requests and checks uploads but never runs a model: it stays
     # off the GPU. (Its plan keys only group identical requests; results carry the worker's keys.)
     pipeline = Pipeline(settings.with_overrides(device="cpu"))
@@ -530,7 +541,8 @@ def create_app(settings: Settings, token: str | None = None) -> FastAPI:
         raise UserError("the HTTP service keeps videos in the cache: set cache.enabled: true")
     # AllTalk's facts, part of each plan, come from its server (every 30 s): not on the event loop
     plan_inline = pipeline.tts.name != "alltalk"
-    service = Service(settings, pipeline, JobManager(settings), Uploads(pipeline), plan_inline)
+    redact = PathRedactor(server_roots(settings))
+    service = Service(settings, pipeline, JobManager(settings), Uploads(pipeline), plan_inline, redact)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -545,6 +557,7 @@ def create_app(settings: Settings, token: str | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.redact = redact  # for the error handlers (guards.py)
     app.include_router(open_router)
     # the token's security scheme, documented on the routes that need it (and /docs "Authorize")
     app.include_router(router, dependencies=[Depends(HTTPBearer(auto_error=False))] if token else [])
@@ -561,4 +574,13 @@ def create_app(settings: Settings, token: str | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Range"],
             expose_headers=["Content-Range", "Content-Length", "Accept-Ranges", "ETag", "Retry-After"],
         )
+    if not token:  # (a token keeps other sites' pages out: a browser never sends it by itself)
+        # Before all of them: the Host (DNS rebinding) and, for writes, the web page's origin.
+        host = host or settings.server.host
+        allowed = settings.server.allowed_hosts
+        local = is_loopback(host)
+        hosts = None if not local and not allowed else [*allowed, *([] if local else [host])]
+        app.add_middleware(HostOriginGuard, hosts=hosts, cors_origins=settings.server.cors_origins)
+    # Outermost of these: every error response, whoever made it, becomes {"error": …} without paths.
+    app.add_middleware(JSONErrors, redact=redact)
     return app
