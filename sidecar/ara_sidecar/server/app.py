@@ -2,9 +2,11 @@
 
 Rendering runs in a separate worker process that keeps the models loaded; the server itself
 only validates, queues and serves files, so it answers (e.g. `GET /health`) while a render runs.
-Bodies are JSON. Errors are `{"error": "message"}` with a 4xx status (schema errors add
+Bodies are JSON. Errors are `{"error": "message"}` with a 4xx or 5xx status, whoever answers
+(a route, the router's 404 and 405, a Range check, CORS: see public.py; schema errors add
 `detail`); a request that is well-formed but cannot be rendered (unknown persona, mode or
-avatar, empty or too long text, an image without a face…) is a 422.
+avatar, empty or too long text, an image without a face…) is a 422. Nothing sent over HTTP
+names a path on the server (a file is named `…/name`; the CLI shows paths).
 With a token (`--token`, `server.token`, `ARA_SERVER_TOKEN`) every endpoint but `GET /health`
 and the static pages (`/`, `/docs`, `/openapi.json`) needs `Authorization: Bearer TOKEN`.
 
@@ -30,7 +32,8 @@ and the static pages (`/`, `/docs`, `/openapi.json`) needs `Authorization: Beare
                                    keep an idle connection open)
     DELETE /v1/jobs/{id}           cancel; the render stops at the next frame or sentence (unless
                                    an identical job still waits for it). Unknown job ids are 404s.
-    GET    /v1/videos/{key}.mp4    the video: Range requests (206, 416), ETag = key, cached for a year
+    GET    /v1/videos/{key}.mp4    the video: Range requests (206; 416 with Content-Range: bytes */SIZE;
+                                   a malformed Range 400), ETag = key, cached for a year
                                    (the key is the content hash); an unknown key is a 404
     POST   /v1/avatars             multipart `file`, an image; checked (format, pixel limit, a face)
                                    and stored, 201 {avatar_id} (its SHA-256)

@@ -119,7 +119,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+        redact = getattr(request.app.state, "redact", str)  # no server paths (outside JSONErrors)
+        return JSONResponse({"error": redact(f"internal error: {type(exc).__name__}: {exc}")}, 500)
 
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
