@@ -49,7 +49,9 @@ def requests(app, *calls: tuple[str, str, dict]) -> list[httpx.Response]:
     async def send() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app, raise_app_exceptions=False)
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://sidecar", headers=headers) as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1:7870", headers=headers
+        ) as c:
             return [await c.request(method, path, **kwargs) for method, path, kwargs in calls]
 
     return asyncio.run(send())
@@ -142,7 +144,9 @@ def test_every_route_and_starlettes_own_errors_answer_json(app):
 
     # and without the token: 401
     async def anonymous() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://sidecar") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:7870"
+        ) as c:
             return await c.get("/v1/cache/stats")
 
     assert_json_error(app, asyncio.run(anonymous()), 401)
@@ -220,7 +224,7 @@ def test_a_failed_job_names_no_server_path(app, cache_dir):
     async def fail_the_render() -> list[httpx.Response]:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://sidecar", headers=headers
+            transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:7870", headers=headers
         ) as c:
             waiting = asyncio.create_task(c.post("/v1/render", json={"text": "This render fails."}))
             while not svc.jobs.jobs:

@@ -133,7 +133,9 @@ def app(settings, tmp_path):
 
 def asgi_requests(app, *requests: tuple[str, str, dict]) -> list[httpx.Response]:
     async def send() -> list[httpx.Response]:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://sidecar") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:7870"
+        ) as c:
             return [await c.request(method, path, **kwargs) for method, path, kwargs in requests]
 
     return asyncio.run(send())
@@ -276,7 +278,9 @@ def test_the_event_loop_never_stalls_on_pathological_texts(app):
                 last = now
 
         ticker = asyncio.create_task(tick())
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://sidecar") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://127.0.0.1:7870"
+        ) as c:
             posts = [c.post("/v1/jobs", json={"text": "!" * 3990 + f"a{i}"}) for i in range(20)]
             assert all(r.status_code in (202, 429) for r in await asyncio.gather(*posts))
             assert (await c.get("/health")).status_code == 200
