@@ -61,6 +61,7 @@ class LinearModel:
         self.bias = bias
         self.crisis_threshold = crisis_threshold
         self.training = training or {}
+        self.common_words: frozenset[str] = frozenset()  # words of ordinary (not crisis) training messages
 
     @classmethod
     def from_json(cls, data: dict, where: str = "model") -> LinearModel:
@@ -84,7 +85,11 @@ class LinearModel:
             raise PersonaError(
                 f"{where}: not a selector model ({exc}); rebuild it: ara-sidecar personas train"
             ) from None
-        return cls(modes, {n: i for i, n in enumerate(names)}, weights, bias, threshold, data.get("training"))
+        model = cls(
+            modes, {n: i for i, n in enumerate(names)}, weights, bias, threshold, data.get("training")
+        )
+        model.common_words = frozenset(data.get("common_words", ()))
+        return model
 
     def score(self, text: str, *, night: bool = False, lexicon: Lexicon | None = None) -> Scores:
         feats = message_features(text, night=night, lexicon=lexicon)

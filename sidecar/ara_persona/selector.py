@@ -49,7 +49,7 @@ from ara_persona.model import MODE_NAMES, Persona, PersonaError, SelectorSetting
 SELECTOR_DIR = "selector"
 CRISIS_FILE = "crisis.yaml"
 SHIPPED_SELECTOR = Path(__file__).resolve().parents[2] / "personas" / "ara" / SELECTOR_DIR
-TRIGGER_LOGIT = 3.0
+TRIGGER_LOGIT = 6.0
 NIGHT_CATHEDRAL_LOGIT = 1.0  # inside the late-night window, personal talk leans towards cathedral
 LABELS = {
     "cathedral": "late night and personal",
@@ -91,7 +91,7 @@ def selector_file(persona_dir: Path, name: str) -> Path | None:
 @lru_cache(maxsize=16)
 def _bundle(crisis: Path, lexicon: Path | None, model: Path | None, stamp: tuple) -> SelectorData:
     loaded = load_model(model) if model else None
-    known = frozenset(n[2:] for n in loaded.vocab if n.startswith("w:")) if loaded else frozenset()
+    known = loaded.common_words if loaded else frozenset()
     return SelectorData(load_crisis(crisis), load_lexicon(lexicon) if lexicon else None, loaded, known)
 
 

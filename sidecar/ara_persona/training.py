@@ -160,6 +160,9 @@ def fit_model(
     names = vocabulary(docs, MIN_DOCS)
     vocab = {n: j for j, n in enumerate(names)}
     w, b = _fit_heads(samples, docs, vocab, settings)
+    common = vocabulary(
+        ({n: "" for n in d if n.startswith("w:")} for d, s in zip(docs, samples) if not s.crisis), 2
+    )
     weights = {n: [round(float(v) * SCALE) for v in w[j]] for n, j in vocab.items()}
     weights = {n: v for n, v in weights.items() if any(v)}
     return {
@@ -168,6 +171,9 @@ def fit_model(
         "scale": SCALE,
         "bias": [round(float(v) * SCALE) for v in b],
         "crisis_threshold": round(cut, 6),
+        "common_words": [
+            n[2:] for n in common if n[2:].isalpha()
+        ],  # never typo-corrected by the crisis check
         "training": {
             "samples": len(samples),
             "features": len(weights),
@@ -214,7 +220,7 @@ def cross_validate(persona: Persona) -> list[tuple[Sample, object]]:
         for k in range(FOLDS):
             train = [s for s in samples if _fold(s) != k]
             model = LinearModel.from_json(fit_model(train, persona.selector, data.lexicon, threshold=False))
-            known = frozenset(n[2:] for n in model.vocab if n.startswith("w:"))
+            known = model.common_words
             bundle = selector.SelectorData(data.crisis, data.lexicon, model, known)
             selector.selector_data = lambda _p, b=bundle: b
             for s in samples:
