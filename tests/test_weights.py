@@ -136,3 +136,16 @@ def test_a_broken_piper_voice_names_its_problem(settings, piper_voice, model, co
     tts = PiperTTS(settings.with_overrides(**{"piper.voice": str(piper_voice)}), "cpu")
     with pytest.raises(BackendUnavailable, match=problem):
         tts.load()
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "git lfs pointer"])
+def test_an_unreadable_faiss_index_names_its_problem(tmp_path, kind):
+    """faiss said "Error in std::unique_ptr<faiss::Index> … 'ret == (1)' failed" for an empty file."""
+    pytest.importorskip("faiss")
+    from ara_sidecar.voice.rvc.index import load_index
+
+    path = tmp_path / "voice.index"
+    path.write_bytes(BAD_FILES[kind][0])
+    with pytest.raises(BackendUnavailable, match=r"voice\.index is not a readable faiss index: ") as err:
+        load_index(path)
+    assert re.search(BAD_FILES[kind][1], str(err.value)) and "faiss::" not in str(err.value), str(err.value)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ara_sidecar.errors import BackendUnavailable
+from ara_sidecar.weights import file_problem
 
 NEIGHBOURS = 8
 
@@ -47,10 +48,9 @@ def load_index(path: Path) -> FeatureIndex:
     try:
         index = faiss.read_index(str(path))
         vectors = index.reconstruct_n(0, index.ntotal)
-    except RuntimeError as exc:
-        raise BackendUnavailable(
-            f"{path} is not a readable faiss index: {str(exc).splitlines()[0]}"
-        ) from None
+    except RuntimeError as exc:  # faiss's own message is a C++ assertion: an empty or text file first
+        why = file_problem(path) or str(exc).strip().splitlines()[0]
+        raise BackendUnavailable(f"{path} is not a readable faiss index: {why}") from None
     if index.ntotal == 0:
         raise BackendUnavailable(f"the RVC index {path} is empty")
     return FeatureIndex(index, vectors)
