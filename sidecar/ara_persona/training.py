@@ -34,6 +34,7 @@ from ara_persona.lexicon import LEXICON_FILE, Lexicon, load_lexicon
 from ara_persona.model import MODE_NAMES, Persona, SelectorSettings
 
 SCALE = 10_000
+DEFAULTS = SelectorSettings()
 MIN_DOCS = 2  # a feature must occur in at least this many training messages
 L2_MODE = 0.03
 L2_CRISIS = 0.1
@@ -99,7 +100,7 @@ def _fit_heads(
     samples: Sequence[Sample],
     docs: Sequence[dict[str, str]],
     vocab: dict[str, int],
-    settings: SelectorSettings = SelectorSettings(),
+    settings: SelectorSettings = DEFAULTS,
 ):
     x = _matrix(docs, vocab)
     modes = np.zeros((len(samples), len(MODE_NAMES)))
@@ -122,7 +123,7 @@ def _fold(sample: Sample) -> int:
 
 
 def crisis_threshold(
-    samples: Sequence[Sample], docs: Sequence[dict[str, str]], settings: SelectorSettings = SelectorSettings()
+    samples: Sequence[Sample], docs: Sequence[dict[str, str]], settings: SelectorSettings = DEFAULTS
 ) -> tuple[float, dict]:
     """The crisis head's threshold from a cross-validation on the training samples, and its figures."""
     logits = np.zeros(len(samples))
@@ -161,7 +162,12 @@ def fit_model(
     vocab = {n: j for j, n in enumerate(names)}
     w, b = _fit_heads(samples, docs, vocab, settings)
     common = vocabulary(
-        ({n: "" for n in d if n.startswith("w:")} for d, s in zip(docs, samples) if not s.crisis), 2
+        (
+            {n: "" for n in d if n.startswith("w:")}
+            for d, s in zip(docs, samples, strict=True)
+            if not s.crisis
+        ),
+        2,
     )
     weights = {n: [round(float(v) * SCALE) for v in w[j]] for n, j in vocab.items()}
     weights = {n: v for n, v in weights.items() if any(v)}
