@@ -208,9 +208,9 @@ def split_seconds(text: str) -> float:
 def test_splitting_pathological_text_is_linear(name):
     """A run of 3,999 "!" took 0.4 s (within limits.max_text_chars); ten times as long, 40 s."""
     small = split_seconds(pathological(4000)[name])
-    assert small < 0.025, f"{name}: {small * 1000:.1f} ms for 4,000 characters"
+    assert small < 0.05, f"{name}: {small * 1000:.1f} ms for 4,000 characters"
     large = split_seconds(pathological(40_000)[name])
-    assert large < 0.25, f"{name}: {large * 1000:.1f} ms for 40,000 characters"
+    assert large < 0.5, f"{name}: {large * 1000:.1f} ms for 40,000 characters"
 
 
 PIECES = st.sampled_from(
