@@ -26,6 +26,10 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".ara-install-stamp"
 EXTENSION = "ara_avatar"  # the extension's name in text-generation-webui
 EXTENSION_RECORD = "ara_avatar.json"  # where the extension finds this checkout and its sidecar
+# The settings panel's test runs in TGWUI's gradio (4.37.2; TGWUI ships a patched build of it from
+# its own releases, so the PyPI build is used with the huggingface-hub that it still imports).
+GRADIO_VENV = ROOT / ".venv-gradio437"
+GRADIO_PACKAGES = ["gradio==4.37.2", "huggingface-hub<0.26", "fastapi==0.112.4", "pydantic==2.11.0"]
 
 
 def fail(message):
@@ -74,6 +78,27 @@ def ensure_venv():
             "could not create the virtual environment (" + str(exc) + "). On Debian/Ubuntu install "
             "the python3-venv package, then run install.py again"
         )
+    return python
+
+
+def ensure_gradio_venv():
+    """.venv-gradio437 with TGWUI's gradio, for the panel test; None (the test is skipped) if it fails."""
+    python = GRADIO_VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    stamp = GRADIO_VENV / ".ara-install-stamp"
+    wanted = "|".join(GRADIO_PACKAGES) + "|" + sys.version
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    print("- creating " + str(GRADIO_VENV) + " (gradio 4.37.2, for the settings panel's test)")
+    try:
+        if not python.exists():
+            venv.EnvBuilder(with_pip=True, upgrade_deps=False).create(str(GRADIO_VENV))
+    except Exception as exc:
+        print("  could not create it (" + str(exc) + "); the panel test will be skipped", file=sys.stderr)
+        return None
+    if run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q", *GRADIO_PACKAGES]) != 0:
+        print("  gradio 4.37.2 could not be installed; the panel test will be skipped", file=sys.stderr)
+        return None
+    stamp.write_text(wanted)
     return python
 
 
@@ -154,8 +179,10 @@ def main(argv=None):
         install_tgwui(tgwui)
 
     if args.test:
+        gradio = ensure_gradio_venv()
+        env = dict(os.environ, **({"ARA_GRADIO437_PYTHON": str(gradio)} if gradio else {}))
         print("- running the tests")
-        return run([python, "-m", "pytest"])
+        return run([python, "-m", "pytest"], env=env)
     if args.demo:
         print("- rendering the demo")
         return run([sidecar, "demo"])

@@ -989,38 +989,63 @@ def test_note_survives_markdown(tgwui):
 
 
 GRADIO_SCRIPT = """
-import importlib.util, sys
+import hashlib, importlib.util, json, sys
 import gradio as gr
 assert gr.__version__ == "4.37.2", gr.__version__
 spec = importlib.util.spec_from_file_location("user_ext_ara_avatar", sys.argv[1])
 ext = importlib.util.module_from_spec(spec); spec.loader.exec_module(ext)
+ext.params.update(sidecar_url=sys.argv[2], token=sys.argv[3], autostart=False, timeout_s=120)
 before = dict(ext.params)
 with gr.Blocks(css=ext.custom_css()) as demo:
     with gr.Column(elem_id="extensions"):
         ext.ui()
 assert ext.params == before
 fns = list(demo.fns.values() if isinstance(demo.fns, dict) else demo.fns)
+by_name = {f.fn.__name__: f.fn for f in fns}
 setters = [f.fn for f in fns if f.fn.__name__ == "update"]
 setters[0](False)  # the first control: "Talking video with every reply"
 assert ext.params["activate"] is False
-print("handlers", len(fns), "components", len(demo.blocks))
+setters[0](True)
+image = sys.argv[4]
+update, note = by_name["upload_avatar"](image)  # the Upload control's handler, as gradio calls it
+digest = hashlib.sha256(open(image, "rb").read()).hexdigest()
+assert ext.params["avatar_id"] == digest, (ext.params["avatar_id"], note)
+assert "Avatar uploaded" in note and update["value"] == digest
+refreshed = by_name["refresh_avatars"]()
+assert digest in [value for _, value in refreshed["choices"]]
+sample = by_name["sample"]()  # "Test voice": the sample line, rendered with the uploaded avatar
+assert "<video" in sample, sample[-500:]
+print(json.dumps({"handlers": len(fns), "components": len(demo.blocks), "avatar_id": digest}))
 """
 
 
-def test_ui_builds_with_gradio_4_37_2(tmp_path):
-    """Set ARA_GRADIO437_PYTHON to a Python with gradio==4.37.2 (see extension/README.md)."""
+def test_ui_builds_and_works_with_gradio_4_37_2(tmp_path):
+    """The panel in TGWUI's gradio (4.37.2, a Python of its own: ARA_GRADIO437_PYTHON, which
+    `install.py --test` creates) against a real `ara-sidecar serve`: every control is wired,
+    an upload returns the image's digest, Refresh lists it, Test voice renders."""
     python = os.environ.get("ARA_GRADIO437_PYTHON")
     if not python:
-        pytest.skip("ARA_GRADIO437_PYTHON is not set")
+        pytest.skip("ARA_GRADIO437_PYTHON is not set (install.py --test sets it)")
+    from server_helpers import running_server
+
     script = tmp_path / "build_ui.py"
     script.write_text(GRADIO_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "sidecar"), "GRADIO_ANALYTICS_ENABLED": "False"}
-    done = subprocess.run(
-        [python, str(script), str(EXTENSION / "script.py")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    with running_server(tmp_path, "panel-token", {}) as base:
+        done = subprocess.run(
+            [
+                python,
+                str(script),
+                str(EXTENSION / "script.py"),
+                base,
+                "panel-token",
+                str(ROOT / "personas" / "ara" / "avatar.png"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+            cwd=tmp_path,
+        )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "handlers" in done.stdout
+    assert json.loads(done.stdout.strip().splitlines()[-1])["handlers"] > 10
