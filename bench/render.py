@@ -113,4 +113,7 @@ def _stage_floor(pipeline: Pipeline, request: RenderRequest, out: Path) -> tuple
 
 
 if __name__ == "__main__":
-    main()
+    from record import recorded
+
+    with recorded("render"):
+        main()

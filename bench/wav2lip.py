@@ -162,4 +162,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from record import recorded
+
+    with recorded("wav2lip"):
+        main()
