@@ -840,6 +840,25 @@ def test_generation_function_follows_tgwuis_own_list(streaming, generation, monk
     assert shared.model is not None
 
 
+def test_one_mode_per_turn_and_crisis_over_a_forced_mode(ext, sidecar):
+    """The guidance the model gets and the voice/video of the same turn share one mode; crisis
+    language gets the comfort guidance and voice even with "playful" forced, for that turn only."""
+    comfort = ext.runtime.persona().modes["comfort"].guidance.split("\n")[0]
+    playful = ext.runtime.persona().modes["playful"].guidance.split("\n")[0]
+    ext.params["mode"] = "playful"
+    chat = Chat(ext)
+    visible = chat.turn("I wish I was dead", "I'm here with you. Can you tell me what is happening?")
+    assert comfort in chat.prompts[-1] and playful not in chat.prompts[-1]
+    assert sidecar.renders()[-1]["mode"] == "comfort"
+    assert "possible crisis" in html.unescape(visible)
+    chat.turn("ok, tell me something silly", "A penguin walks into a bar…")
+    assert playful in chat.prompts[-1] and sidecar.renders()[-1]["mode"] == "playful"
+    ext.params["mode"] = "Auto"  # Auto: the reply never changes the mode chosen from the message
+    chat.turn("my build fails with a segfault in the CUDA kernel", "Haha, jokes aside: a joke, a pun, lol!")
+    lab = ext.runtime.persona().modes["lab"].guidance.split("\n")[0]
+    assert sidecar.renders()[-1]["mode"] == "lab" and lab in chat.prompts[-1]
+
+
 def test_no_generation_hook_outside_tgwui(ext):
     assert not hasattr(ext, "custom_generate_reply")  # TGWUI's generation functions are not there
 
