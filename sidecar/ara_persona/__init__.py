@@ -1,6 +1,6 @@
 """Ara's persona layer: personas on disk, their modes, the mode selector and prompt assembly.
 
-Pure Python (standard library and PyYAML only) so that the text-generation-webui extension
+Pure Python (standard library, PyYAML and numpy) so that the text-generation-webui extension
 can import it without torch or OpenCV.
 """
 

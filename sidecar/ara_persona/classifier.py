@@ -26,7 +26,7 @@ import numpy as np
 
 from ara_persona.features import message_features, ngram_scale, weight
 from ara_persona.lexicon import Lexicon
-from ara_persona.model import MODE_NAMES, PersonaError
+from ara_persona.model import MODE_NAMES, PersonaError, file_version
 
 MODEL_FILE = "model.json"
 FORMAT = "ara-selector/1"
@@ -141,8 +141,4 @@ def _load(path: str, stamp: tuple[int, int]) -> LinearModel:
 
 def load_model(path: Path) -> LinearModel:
     """The model in `path`, loaded once per file version."""
-    try:
-        info = Path(path).stat()
-    except OSError as exc:
-        raise PersonaError(f"{path}: cannot read the selector model ({exc})") from None
-    return _load(str(path), (info.st_mtime_ns, info.st_size))
+    return _load(*file_version(path, "the selector model"))

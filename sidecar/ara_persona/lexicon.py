@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ara_persona.model import PersonaError
+from ara_persona.model import PersonaError, file_version
 
 LEXICON_FILE = "lexicon.yaml"
 END = r"(?=\s*(?:[.!?,;…]|$))"  # `<end>` in a crisis pattern: the end of a sentence or message
@@ -97,11 +97,8 @@ def _lexicon(path: str, stamp: tuple[int, int]) -> Lexicon:
 
 
 def load_lexicon(path: Path) -> Lexicon:
-    try:
-        info = Path(path).stat()
-    except OSError as exc:
-        raise PersonaError(f"{path}: cannot read the lexicon ({exc})") from None
-    return _lexicon(str(path), (info.st_mtime_ns, info.st_size))
+    """The lexicon in `path`, loaded once per file version."""
+    return _lexicon(*file_version(path, "the lexicon"))
 
 
 def _concepts(groups: dict[str, list[str]]) -> dict[str, re.Pattern]:
@@ -178,8 +175,5 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
 
 
 def load_crisis(path: Path) -> CrisisPatterns:
-    try:
-        info = Path(path).stat()
-    except OSError as exc:
-        raise PersonaError(f"{path}: cannot read the crisis patterns ({exc})") from None
-    return _crisis(str(path), (info.st_mtime_ns, info.st_size))
+    """The crisis patterns in `path`, loaded once per file version."""
+    return _crisis(*file_version(path, "the crisis patterns"))

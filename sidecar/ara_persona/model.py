@@ -23,6 +23,16 @@ class PersonaError(ValueError):
         return cls(f"{where}: field '{field}': expected {expected}")
 
 
+def file_version(path: Path, what: str) -> tuple[str, tuple[int, int]]:
+    """(path, (modification time, size)): a cache key that changes when the file does;
+    PersonaError naming `what` when it cannot be read."""
+    try:
+        info = Path(path).stat()
+    except OSError as exc:
+        raise PersonaError(f"{path}: cannot read {what} ({exc})") from None
+    return str(path), (info.st_mtime_ns, info.st_size)
+
+
 def parse_time(text: str) -> time:
     """`"HH:MM"` (24-hour clock) → `datetime.time`; ValueError otherwise."""
     match = _HHMM.fullmatch(text.strip()) if isinstance(text, str) else None
