@@ -119,9 +119,14 @@ class ServerSettings(_Section):
     port: int = Field(ge=1, le=65535)
     token: str | None = Field(default=None, min_length=1)
     cors_origins: list[str]
+    allowed_hosts: list[str]
     queue_size: int = Field(ge=1)
     job_timeout_s: float = Field(gt=0)
     max_upload_mb: float = Field(gt=0)
+    max_header_kb: float = Field(ge=4)
+    header_timeout_s: float = Field(gt=0)
+    keep_alive_s: float = Field(gt=0)
+    max_connections: int = Field(ge=4)
     access_log: bool
 
 

@@ -36,21 +36,33 @@ def serve(cfg: Settings, host: str, port: int, token: str | None, insecure: bool
 
     from ara_sidecar.server.app import create_app
 
-    app = create_app(cfg, token)
+    app = create_app(cfg, token, host=host)
     shown = f"[{host}]" if ":" in host else host
     auth = "a bearer token" if token else "no token"
     print(f"Ara sidecar on http://{shown}:{port} (API docs at /docs; {auth})", flush=True)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-            access_log=cfg.server.access_log,
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, cfg, host, port))
     server.run()
     return 0 if server.started else 1
+
+
+def uvicorn_config(app, cfg: Settings, host: str, port: int, **overrides):
+    """uvicorn's configuration for the service: `server.max_header_kb`, `header_timeout_s`,
+    `keep_alive_s` and `max_connections` enforced by its HTTP protocol (see `limits`)."""
+    import uvicorn
+
+    from ara_sidecar.server.limits import protocol_for
+
+    server = cfg.server
+    options = dict(
+        host=host,
+        port=port,
+        http=protocol_for(server),
+        h11_max_incomplete_event_size=int(server.max_header_kb * 1024),  # should h11 be chosen
+        timeout_keep_alive=server.keep_alive_s,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        access_log=server.access_log,
+    )
+    return uvicorn.Config(app, **{**options, **overrides})
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
