@@ -77,6 +77,27 @@ def test_without_a_cache_the_export_is_temporary(w2l_settings, monkeypatch, tmp_
     assert len(exports) == 1 and not exports[0].exists() and not (tmp_path / "cache").exists()
 
 
+def test_a_cache_that_cannot_be_written_exports_into_a_temporary_file(w2l_settings, monkeypatch, tmp_path):
+    from ara_sidecar.cache import CacheStore
+
+    exports = []
+    export = onnx_engine._export
+    monkeypatch.setattr(onnx_engine, "_export", lambda net, path: exports.append(path) or export(net, path))
+    settings = w2l_settings.with_overrides(**{"cache.dir": str(tmp_path / "cache")})
+    open_cache(settings)  # made while it could be written
+    init = CacheStore.__init__
+
+    def read_only(self, *args, **kwargs):  # then its folder is read-only (or its disk full)
+        init(self, *args, **kwargs)
+        self.read_only = True
+
+    monkeypatch.setattr(CacheStore, "__init__", read_only)
+    backend = Wav2Lip(settings, "cpu")
+    backend.load()
+    assert backend.engine.session is not None  # ONNX Runtime all the same, not PyTorch
+    assert len(exports) == 1 and not exports[0].exists()
+
+
 def test_missing_onnx_falls_back_to_torch(w2l_settings, astronaut, speech, monkeypatch, caplog):
     real_import = builtins.__import__
 

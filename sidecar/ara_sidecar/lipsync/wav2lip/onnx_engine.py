@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ara_sidecar.cache import cache_key
+from ara_sidecar.cache import CacheUnwritable, cache_key
 from ara_sidecar.lipsync.wav2lip.model import StillFaceDecoder
 
 if TYPE_CHECKING:
@@ -70,8 +70,11 @@ def session(
     )
     try:
         if cache is not None:
-            with cache.reading(key, export, suffix=".onnx", kind="wav2lip-onnx") as entry:
-                return load(entry.path)
+            try:
+                with cache.reading(key, export, suffix=".onnx", kind="wav2lip-onnx") as entry:
+                    return load(entry.path)
+            except CacheUnwritable as e:  # its disk full, its folder read-only: as without a cache
+                log.warning("Wav2Lip: %s; exporting into a temporary file instead", e)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "wav2lip.onnx"
             export(path)
