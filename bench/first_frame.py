@@ -24,12 +24,12 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from httpx_sse import connect_sse
 from render import REPLY as WARM_UP_REPLY
 from render import machine_line
 from service import HOST, NAMES, call, start_server
@@ -76,25 +76,6 @@ def variant(i: int) -> str:
     return REPLY.format(name=NAMES[i])
 
 
-def sse(response: httpx.Response) -> Iterator[tuple[str, str]]:
-    """(event type, data) of each Server-Sent Event; comments and ids are skipped."""
-    kind, data = "message", []
-    for line in response.iter_lines():
-        if not line:
-            if data:
-                yield kind, "\n".join(data)
-            kind, data = "message", []
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                kind = value
-            elif name == "data":
-                data.append(value)
-
-
 def measure(client: httpx.Client, text: str) -> Run:
     """One job, followed on its event stream; the first chunk is fetched in a second thread,
     as a player would, so the stream is read on time."""
@@ -111,10 +92,12 @@ def measure(client: httpx.Client, text: str) -> Run:
             return time.perf_counter() - start
 
         playable, ready = None, []  # ready: (seconds, start_s) of each chunk_ready
-        with client.stream("GET", f"/v1/jobs/{job_id}/events") as events:
-            for kind, data in sse(events):
+        with connect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as events:
+            for event in events.iter_sse():
+                if not event.data:  # (after a keep-alive comment httpx-sse yields an empty event)
+                    continue
                 now = time.perf_counter() - start
-                body = json.loads(data)
+                kind, body = event.event, json.loads(event.data)
                 if kind == "chunk_ready":
                     assert not body["cached"], body
                     ready.append((now, body["start_s"]))

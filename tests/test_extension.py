@@ -118,13 +118,13 @@ class SidecarDouble(ThreadingHTTPServer):
         count = 0
         for chunk in job.get("chunks", []):
             count += 1
-            handler.wfile.write(f"id: {count}\nevent: chunk_ready\ndata: {json.dumps(chunk)}\n\n".encode())
+            handler.wfile.write(f"event: chunk_ready\ndata: {json.dumps(chunk)}\nid: {count}\n\n".encode())
             handler.wfile.flush()
-        handler.wfile.write(b": keepalive\n\n")
+        handler.wfile.write(b": ping\n\n")  # FastAPI's keep-alive comment
         handler.wfile.flush()
         time.sleep(self.delay_s)
         finished = json.dumps({**job, "finished": time.time()})
-        handler.wfile.write(f"id: {count + 1}\ndata: {finished}\n\n".encode())
+        handler.wfile.write(f"data: {finished}\nid: {count + 1}\n\n".encode())
         handler.wfile.flush()
         self.ended[job["job_id"]] = len(self.requests)
         handler.close_connection = True
@@ -555,6 +555,34 @@ def test_history_modifier_only_removes_autoplay_from_aras_videos(ext):
     out = ext.history_modifier(copy.deepcopy(history))
     assert " autoplay" not in out["visible"][0][1] and "controls playsinline" in out["visible"][0][1]
     assert out["visible"][1] == history["visible"][1] and out["internal"] == history["internal"]
+
+
+def test_the_client_reads_the_event_stream_format(monkeypatch):
+    """What FastAPI's EventSourceResponse may send: keep-alive comments, `id:` after `data:`,
+    `retry:`, CRLF line ends, an event split over several `data:` lines (joined with newlines)."""
+    import contextlib
+    import io
+
+    monkeypatch.syspath_prepend(str(EXTENSION))
+    from ara_tgwui.client import SidecarClient
+
+    chunk = {"index": 0, "url": "/v1/videos/k.mp4", "note": "a\nb"}
+    stream = (
+        b": ping\n\nretry: 3000\n\n"
+        b"event: chunk_ready\ndata: " + json.dumps(chunk).encode() + b"\nid: 1\n\n"
+        b": ping\r\n\r\n"
+        b'data: {"status": "running",\r\ndata:  "finished": null}\r\nid: 2\r\n\r\n'
+        b"event: other\nid: 3\n\n"  # no data: nothing, and its name is not kept for the next event
+        b'data:{"status": "done",\ndata: "text": "x\\ny",\ndata: "finished": 1.5}\nid: 4\n\n'
+        b'data: {"after": "the end"}\n\n'
+    )
+    client = SidecarClient("http://127.0.0.1:9")
+    client._open = lambda *args: contextlib.nullcontext(io.BytesIO(stream))
+    assert list(client.job_events("job", timeout=5)) == [
+        ("chunk_ready", chunk),
+        ("message", {"status": "running", "finished": None}),
+        ("message", {"status": "done", "text": "x\ny", "finished": 1.5}),
+    ]
 
 
 # -- failures are never fatal ---------------------------------------------------------

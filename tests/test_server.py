@@ -9,12 +9,15 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from httpx_sse import connect_sse
 from media import wav
 from server_helpers import free_port, running_server, sidecar, wait_until
 from server_helpers import worker as server_worker
@@ -187,21 +190,16 @@ def test_mode_auto_previous_mode_gives_the_same_hysteresis_as_the_extension(clie
 # -- jobs -------------------------------------------------------------------------------------
 
 
-def test_job_events_stream_until_done(client):
+def test_job_events_stream_until_done(server, client):
     job_id = client.post(
         "/v1/jobs", json={"text": "Events arrive in order. Progress only goes up. Then it is all done."}
     ).json()["job_id"]
-    events = []
-    with client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
-        assert stream.headers["content-type"].startswith("text/event-stream")
-        event: dict = {"event": "message"}
-        for line in stream.iter_lines():
-            if line.startswith(("id:", "data:", "event:")):
-                name, _, value = line.partition(":")
-                event[name] = value.strip()
-            elif not line and "data" in event:
-                events.append(event)
-                event = {"event": "message"}
+    with connect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as source:
+        headers = source.response.headers
+        assert headers["content-type"].startswith("text/event-stream")
+        assert (headers["cache-control"], headers["x-accel-buffering"]) == ("no-cache", "no")
+        # (httpx-sse also yields an empty event after a keep-alive comment, as it keeps the last id)
+        events = [{"event": e.event, "id": e.id, "data": e.data} for e in source.iter_sse() if e.data]
     import json
 
     ids = [int(e["id"]) for e in events]
@@ -224,6 +222,12 @@ def test_job_events_stream_until_done(client):
     first = client.get(chunks[0]["url"])
     assert first.status_code == 200 and first.headers["content-type"] == "video/mp4"
     assert b"moof" in first.content and chunks[0]["mime"].startswith('video/mp4; codecs="avc1.')
+    # the extension's own (standard-library) parser reads the same stream of the finished job
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "extension"))
+    from ara_tgwui.client import SidecarClient
+
+    replay = list(SidecarClient(server, TOKEN).job_events(job_id, timeout=30))
+    assert replay == [("chunk_ready", chunk) for chunk in chunks] + [("message", jobs[-1])]
 
 
 def test_health_answers_during_a_long_render_which_delete_cancels(server, client):

@@ -113,7 +113,9 @@ class SidecarClient:
         path = f"/v1/jobs/{urllib.parse.quote(job_id)}/events"
         deadline = time.monotonic() + timeout
         with self._open("GET", path, timeout) as response:
-            name, data = "message", ""
+            # The event stream format: `event:` and `data:` lines (several data lines are joined
+            # with newlines), a blank line ends an event; comments (`:`), `id:` and `retry:` are skipped.
+            name, data = "message", []
             try:
                 for raw in response:
                     if time.monotonic() > deadline:
@@ -122,16 +124,17 @@ class SidecarClient:
                     if line.startswith("event:"):
                         name = line[6:].strip()
                     elif line.startswith("data:"):
-                        data += line[5:].strip()
-                    elif not line and data:
-                        try:
-                            event = json.loads(data)
-                        except ValueError:
-                            raise SidecarError("the sidecar sent an event that is not JSON") from None
-                        yield name, event
-                        if name == "message" and event.get("finished"):
-                            return
-                        name, data = "message", ""
+                        data.append(line[5:].removeprefix(" "))
+                    elif not line:
+                        if data:
+                            try:
+                                event = json.loads("\n".join(data))
+                            except ValueError:
+                                raise SidecarError("the sidecar sent an event that is not JSON") from None
+                            yield name, event
+                            if name == "message" and event.get("finished"):
+                                return
+                        name, data = "message", []
             except TimeoutError:
                 pass
             except OSError as exc:

@@ -59,8 +59,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.security import HTTPBearer
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -82,7 +83,6 @@ from ara_sidecar.server.public import JSONErrors, PathRedactor, public_stats, se
 from ara_sidecar.server.serve import is_loopback
 from ara_sidecar.server.uploads import UPLOAD_KINDS, Uploads
 
-KEEPALIVE_S = 15.0  # an idle event stream gets a comment line this often
 FAILURE_STATUS = {"user": 422, "storage": 507, "timeout": 504, "worker": 503, "internal": 500}
 INDEX_PAGE = Path(__file__).with_name("static") / "index.html"  # the web UI, one self-contained file
 INLINE_PLAN_CHARS = 1000  # longer text is planned in the thread pool (about 1 µs a character)
@@ -138,8 +138,12 @@ ERRORS = {
 }
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these error statuses (the token's 401 included)."""
+def _errors(*codes: int, stream: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses (the token's 401 included). `stream`: for an
+    event stream's route, where a `model` would be documented as a stream of events."""
+    if stream:
+        json = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        return {code: {"content": json, "description": ERRORS[code]} for code in (401, *codes)}
     return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in (401, *codes)}
 
 
@@ -271,30 +275,33 @@ async def get_job(job_id: str, svc: Svc) -> JobView:
     return _view(_job(svc, job_id), svc)
 
 
+async def _found_job(job_id: str, svc: Svc) -> Job:
+    """The job as a dependency: an unknown id is a 404 before an event stream starts."""
+    return _job(svc, job_id)
+
+
 @router.get(
-    "/v1/jobs/{job_id}/events", tags=["jobs"], response_class=StreamingResponse, responses=_errors(404)
+    "/v1/jobs/{job_id}/events",
+    tags=["jobs"],
+    response_class=EventSourceResponse,
+    responses=_errors(404, stream=True),
 )
-async def job_events(job_id: str, svc: Svc) -> StreamingResponse:
+async def job_events(job: Annotated[Job, Depends(_found_job)], svc: Svc) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: `chunk_ready` (a chunk as in `chunks`) as soon as each chunk's video
     exists, and the job (as GET /v1/jobs/{id}) at every change until it ends."""
-    job = _job(svc, job_id)
-
-    async def stream() -> AsyncIterator[str]:
-        count = sent = 0
-        async for changed in job.changes(KEEPALIVE_S):
-            if not changed:
-                yield ": keepalive\n\n"
-                continue
-            view = _view(job, svc)
-            for chunk in view.chunks[sent:]:
-                count += 1
-                yield f"id: {count}\nevent: chunk_ready\ndata: {chunk.model_dump_json()}\n\n"
-            sent = len(view.chunks)
+    # FastAPI sends the headers, and a comment line whenever the stream has been quiet for 15 s;
+    # a client that goes away cancels this generator.
+    count = sent = 0
+    async for changed in job.changes(keepalive_s=60):
+        if not changed:  # (quiet for a minute: FastAPI's comment lines keep the connection open)
+            continue
+        view = _view(job, svc)
+        for chunk in view.chunks[sent:]:
             count += 1
-            yield f"id: {count}\ndata: {view.model_dump_json()}\n\n"
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+            yield ServerSentEvent(raw_data=chunk.model_dump_json(), event="chunk_ready", id=str(count))
+        sent = len(view.chunks)
+        count += 1
+        yield ServerSentEvent(raw_data=view.model_dump_json(), id=str(count))
 
 
 @router.delete("/v1/jobs/{job_id}", tags=["jobs"], responses=_errors(404))
