@@ -246,7 +246,8 @@ def svc(settings, tmp_path):
 def test_the_server_serves_hits_and_refuses_writes_with_507(svc, faults, problem, astronaut_png):
     import asyncio
 
-    from ara_sidecar.server.app import RenderBody, _plan
+    from ara_sidecar.server.planning import _plan
+    from ara_sidecar.server.schemas import RenderBody
 
     service = svc.state.service
     body = {"text": "Served from a cache that cannot be written."}
@@ -295,7 +296,7 @@ def test_the_server_serves_hits_and_refuses_writes_with_507(svc, faults, problem
 
 def test_the_worker_answers_a_cached_render_and_refuses_a_new_one_as_storage(settings, tmp_path, faults):
     from ara_sidecar.pipeline import Pipeline, RenderRequest
-    from ara_sidecar.server.app import FAILURE_STATUS
+    from ara_sidecar.server.routes.render import FAILURE_STATUS
     from ara_sidecar.server.worker import Job, _render
 
     class Pipe:

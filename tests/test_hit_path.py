@@ -12,7 +12,10 @@ import pytest
 from ara_sidecar.cache.store import CacheBusy, without_waiting
 from ara_sidecar.config import project_root
 from ara_sidecar.digest import NotMemoized, file_digest, memoized_only
-from ara_sidecar.server.app import RenderBody, Service, _plan, _plan_inline, create_app
+from ara_sidecar.server.app import create_app
+from ara_sidecar.server.dependencies import Service
+from ara_sidecar.server.planning import _plan, _plan_inline
+from ara_sidecar.server.schemas import RenderBody
 
 BODY = RenderBody(text="Hello from the hit path.", mode="cathedral")
 

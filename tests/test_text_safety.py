@@ -144,7 +144,8 @@ def asgi_requests(app, *requests: tuple[str, str, dict]) -> list[httpx.Response]
 def test_http_text_with_a_nul_is_planned_and_only_controls_is_a_422(app):
     """It was accepted, then failed in the worker: 500 `render failed: ValueError: embedded null
     character`."""
-    from ara_sidecar.server.app import RenderBody, _plan
+    from ara_sidecar.server.planning import _plan
+    from ara_sidecar.server.schemas import RenderBody
 
     raw = {"content-type": "application/json"}
     accepted, refused = asgi_requests(
@@ -236,16 +237,16 @@ def test_splitting_fuzz_stays_within_budget(pieces, repeat):
 
 def test_only_small_plans_run_on_the_event_loop(app, monkeypatch):
     """Memoized or not, a long text or mode auto (the selector) is planned in the thread pool."""
-    from ara_sidecar.server import app as app_module
+    from ara_sidecar.server import planning
 
     planned_on: dict[str, list[bool]] = {}
-    plan = app_module._plan
+    plan = planning._plan
 
     def recording(svc, body):
         planned_on.setdefault(body.text[:5], []).append(threading.get_ident() == loop_thread)
         return plan(svc, body)
 
-    monkeypatch.setattr(app_module, "_plan", recording)
+    monkeypatch.setattr(planning, "_plan", recording)
     loop_thread = threading.get_ident()  # asyncio.run runs the loop on this thread
     bodies = {
         "short": {"text": "short text, planned inline once memoized."},
@@ -262,7 +263,8 @@ def test_only_small_plans_run_on_the_event_loop(app, monkeypatch):
 def test_the_event_loop_never_stalls_on_pathological_texts(app):
     """Twenty requests of a run of "!" kept GET /health waiting 5.9 s: each was planned on the
     event loop in 0.4 s. Here a 5 ms timer ticks on while they are served."""
-    from ara_sidecar.server.app import RenderBody, _plan
+    from ara_sidecar.server.planning import _plan
+    from ara_sidecar.server.schemas import RenderBody
 
     _plan(app.state.service, RenderBody(text="Warm up."))  # file digests memoized: plans may run inline
 
