@@ -49,23 +49,30 @@ class _Tee(io.TextIOBase):
 
 @contextlib.contextmanager
 def recorded(name: str) -> Iterator[None]:
-    """Print as usual and keep the output (also when the run fails, marked so)."""
+    """Print as usual and keep the output (also when the run fails, marked so; not for --help
+    or a usage error, which end with SystemExit)."""
     tee, started = _Tee(sys.stdout), time.time()
-    failed = True
     try:
         with contextlib.redirect_stdout(tee):
             yield
-        failed = False
-    finally:
-        RESULTS.mkdir(exist_ok=True)
-        record = {
-            "bench": name,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-            "argv": sys.argv[1:],
-            "machine": machine(),
-            "wall_s": round(time.time() - started, 1),
-            "completed": not failed,
-            "output": tee.lines + ([tee._part] if tee._part else []),
-        }
-        path = RESULTS / f"{name}-{time.strftime('%Y-%m-%d', time.localtime(started))}.json"
-        path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    except SystemExit:
+        raise
+    except BaseException:
+        _write(name, tee, started, completed=False)
+        raise
+    _write(name, tee, started, completed=True)
+
+
+def _write(name: str, tee: _Tee, started: float, *, completed: bool) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    record = {
+        "bench": name,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "argv": sys.argv[1:],
+        "machine": machine(),
+        "wall_s": round(time.time() - started, 1),
+        "completed": completed,
+        "output": tee.lines + ([tee._part] if tee._part else []),
+    }
+    path = RESULTS / f"{name}-{time.strftime('%Y-%m-%d', time.localtime(started))}.json"
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
