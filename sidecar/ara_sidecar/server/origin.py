@@ -20,25 +20,19 @@ it by itself) checks, in this order:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ara_sidecar.server.serve import is_loopback
+
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
-def is_loopback_name(name: str) -> bool:
-    """`localhost` or a loopback address (a host name as in a Host header, lower case, no port)."""
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
+is_loopback_name = is_loopback  # (the one test, shared with `ara-sidecar serve`'s --host check)
 
 
 def split_host(value: str, scheme: str = "http") -> tuple[str, int | None]:

@@ -8,17 +8,23 @@ stops it cleanly: running requests get a few seconds, then the render worker is 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 
 from ara_sidecar.config import Settings, settings
 from ara_sidecar.errors import UserError
-from ara_sidecar.server.origin import is_loopback_name
 
 GRACEFUL_SHUTDOWN_S = 5
 
 
 def is_loopback(host: str) -> bool:
-    """`localhost` or a loopback address (a host name may resolve to anything: not loopback)."""
-    return is_loopback_name(host.lower())
+    """`localhost` or a loopback address, as in a Host header or --host (lower case, no port;
+    IPv6 with or without brackets). A host name may resolve to anything: not loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def serve(cfg: Settings, host: str, port: int, token: str | None, insecure: bool = False) -> int:
