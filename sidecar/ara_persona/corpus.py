@@ -14,8 +14,8 @@ The split is by file: `train/` is fitted on and may be read to write patterns an
 first corpus was split by `heldout_text` (sha256 of the text, first 8 hex digits as an
 integer, modulo 3 == 0); after that held-out part had been evaluated it joined the training
 data (`train/*_v1heldout.jsonl`); so did the second held-out set after its evaluation
-(`train/heldout_v2.jsonl`); `heldout/v3.jsonl` was written last, by writers who had seen
-neither the rules nor the training data. Errors name the file, the line
+(`train/heldout_v2.jsonl`) and the third (`train/heldout_v3.jsonl`); `heldout/v4.jsonl` was
+written last, by writers who had seen neither the rules nor the training data. Errors name the file, the line
 and the field.
 """
 
