@@ -878,7 +878,7 @@ def test_one_mode_per_turn_and_crisis_over_a_forced_mode(ext, sidecar):
     visible = chat.turn("I wish I was dead", "I'm here with you. Can you tell me what is happening?")
     assert comfort in chat.prompts[-1] and playful not in chat.prompts[-1]
     assert sidecar.renders()[-1]["mode"] == "comfort"
-    assert "possible crisis" in html.unescape(visible)
+    assert "comfort · possible crisis" in html.unescape(visible)  # the badge itself says why
     chat.turn("ok, tell me something silly", "A penguin walks into a bar…")
     assert playful in chat.prompts[-1] and sidecar.renders()[-1]["mode"] == "playful"
     ext.params["mode"] = "Auto"  # Auto: the reply never changes the mode chosen from the message
