@@ -91,3 +91,19 @@ def test_train_cli_writes_a_working_model(tmp_path):
     from ara_persona import select_mode
 
     assert select_mode(load_persona(copy), "segfault in my CUDA kernel again", now="12:00").mode == "lab"
+
+
+def test_personas_check_reports_a_broken_crisis_pattern_with_its_line(tmp_path):
+    import shutil
+
+    copy = tmp_path / "ara"
+    shutil.copytree(ARA, copy)
+    path = copy / "selector" / "crisis.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    number = next(i for i, line in enumerate(lines, 1) if line.startswith("    - suicid"))
+    lines[number - 1] = lines[number - 1].replace("- suicid", "- (suicid", 1)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "ara_persona", "personas", "check", str(copy)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"crisis.yaml:{number}: field 'patterns.en': expected a regular expression" in done.stdout

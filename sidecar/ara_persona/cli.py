@@ -20,7 +20,7 @@ from pathlib import Path
 from ara_persona.dataset import DATASET_FILE
 from ara_persona.loader import MANIFESTO_FILE, MODES_FILE, discover, load_persona
 from ara_persona.model import MODE_NAMES, PersonaError, parse_time
-from ara_persona.selector import select_mode
+from ara_persona.selector import select_mode, selector_data
 
 Roots = Callable[[], list[Path]]
 SHIPPED_PERSONAS = Path(__file__).resolve().parents[2] / "personas"
@@ -65,8 +65,9 @@ def run_check(args: argparse.Namespace, default_roots: Roots) -> int:
             if directory is not None:
                 try:
                     persona = load_persona(directory)
+                    selector_data(persona)  # selector/: crisis patterns, lexicon and model
                 except PersonaError as exc:
-                    problem = str(exc)
+                    persona, problem = None, str(exc)
             if persona is None:
                 failed += 1
                 print(f"FAIL  {name}: {problem}")
