@@ -11,14 +11,13 @@ duration). Target (issue 2): warm render of a 512×512 avatar ≤ 0.15 × speech
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from record import machine
 
 from ara_sidecar.audio import Audio
 from ara_sidecar.config import load_settings
@@ -34,17 +33,8 @@ REPLY = (
 
 def machine_line() -> str:
     """The machine the figures come from, for the README."""
-    return f"machine: {_cpu_name()}, {os.cpu_count()} logical cores, Python {platform.python_version()}"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    m = machine()
+    return f"machine: {m['cpu']}, {m['logical_cores']} logical cores, Python {m['python']}"
 
 
 def _row(label: str, result, wall: float) -> str:

@@ -255,7 +255,7 @@ class Runtime:
             log.exception("Ara: no video for this reply")
             return failed(visible, f"{type(exc).__name__}: {exc}")
         badge = selection.mode if self.params.get("show_badge") else None
-        if getattr(selection, "crisis", False):  # shown even without the badge: why the mode changed
+        if selection.crisis:  # shown even without the badge: why the mode changed
             badge = f"{selection.mode} · {selection.reason}"
         block = markup.video(
             src,

@@ -91,8 +91,8 @@ class LinearModel:
         model.common_words = frozenset(data.get("common_words", ()))
         return model
 
-    def score(self, text: str, *, night: bool = False, lexicon: Lexicon | None = None) -> Scores:
-        feats = message_features(text, night=night, lexicon=lexicon)
+    def score(self, text: str, *, lexicon: Lexicon | None = None) -> Scores:
+        feats = message_features(text, lexicon=lexicon)
         known = [(self.vocab[f], f, w) for f, w in feats.items() if f in self.vocab]
         scale = ngram_scale(feats)
         values = np.array([weight(f, scale) for _, f, _ in known], dtype=np.float32)

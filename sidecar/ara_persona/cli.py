@@ -118,7 +118,7 @@ def run_eval(args: argparse.Namespace, default_roots: Roots) -> int:
     from ara_persona.evaluate import evaluate, format_report
 
     try:
-        report = evaluate(_persona(args.persona, default_roots), args.split)
+        report = evaluate(_persona(args.persona, default_roots), args.split, cv=args.cv)
     except PersonaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -185,6 +185,11 @@ def register(subparsers: argparse._SubParsersAction, default_roots: Roots) -> ar
         "--split", choices=("heldout", "train"), default="heldout", help="which split (default: heldout)"
     )
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.add_argument(
+        "--cv",
+        action="store_true",
+        help="the training split, 5-fold cross-validated (refits the model 5 times)",
+    )
     evaluate.add_argument(
         "--errors", action="store_true", help="list the misclassified messages (train only)"
     )

@@ -9,6 +9,10 @@ forced mode), and is judged against its label:
   taken is counted too, as "other false alarms");
 - the latency of one `select_mode` call, p50 and p99 over all messages (after one warm-up).
 
+`--cv` evaluates the training split by 5-fold cross-validation instead (each fold chosen by a
+model fitted on the others; the crisis patterns were written from all of it, so its crisis
+figures are optimistic, and the learned crisis head is off).
+
 On the held-out split, messages are never printed (only figures), so that reading the
 output cannot leak into rules; `--split train --errors` lists the training errors.
 """
@@ -75,15 +79,27 @@ class Report:
         }
 
 
-def evaluate(persona: Persona, split: str = "heldout") -> Report:
-    """Run the selector over `split` of the persona's corpus."""
-    samples = load_split(persona.directory / SELECTOR_DIR, split)
+def evaluate(persona: Persona, split: str = "heldout", *, cv: bool = False) -> Report:
+    """Run the selector over `split` of the persona's corpus; with `cv`, over the training split
+    with each fold's messages chosen by a model fitted on the other folds (`fold_models`)."""
+    if cv:
+        from ara_persona.training import fold_models
+
+        report = Report("train, cross-validated")
+        for samples, data in fold_models(persona):
+            _run(report, persona, samples, data)
+        return report
     report = Report(split)
-    if samples:
-        select_mode(persona, samples[0].text, now=samples[0].time)  # warm-up: loads the data files
+    _run(report, persona, load_split(persona.directory / SELECTOR_DIR, split), None)
+    return report
+
+
+def _run(report: Report, persona: Persona, samples: list[Sample], data) -> None:
+    if samples:  # warm-up: loads the data files
+        select_mode(persona, samples[0].text, now=samples[0].time, data=data)
     for s in samples:
         start = time.perf_counter()
-        choice = select_mode(persona, s.text, now=s.time, previous=s.previous)
+        choice = select_mode(persona, s.text, now=s.time, previous=s.previous, data=data)
         report.latency_ms.append((time.perf_counter() - start) * 1000)
         report.samples += 1
         report.per_mode[s.mode][1] += 1
@@ -102,7 +118,6 @@ def evaluate(persona: Persona, split: str = "heldout") -> Report:
         else:
             report.other_alarms[1] += 1
             report.other_alarms[0] += choice.crisis
-    return report
 
 
 def format_report(report: Report, *, errors: bool = False) -> str:

@@ -11,7 +11,8 @@ model sees at run time exactly the features it was fitted on:
   padded with spaces (`c:`), which carry typos, inflections and six languages; the concepts of
   the persona's lexicon found in the text (`lex:grief`, `lex:tech`…, see `ara_persona.lexicon`)
   and each pair of crisis concepts found together (`lex:crisis_means+crisis_decided`);
-  the selector's own context (`ctx:night`, `ctx:short`, `ctx:long`).
+  the message's length (`ctx:short`, `ctx:long`). (No night feature: cathedral is masked
+  outside the late-night window instead, and leans on a fixed bonus inside it.)
 - `weight`: n-gram features share a message's unit length (each 1/sqrt(their number)), so a
   long message does not outvote a short one; a concept or context feature counts 1.
 
@@ -34,9 +35,6 @@ MAX_CHARS = 1000
 CHAR_NGRAMS = (3, 4, 5)
 SHORT_WORDS = 4
 LONG_WORDS = 40
-NIGHT_FEATURE = (
-    False  # cathedral is masked outside the window; a night feature made every night message personal
-)
 
 _APOSTROPHES = re.compile(r"['’‘`´ʼ]")
 _CONTRACTION = re.compile(r"'(?=(?:t|s|m|d|re|ve|ll)\b)")  # English: don't → dont, I'm → im
@@ -70,9 +68,7 @@ def is_word(token: str) -> bool:
     return token[:1].isalnum()
 
 
-def features(
-    toks: list[str], *, night: bool = False, concepts: dict[str, str] | None = None
-) -> dict[str, str]:
+def features(toks: list[str], *, concepts: dict[str, str] | None = None) -> dict[str, str]:
     """Feature name → the word it came from (the evidence a reason can quote), for `toks`."""
     out: dict[str, str] = {f"lex:{name}": word for name, word in (concepts or {}).items()}
     crisis = sorted(name for name in concepts or {} if name.startswith("crisis_"))
@@ -89,8 +85,6 @@ def features(
         for n in CHAR_NGRAMS:
             for i in range(len(padded) - n + 1):
                 out.setdefault(f"c:{padded[i : i + n]}", word)
-    if night and NIGHT_FEATURE:
-        out["ctx:night"] = ""
     if len(words) < SHORT_WORDS:
         out["ctx:short"] = ""
     elif len(words) > LONG_WORDS:
@@ -98,11 +92,11 @@ def features(
     return out
 
 
-def message_features(text: str, *, night: bool = False, lexicon: Lexicon | None = None) -> dict[str, str]:
+def message_features(text: str, *, lexicon: Lexicon | None = None) -> dict[str, str]:
     """`features` of a raw message."""
     folded = fold(clip(text))
     concepts = lexicon.hits(_SPACE.sub(" ", folded)) if lexicon is not None else None
-    return features(tokens(folded), night=night, concepts=concepts)
+    return features(tokens(folded), concepts=concepts)
 
 
 def weight(name: str, ngram_scale: float) -> float:

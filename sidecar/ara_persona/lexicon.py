@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from ara_persona.model import PersonaError, file_version
+from ara_persona.yamldoc import YamlDoc
 
 LEXICON_FILE = "lexicon.yaml"
 END = r"(?=\s*(?:[.!?,;…]|$))"  # `<end>` in a crisis pattern: the end of a sentence or message
@@ -25,40 +24,34 @@ def _entry(word: str) -> str:
     return " ".join(p.replace(r"\*\w*", r"\w*") for p in parts)
 
 
-def _read(path: Path) -> tuple[yaml.Node, dict]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PersonaError(f"{path}: cannot read file as UTF-8 text ({exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise PersonaError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise PersonaError(f"{path}:1: expected a mapping")
-    return node, data
+def _read(path: Path) -> YamlDoc:
+    doc = YamlDoc(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "a mapping")
+    return doc
 
 
-def _lines(node: yaml.Node, key: str) -> list[int]:
-    """The line of each item of the list under the top-level `key` (or of each list under it)."""
-    for k, v in node.value:
-        if k.value == key:
-            if isinstance(v, yaml.SequenceNode):
-                return [i.start_mark.line + 1 for i in v.value]
-            return [i.start_mark.line + 1 for _, seq in v.value for i in getattr(seq, "value", [])]
-    return []
-
-
-def _strings(data: dict, key: str, path: Path, line: int) -> dict[str, list[str]]:
-    groups = data.get(key)
+def _groups(doc: YamlDoc, key: str) -> dict[str, list[str]]:
+    """The mapping of names to lists of non-empty strings under the top-level `key`."""
+    groups = doc.data.get(key)
     if not isinstance(groups, dict) or not groups:
-        raise PersonaError(f"{path}:{line}: field '{key}': expected a mapping of names to lists of strings")
+        raise doc.error((key,), "a mapping of names to lists of strings")
     for name, items in groups.items():
-        if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
-            raise PersonaError(f"{path}: field '{key}.{name}': expected a list of non-empty strings")
+        if not isinstance(items, list):
+            raise doc.error((key, name), "a list of non-empty strings")
+        for n, item in enumerate(items):
+            if not isinstance(item, str) or not item.strip():
+                raise doc.error((key, name, n), "a non-empty string (quote numbers and yes/no)")
     return groups
+
+
+def _regex(doc: YamlDoc, key: tuple, pattern: str) -> re.Pattern:
+    """`pattern` compiled; an error names the line of `key` and the list or mapping holding it."""
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        field = ".".join(str(k) for k in key[:2])
+        raise PersonaError.at(doc.path, doc.lines.get(key), field, f"a regular expression ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -80,20 +73,14 @@ class Lexicon:
 
 @lru_cache(maxsize=16)
 def _lexicon(path: str, stamp: tuple[int, int]) -> Lexicon:
-    file = Path(path)
-    _node, data = _read(file)
-    concepts = _concepts(_strings(data, "concepts", file, 1))
-    shapes = data.get("shapes", {})
+    doc = _read(Path(path))
+    concepts = _concepts(_groups(doc, "concepts"))
+    shapes = doc.data.get("shapes", {})
     if not isinstance(shapes, dict):
-        raise PersonaError(f"{file}: field 'shapes': expected a mapping of names to regular expressions")
+        raise doc.error(("shapes",), "a mapping of names to regular expressions")
     for name, pattern in shapes.items():
-        try:
-            concepts[f"shape_{name}"] = re.compile(str(pattern))
-        except re.error as exc:
-            raise PersonaError(
-                f"{file}: field 'shapes.{name}': expected a regular expression ({exc})"
-            ) from None
-    return Lexicon(concepts, hashlib.sha256(file.read_bytes()).hexdigest())
+        concepts[f"shape_{name}"] = _regex(doc, ("shapes", name), str(pattern))
+    return Lexicon(concepts, hashlib.sha256(Path(path).read_bytes()).hexdigest())
 
 
 def load_lexicon(path: Path) -> Lexicon:
@@ -140,36 +127,25 @@ class CrisisPatterns:
 
 @lru_cache(maxsize=16)
 def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
-    file = Path(path)
-    node, data = _read(file)
-    groups = _strings(data, "patterns", file, 1)
-    lines = _lines(node, "patterns")
-    alternatives, i = [], 0
-    for lang, patterns in groups.items():
-        for pattern in patterns:
-            line = lines[i] if i < len(lines) else 1
-            i += 1
-            expanded = pattern.replace("<end>", END)
-            try:
-                re.compile(expanded)
-            except re.error as exc:
-                raise PersonaError(
-                    f"{file}:{line}: field 'patterns.{lang}': expected a regular expression ({exc})"
-                ) from None
-            alternatives.append(f"(?:{expanded})")
-    fuzzy = data.get("fuzzy", [])
+    doc = _read(Path(path))
+    alternatives = [
+        _regex(doc, ("patterns", lang, n), pattern.replace("<end>", END)).pattern
+        for lang, patterns in _groups(doc, "patterns").items()
+        for n, pattern in enumerate(patterns)
+    ]
+    fuzzy = doc.data.get("fuzzy", [])
     if not isinstance(fuzzy, list) or not all(isinstance(w, str) for w in fuzzy):
-        raise PersonaError(f"{file}: field 'fuzzy': expected a list of words")
-    rx = re.compile(rf"(?<!\w)(?:{'|'.join(alternatives)})(?!\w)")
-    concepts = _concepts(_strings(data, "concepts", file, 1)) if "concepts" in data else {}
-    combos = data.get("combinations", [])
+        raise doc.error(("fuzzy",), "a list of words")
+    rx = re.compile(rf"(?<!\w)(?:{'|'.join(f'(?:{a})' for a in alternatives)})(?!\w)")
+    concepts = _concepts(_groups(doc, "concepts")) if "concepts" in doc.data else {}
+    combos = doc.data.get("combinations", [])
     if not isinstance(combos, list) or not all(isinstance(c, list) and c for c in combos):
-        raise PersonaError(f"{file}: field 'combinations': expected a list of lists of concept names")
-    for combo in combos:
+        raise doc.error(("combinations",), "a list of lists of concept names")
+    for n, combo in enumerate(combos):
         unknown = [name for name in combo if name not in concepts]
         if unknown:
-            raise PersonaError(f"{file}: field 'combinations': unknown concept {unknown[0]!r}")
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+            raise doc.error(("combinations", n), f"names of concepts (unknown: {unknown[0]!r})")
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     fuzzy_words = frozenset(w.casefold() for w in fuzzy)
     return CrisisPatterns(rx, fuzzy_words, digest, concepts, tuple(tuple(c) for c in combos))
 

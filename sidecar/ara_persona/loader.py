@@ -11,8 +11,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ara_persona.dataset import DATASET_FILE, load_dataset
 from ara_persona.model import (
     MODE_NAMES,
@@ -25,6 +23,7 @@ from ara_persona.model import (
     parse_time,
 )
 from ara_persona.prompt import MARKER_TAG
+from ara_persona.yamldoc import YamlDoc as _Doc
 
 MODES_FILE = "modes.yaml"
 MANIFESTO_FILE = "manifesto.md"
@@ -41,43 +40,6 @@ MODE_KEYS = ("intensity_pct", "description", "voice", "triggers", "scenarios", "
 _ALLTALK_VOICE = re.compile(r'[^<>"|?*\n]+')
 
 __all__ = ["MANIFESTO_FILE", "MODES_FILE", "PersonaError", "discover", "load_persona"]
-
-
-class _Doc:
-    """A parsed YAML document that remembers the line of every node."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PersonaError(f"{path}: cannot read file as UTF-8 text ({exc})") from None
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise PersonaError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        self.lines: dict[tuple, int] = {}
-        self._scalars = yaml.SafeLoader("")
-        self.data = self._convert(node, ()) if node is not None else None
-
-    def _convert(self, node: yaml.Node, key: tuple, line: int | None = None) -> Any:
-        self.lines[key] = line or node.start_mark.line + 1  # a mapping value: the line of its key
-        if isinstance(node, yaml.MappingNode):
-            out = {}
-            for k_node, v_node in node.value:
-                k = k_node.value
-                out[k] = self._convert(v_node, (*key, k), k_node.start_mark.line + 1)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self._convert(v, (*key, i)) for i, v in enumerate(node.value)]
-        return self._scalars.construct_object(node, deep=True)
-
-    def error(self, key: tuple, expected: str) -> PersonaError:
-        line = self.lines.get(key) or self.lines.get(key[:-1]) or 1
-        field = ".".join(str(k) for k in key) or "(top level)"
-        return PersonaError.at(self.path, line, field, expected)
 
 
 def _get(doc: _Doc, node: dict, key: tuple, kind: type | tuple[type, ...], expected: str, default: Any = ...):

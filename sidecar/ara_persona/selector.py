@@ -14,7 +14,8 @@ Rules, in order:
    a forced mode. The reason says so; a forced mode applies again from the next turn.
 2. A forced mode wins, even a disabled one.
 3. The model gives each mode a probability from the message (a softmax over word and
-   character n-grams, lexicon concepts and whether it is late at night); each of the persona's
+   character n-grams and lexicon concepts); inside the late-night window cathedral gets
+   `NIGHT_CATHEDRAL_LOGIT` more; each of the persona's
    `triggers` found in the message adds `TRIGGER_LOGIT` to its mode. Modes that Auto may not
    pick are left out, and so is cathedral outside the late-night window (start inclusive, end
    exclusive, may wrap midnight).
@@ -116,14 +117,12 @@ def selector_data(persona: Persona) -> SelectorData:
     return _bundle(*seen[1])
 
 
-def detect_crisis(
-    data: SelectorData, text: str, *, night: bool = False, scores: Scores | None = None
-) -> CrisisHit | None:
+def detect_crisis(data: SelectorData, text: str, *, scores: Scores | None = None) -> CrisisHit | None:
     """Crisis language in `text`: a pattern or combination, else the model's crisis head (its
     `scores` of `text`, if already computed); None if neither."""
     hit = find_pattern(data.crisis, text, data.known_words)
     if hit is None and data.model is not None:
-        scores = scores or data.model.score(text, night=night, lexicon=data.lexicon)
+        scores = scores or data.model.score(text, lexicon=data.lexicon)
         if scores.crisis >= data.model.crisis_threshold:
             words = data.model.explain_crisis(scores)
             hit = CrisisHit(", ".join(words) or "the message as a whole", "model")
@@ -170,11 +169,13 @@ def select_mode(
     force: str | None = None,
     disabled: Iterable[str] = (),
     settings: SelectorSettings | None = None,
+    data: SelectorData | None = None,
 ) -> Selection:
     """Choose the mode for this turn (see the module docstring for the rules).
 
     `now` is the local time ("HH:MM", a time or a datetime; None = the clock). `settings`
-    overrides the persona's `selector:` settings. Unknown mode names raise PersonaError.
+    overrides the persona's `selector:` settings, `data` its selector files (a model under
+    evaluation, say). Unknown mode names raise PersonaError.
     """
     cfg = settings or persona.selector
     forced = _check(persona, force, "forced")
@@ -183,10 +184,10 @@ def select_mode(
     clock = _clock(now)
     night = cfg.is_late_night(clock)
     text = user if user.strip() else reply
-    data = selector_data(persona)
+    data = data or selector_data(persona)
 
-    scores = data.model.score(text, night=night, lexicon=data.lexicon) if data.model else None
-    hit = detect_crisis(data, text, night=night, scores=scores)
+    scores = data.model.score(text, lexicon=data.lexicon) if data.model else None
+    hit = detect_crisis(data, text, scores=scores)
     if hit is not None:
         how = "" if hit.source == "pattern" else f" ({hit.source})"
         reason = f"possible crisis{how}: '{hit.phrase}'"

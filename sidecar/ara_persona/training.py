@@ -148,15 +148,11 @@ def crisis_threshold(
     return 1.0 / (1.0 + math.exp(-cut)), figures
 
 
-def _night(sample: Sample, settings: SelectorSettings) -> bool:
-    return settings.is_late_night(sample.time)
-
-
 def fit_model(
     samples: Sequence[Sample], settings: SelectorSettings, lexicon: Lexicon | None, *, threshold: bool = True
 ) -> dict:
     """The model file's content fitted on `samples` (without `threshold`: crisis threshold 1.0)."""
-    docs = [message_features(s.text, night=_night(s, settings), lexicon=lexicon) for s in samples]
+    docs = [message_features(s.text, lexicon=lexicon) for s in samples]
     cut, figures = crisis_threshold(samples, docs, settings) if threshold else (1.0, {})
     names = vocabulary(docs, MIN_DOCS)
     vocab = {n: j for j, n in enumerate(names)}
@@ -212,28 +208,20 @@ def build_model(persona: Persona, selector_dir: Path | None = None) -> dict:
     return data
 
 
-def cross_validate(persona: Persona) -> list[tuple[Sample, object]]:
-    """(sample, Selection) for every training sample, each chosen by a model that did not see it
-    (5 folds): an honest estimate on the training split, for tuning without the held-out files."""
+def fold_models(persona: Persona) -> list[tuple[list[Sample], object]]:
+    """For each of the 5 folds of the training split: (its samples, the selector data with a
+    model fitted on the other folds, crisis head off) — an honest estimate on the training split
+    alone, for tuning without the held-out files (`ara-sidecar personas eval --cv`)."""
     from ara_persona import selector
 
-    folder = persona.directory / "selector"
-    samples = load_split(folder, "train")
+    samples = load_split(persona.directory / "selector", "train")
     data = selector.selector_data(persona)
-    out: list[tuple[Sample, object]] = []
-    original = selector.selector_data
-    try:
-        for k in range(FOLDS):
-            train = [s for s in samples if _fold(s) != k]
-            model = LinearModel.from_json(fit_model(train, persona.selector, data.lexicon, threshold=False))
-            known = model.common_words
-            bundle = selector.SelectorData(data.crisis, data.lexicon, model, known)
-            selector.selector_data = lambda _p, b=bundle: b
-            for s in samples:
-                if _fold(s) == k:
-                    out.append((s, selector.select_mode(persona, s.text, now=s.time, previous=s.previous)))
-    finally:
-        selector.selector_data = original
+    out = []
+    for k in range(FOLDS):
+        train = [s for s in samples if _fold(s) != k]
+        model = LinearModel.from_json(fit_model(train, persona.selector, data.lexicon, threshold=False))
+        bundle = selector.SelectorData(data.crisis, data.lexicon, model, model.common_words)
+        out.append(([s for s in samples if _fold(s) == k], bundle))
     return out
 
 
