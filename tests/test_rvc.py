@@ -255,7 +255,10 @@ def test_f0_methods_track_the_voice(speech16, method, tmp_path):
     voiced = f0[f0 > 0]
     assert len(voiced) > 0.2 * frames  # Piper speech has pauses; its synthesis varies a little
     assert 70 < np.median(voiced) < 250  # the Piper voice is a man's
-    assert voiced.min() >= pitch.F0_MIN - 1 and voiced.max() <= pitch.F0_MAX
+    if method == "pm":  # Praat's search is bounded by its floor and ceiling
+        assert voiced.min() >= pitch.F0_MIN - 1 and voiced.max() <= pitch.F0_MAX
+    else:  # StoneMask refines Harvest's f0 and may step a little past the floor, as in RVC (kept)
+        assert voiced.min() >= 0.8 * pitch.F0_MIN and voiced.max() <= 1.2 * pitch.F0_MAX
 
 
 def write_crepe(path: Path, width: int = 4) -> Path:
