@@ -22,12 +22,12 @@ def texts(text: str, limits: ChunkLimits = LIMITS) -> list[str]:
         ),
         (
             "Use e.g. a fork, i.e. the tool. Then eat it now.",
-            ["Use e.g. a fork, i.e. the tool.", "Then eat it now."],
+            ["Use for example a fork, that is the tool.", "Then eat it now."],
         ),
         ("J. R. R. Tolkien wrote it long ago. Read it.", ["J. R. R. Tolkien wrote it long ago.", "Read it."]),
         (
             "Pi is 3.14159 roughly. It costs $4.50 today, see?",
-            ["Pi is 3.14159 roughly.", "It costs $4.50 today, see?"],
+            ["Pi is 3.14159 roughly.", "It costs 4.50 dollars today, see?"],
         ),
         ("Version 2.0. is out now. Update it soon.", ["Version 2.0. is out now.", "Update it soon."]),
         (
@@ -135,3 +135,43 @@ def test_chunks_of_a_beginning_are_the_first_chunks_of_the_whole():
 
 def test_split_sentences_collapses_inner_whitespace():
     assert split_sentences("One  two.\nThree   four.") == ["One two.", "Three four."]
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        (
+            "It costs 50% & takes 3/4 hour, e.g. C++ at 10:30, #1 on AT&T = win.",
+            "It costs 50 percent and takes 3 quarters hour, for example C plus plus at 10:30, "
+            "number 1 on AT and T equals win.",
+        ),
+        (
+            "Pay $1,000.50 or £3, 1/2 of it; 12/25 stays.",
+            "Pay 1,000.50 dollars or 3 pounds, one half of it; 12/25 stays.",
+        ),
+        (
+            "3 x 4 and 1+1, +5 at 5°C, 90° i.e., a@b.",
+            "3 times 4 and 1 plus 1, plus 5 at 5 degrees Celsius, 90 degrees that is, a at b.",
+        ),
+        ("Hex 0x1F and 3x4 stay; 2/3 is 2 thirds.", "Hex 0x1F and 3x4 stay; 2 thirds is 2 thirds."),
+    ],
+)
+def test_symbols_are_said_as_words(text, spoken):
+    assert normalize_text(text) == spoken
+
+
+def test_symbol_runs_stay_linear():
+    import time
+
+    for run in (
+        "%" * 20000,
+        "1%" * 10000,
+        "+" * 20000,
+        "a+" * 10000,
+        "&=" * 10000,
+        "1/" * 10000,
+        "$1," * 7000,
+    ):
+        started = time.perf_counter()
+        normalize_text(run)
+        assert time.perf_counter() - started < 0.5, run[:8]

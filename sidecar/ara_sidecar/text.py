@@ -21,6 +21,27 @@ _EMOJI = re.compile(
     "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff\ufe0e\ufe0f\u200d\u20e3\U000e0020-\U000e007f]"
 )
 _SPACE = re.compile(r"[^\S\n]+")
+
+# Symbols said as words (every TTS backend alike; AllTalk's own filters would delete them).
+_FRACTION_NAMES = {2: ("half", "halves"), 3: ("third", "thirds"), 4: ("quarter", "quarters")}
+_FRACTION = re.compile(r"(?<![\d/.])(\d)/([234])(?![\d/])")
+_CURRENCY = re.compile(r"([$€£¥])(\d+(?:,\d{3})*(?:\.\d+)?)")
+_CURRENCY_NAMES = {"$": "dollars", "€": "euros", "£": "pounds", "¥": "yen"}
+_LATIN = re.compile(r"\b(e\.g|i\.e)\.(?=[\s,;:)]|$)", re.I)
+_LATIN_NAMES = {"e.g": "for example", "i.e": "that is"}
+_SYMBOLS = (
+    (re.compile(r"(?<=\d)\s?%"), " percent"),
+    (re.compile(r"(?<=\d)\s?°\s?C\b"), " degrees Celsius"),
+    (re.compile(r"(?<=\d)\s?°\s?F\b"), " degrees Fahrenheit"),
+    (re.compile(r"°"), " degrees"),
+    (re.compile(r"#(?=\d)"), "number "),
+    (re.compile(r"\+\+"), " plus plus"),
+    (re.compile(r"(?<=\w)\s?\+\s?(?=\w)|(?<![\w+])\+(?=\d)"), " plus "),
+    (re.compile(r"&"), " and "),
+    (re.compile(r"(?<=\w)@(?=\w)"), " at "),
+    (re.compile(r"\s=\s|(?<=\w)=(?=\w)"), " equals "),
+    (re.compile(r"(?<=\d)\s?×\s?(?=\d)|(?<=\d)\sx\s(?=\d)|\s×\s"), " times "),
+)
 _ENDS_CLAUSE = re.compile(r"[.!?…:;,]['\"”’)\]]*$")
 
 
@@ -41,18 +62,40 @@ def drop_unspeakable(text: str) -> str:
     return text.translate(dict.fromkeys(drop)) if drop else text
 
 
+def say_symbols(text: str) -> str:
+    """`text` with the symbols a reply uses said as words: 50% → 50 percent, & → and, C++ → C plus
+    plus, #1 → number 1, a = b → a equals b, 3/4 → 3 quarters, $5 → 5 dollars, 5°C → 5 degrees
+    Celsius, e.g. → for example, i.e. → that is. Linear (no backtracking patterns)."""
+    text = _LATIN.sub(lambda m: _LATIN_NAMES[m.group(1).lower()], text)
+    text = _CURRENCY.sub(lambda m: f"{m.group(2)} {_CURRENCY_NAMES[m.group(1)]}", text)
+    text = _FRACTION.sub(_fraction, text)
+    for pattern, words in _SYMBOLS:
+        text = pattern.sub(words, text)
+    return text
+
+
+def _fraction(match: re.Match) -> str:
+    top, bottom = int(match.group(1)), int(match.group(2))
+    if top == 0 or top >= bottom:
+        return match.group()
+    one, many = _FRACTION_NAMES[bottom]
+    return f"{'one' if top == 1 else top} {one if top == 1 else many}"
+
+
 def normalize_text(text: str) -> str:
     """Text as it will be spoken: characters no TTS can take (NUL and other control characters,
-    lone surrogates, non-characters…), Markdown markup, code blocks and emoji removed, whitespace
-    collapsed. Headings, list items and paragraphs end with a line break (and a full stop when
-    they have no punctuation), so each is spoken and chunked as a sentence of its own."""
+    lone surrogates, non-characters…), Markdown markup, code blocks and emoji removed, symbols
+    said as words (`say_symbols`), whitespace collapsed. Headings, list items and paragraphs end
+    with a line break (and a full stop when they have no punctuation), so each is spoken and
+    chunked as a sentence of its own."""
     text = drop_unspeakable(text)
     text = _EMOJI.sub("", _LINK.sub(r"\1", _FENCE.sub("\n\n", text)))
     lines = text.splitlines()
     spoken: list[str] = []
     for i, line in enumerate(lines):
         block = bool(_LIST_ITEM.match(line) or _HEADING.match(line))
-        line = _MARKUP.sub("", _QUOTE.sub("", _HEADING.sub("", _LIST_ITEM.sub("", line)))).strip()
+        line = _MARKUP.sub("", _QUOTE.sub("", _HEADING.sub("", _LIST_ITEM.sub("", line))))
+        line = say_symbols(line).strip()
         if not line:
             continue
         ends_block = (
