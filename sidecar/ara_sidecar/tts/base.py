@@ -23,3 +23,9 @@ class TTS(Stage):
         """What the voice stage still has to apply of a mode's `params` after this backend
         applied its share; None skips the voice stage (the backend converted the voice)."""
         return params
+
+    def request_cost_s(self) -> float:
+        """Seconds each `synthesize` call costs besides the speech itself (starting a process,
+        loading a model, a round trip), as measured; the planner sends fewer, longer chunks to a
+        backend whose cost is high. 0 = negligible (an embedded model kept loaded)."""
+        return 0.0
