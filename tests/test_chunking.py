@@ -175,3 +175,23 @@ def test_symbol_runs_stay_linear():
         started = time.perf_counter()
         normalize_text(run)
         assert time.perf_counter() - started < 0.5, run[:8]
+
+
+def test_chunks_sized_by_the_cost_per_request():
+    from ara_sidecar.text import limits_for_cost
+
+    assert limits_for_cost(LIMITS, 0.0) is LIMITS and limits_for_cost(LIMITS, 0.2) is LIMITS
+    sized = limits_for_cost(LIMITS, 2.0)
+    assert sized == ChunkLimits(first_max_chars=400, max_chars=400, min_chars=200)
+    assert limits_for_cost(LIMITS, 1.7) == sized == limits_for_cost(LIMITS, 2.6)  # rounded: stable keys
+    assert limits_for_cost(LIMITS, 60.0) == ChunkLimits(1000, 1000, 500)
+    reply = (
+        "Hello from the real AllTalk server. This is a check of the chunking. "
+        "It should go out in one request. Then a fourth sentence follows here. "
+        "A fifth one adds to the length. And a sixth closes the reply for now."
+    )
+    assert len(texts(reply)) == 6
+    three = texts(reply[: reply.index(" Then")], sized)
+    assert three == [reply[: reply.index(" Then")]]
+    six = texts(reply, sized)
+    assert len(six) == 2 and len(six[0]) >= 200 and " ".join(six) == reply

@@ -41,7 +41,7 @@ from ara_sidecar.digest import file_digest
 from ara_sidecar.errors import UserError
 from ara_sidecar.lipsync import frame_count
 from ara_sidecar.personas import get_persona
-from ara_sidecar.text import ChunkLimits, check_text, split_chunks
+from ara_sidecar.text import ChunkLimits, check_text, limits_for_cost, split_chunks
 from ara_sidecar.timings import Timings
 
 # Progress is reported per stage: "tts" is speech (TTS and voice stage, per sentence) and
@@ -185,7 +185,10 @@ class Pipeline:
                 "voice_inputs": self.voice.mode_inputs(params) if params is not None else None,
             }
             cfg = self.settings.chunking
-            limits = ChunkLimits(cfg.first_max_chars, cfg.max_chars, cfg.min_chars)
+            # a backend with a high cost per request gets fewer, longer chunks
+            limits = limits_for_cost(
+                ChunkLimits(cfg.first_max_chars, cfg.max_chars, cfg.min_chars), self.tts.request_cost_s()
+            )
             pauses = {"sentence": self.settings.sentence_pause_s, "clause": cfg.clause_pause_s, "word": 0.0}
             pieces = [(c.text, pauses[c.end]) for c in split_chunks(text, limits)]
         else:

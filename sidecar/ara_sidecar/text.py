@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -147,6 +148,28 @@ class ChunkLimits:
     first_max_chars: int  # a longer first sentence is cut at a clause boundary (plays sooner)
     max_chars: int  # longer sentences are cut at clause boundaries, else between words
     min_chars: int  # shorter sentences are merged into the next
+
+
+# Chunk sizing for a TTS backend with a fixed cost per request (see `limits_for_cost`).
+REQUEST_SHARE = 0.15  # the cost may be at most this share of a chunk's speech
+CHARS_PER_S = 15.0  # characters of a reply spoken per second (about 150 words a minute)
+NEGLIGIBLE_COST_S = 0.25  # below this the limits are kept as configured
+SIZED_MAX_CHARS = 1000  # the longest chunk sizing makes
+
+
+def limits_for_cost(limits: ChunkLimits, request_cost_s: float) -> ChunkLimits:
+    """`limits` for a TTS backend that costs `request_cost_s` per request besides the speech:
+    as configured where that is negligible, else chunks long enough that the cost stays under
+    REQUEST_SHARE of their speech, and no short first chunk (it would pay the cost once more).
+    The cost is rounded to a power of two first, so that the chunking, and with it the cache
+    keys, stay put while measurements vary a little."""
+    if request_cost_s < NEGLIGIBLE_COST_S:
+        return limits
+    cost_s = 2.0 ** round(math.log2(request_cost_s))
+    wanted = math.ceil(cost_s / REQUEST_SHARE * CHARS_PER_S)
+    min_chars = min(SIZED_MAX_CHARS // 2, max(limits.min_chars, wanted))
+    max_chars = min(SIZED_MAX_CHARS, max(limits.max_chars, 2 * min_chars))
+    return ChunkLimits(first_max_chars=max_chars, max_chars=max_chars, min_chars=min_chars)
 
 
 def split_sentences(text: str) -> list[str]:
