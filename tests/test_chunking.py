@@ -193,5 +193,6 @@ def test_chunks_sized_by_the_cost_per_request():
     assert len(texts(reply)) == 6
     three = texts(reply[: reply.index(" Then")], sized)
     assert three == [reply[: reply.index(" Then")]]
-    six = texts(reply, sized)
-    assert len(six) == 2 and len(six[0]) >= 200 and " ".join(six) == reply
+    assert texts(reply, sized) == [reply]  # six sentences, 208 characters: one request
+    twelve = texts(f"{reply} {reply}", sized)
+    assert len(twelve) == 2 and len(twelve[0]) >= 200 and " ".join(twelve) == f"{reply} {reply}"
