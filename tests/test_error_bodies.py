@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 
 from ara_sidecar.config import project_root
 from ara_sidecar.server.app import create_app
-from ara_sidecar.server.public import PathRedactor
+from ara_sidecar.server.public import OPENAI_PATHS, PathRedactor
 
 KEY = "ab" * 32
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(1000)  # only its length matters here
@@ -71,6 +71,9 @@ def assert_json_error(app, response: httpx.Response, status: int | None = None) 
     if response.request.method == "HEAD":
         return ""
     error = response.json()["error"]
+    if response.request.url.path.startswith(OPENAI_PATHS):  # OpenAI's shape on its routes
+        assert set(error) == {"message", "type", "param", "code"}, f"{where}: {response.text}"
+        error = error["message"]
     assert isinstance(error, str) and error.strip(), f"{where}: {response.text}"
     for private in private_strings(app):
         assert private not in response.text, f"{where} shows {private}: {response.text}"

@@ -43,14 +43,21 @@ and the static pages (`/`, `/docs`, `/openapi.json`) needs `Authorization: Beare
     GET    /v1/personas/{name}     one persona, with each mode's voice parameters
     GET    /v1/cache/stats         entries, bytes and hits, by kind
     DELETE /v1/cache               remove every entry not being read; uploads too with ?uploads=true
+    POST   /v1/audio/speech        OpenAI's speech body {model, input, voice, response_format?, speed?,
+                                   instructions?}: the audio (mp3, opus, aac, flac, wav, pcm; 24 kHz
+                                   mono), streamed as each chunk is spoken; errors in OpenAI's shape
+    GET    /v1/models              OpenAI's model list; GET /v1/audio/models and /v1/audio/voices
+                                   list models and voices as Open WebUI asks (see routes/speech.py)
+    GET    /embed.js               the <ara-avatar> custom element for other sites' pages
 
 Request bodies are capped (413): uploads at `server.max_upload_mb`, JSON at 1 MiB. CORS origins
 come from `server.cors_origins`.
 
 This module only builds the app (middleware, error handlers, routers). The routes are in
 routes/ (one module per tag: health, render (render and jobs), videos, uploads (avatars and
-audio), personas, cache; web: the page at `/`), the bodies in schemas.py, the service they use in
-dependencies.py, and the planning of a render request in planning.py.
+audio), personas, cache, speech (the OpenAI-compatible routes); web: the page at `/` and
+embed.js), the bodies in schemas.py, the service they use in dependencies.py, and the planning
+of a render request in planning.py.
 """
 
 from __future__ import annotations
@@ -71,12 +78,12 @@ from ara_sidecar.server.guards import BearerAuth, BodyLimit, add_error_handlers
 from ara_sidecar.server.jobs import JobManager
 from ara_sidecar.server.origin import HostOriginGuard
 from ara_sidecar.server.public import JSONErrors, PathRedactor, server_roots
-from ara_sidecar.server.routes import cache, health, personas, render, uploads, videos, web
+from ara_sidecar.server.routes import cache, health, personas, render, speech, uploads, videos, web
 from ara_sidecar.server.serve import is_loopback
 from ara_sidecar.server.uploads import Uploads
 
 # the routes behind the token (if any), in the order of the endpoints above (and of /docs)
-ROUTES = (web, health, render, videos, uploads, personas, cache)
+ROUTES = (web, health, render, videos, uploads, personas, cache, speech)
 
 
 def create_app(settings: Settings, token: str | None = None, host: str | None = None) -> FastAPI:
@@ -108,6 +115,7 @@ def create_app(settings: Settings, token: str | None = None, host: str | None = 
     app.state.service = service
     app.state.redact = redact  # for the error handlers (guards.py)
     app.include_router(health.open_router)  # no token needed
+    app.include_router(speech.open_router)
     # the token's security scheme, documented on the routes that need it (and /docs "Authorize")
     bearer = [Depends(HTTPBearer(auto_error=False))] if token else []
     for routes in ROUTES:

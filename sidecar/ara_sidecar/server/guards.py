@@ -21,7 +21,17 @@ log = logging.getLogger(__name__)
 
 JSON_BODY_LIMIT = 2**20  # bytes of a JSON request body
 UPLOAD_PATHS = ("/v1/avatars", "/v1/audio")  # bodies up to server.max_upload_mb
-OPEN_PATHS = ("/health", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json")  # GET without a token
+# GET without a token: nothing secret (Open WebUI asks for the voices and models without its key)
+OPEN_PATHS = (
+    "/health",
+    "/",
+    "/embed.js",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/openapi.json",
+    "/v1/audio/voices",
+    "/v1/audio/models",
+)
 
 
 class BearerAuth:

@@ -30,6 +30,7 @@ from ara_sidecar.cache import open_cache
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import AraError
 from ara_sidecar.pipeline import PROGRESS_STAGES, RenderRequest
+from ara_sidecar.server.speech import SpeechRequest
 from ara_sidecar.server.worker import Job as WorkerJob
 from ara_sidecar.server.worker import start_worker
 
@@ -60,8 +61,8 @@ class Render:
 
     seq: int
     key: str
-    request: RenderRequest
-    chunk_count: int  # chunks the video is made of
+    request: RenderRequest | SpeechRequest
+    chunk_count: int  # chunks the video (or speech) is made of
     jobs: list[Job] = field(default_factory=list)
     status: str = "queued"  # queued | running | done | failed | cancelled
     stage: str | None = None
@@ -172,7 +173,7 @@ class JobManager:
     def submit(
         self,
         key: str,
-        request: RenderRequest,
+        request: RenderRequest | SpeechRequest,
         mode_reason: str,
         chunk_count: int,
         cached: dict[str, Any] | None = None,

@@ -22,6 +22,9 @@ from ara_sidecar.config import Settings, project_root
 
 # URL paths of this API: shown as they are (they are the client's, not the disk's)
 API_PREFIXES = ("/v1/", "/health", "/docs", "/openapi.json", "/redoc")
+# OpenAI-compatible routes: their errors take OpenAI's shape, and its 400 for invalid requests
+OPENAI_PATHS = ("/v1/audio/", "/v1/models")
+OPENAI_TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "rate_limit_error"}
 _PATH_CHARS = r"""[^\s'"`<>|]*"""
 # An absolute path: /a/b (two segments at least, so "a / b" and "/2" stay), C:\… or \\server\…;
 # not inside a word or a URL ("and/or", "text/plain", "http://host/x").
@@ -89,6 +92,7 @@ class JSONErrors:
             return
         start: Message | None = None
         body: list[bytes] = []
+        openai = scope["path"].startswith(OPENAI_PATHS)
 
         async def send_json_errors(message: Message) -> None:
             nonlocal start
@@ -97,16 +101,19 @@ class JSONErrors:
             elif start is not None and message["type"] == "http.response.body":
                 body.append(message.get("body", b""))
                 if not message.get("more_body", False):
-                    await self._send_error(start, b"".join(body), send)
+                    await self._send_error(start, b"".join(body), send, openai)
             else:
                 await send(message)
 
         await self.app(scope, receive, send_json_errors)
 
-    async def _send_error(self, start: Message, body: bytes, send: Send) -> None:
+    async def _send_error(self, start: Message, body: bytes, send: Send, openai: bool = False) -> None:
         status, raw = start["status"], start.get("headers", [])
         headers = [(k, v) for k, v in raw if k.lower() not in (b"content-type", b"content-length")]
         payload = self._payload(status, body, {k.lower(): v for k, v in raw})
+        if openai:
+            status, payload = openai_error(status, payload)
+            start = {**start, "status": status}
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
         await send({**start, "headers": headers})
@@ -138,3 +145,18 @@ def _default_message(status: int, headers: dict[bytes, bytes]) -> str:
         return HTTPStatus(status).phrase.lower()
     except ValueError:
         return f"error {status}"
+
+
+def openai_error(status: int, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """An `{"error": message, param?, code?, detail?}` body in OpenAI's shape, with OpenAI's status
+    (400 for a request that is invalid, where the rest of this API answers 422)."""
+    status = 400 if status == 422 else status
+    param = payload.get("param")
+    detail = payload.get("detail")
+    if param is None and isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        param = ".".join(str(part) for part in detail[0].get("loc", ())[1:]) or None
+    code = payload.get("code")
+    if code is None and status == 401:
+        code = "invalid_api_key"
+    kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return status, {"error": {"message": payload["error"], "type": kind, "param": param, "code": code}}

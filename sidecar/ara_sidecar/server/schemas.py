@@ -63,6 +63,25 @@ def error_responses(*codes: int, stream: bool = False) -> dict[int | str, dict[s
     return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in (401, *codes)}
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, permission_error, rate_limit_error or server_error")
+    param: str | None = Field(description="the body field at fault, if one is")
+    code: str | None
+
+
+class OpenAIErrorBody(BaseModel):
+    """The error body of the OpenAI-compatible routes (OpenAI's own shape)."""
+
+    error: OpenAIErrorDetail
+
+
+def openai_error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAI-shaped `responses` for these statuses (the token's 401 included; 400: any invalid request)."""
+    described = {**ERRORS, 400: "invalid request (schema, model, voice, input…)"}
+    return {code: {"model": OpenAIErrorBody, "description": described[code]} for code in (401, *codes)}
+
+
 class ChunkView(BaseModel):
     """One chunk of a reply, a streamable (fragmented) MP4 of its own. Played one after another
     (each appended to a Media Source buffer at `start_s`) they make the whole video."""
@@ -107,3 +126,27 @@ class JobView(BaseModel):
     finished: float | None
     result: RenderOutput | None = None
     error: str | None = None
+
+
+class VoiceId(BaseModel):
+    """OpenAI's form of a custom voice: `{"id": "…"}`."""
+
+    id: str = Field(min_length=1, max_length=200)
+
+
+class SpeechBody(BaseModel):
+    """OpenAI's `POST /v1/audio/speech` body (unknown fields are ignored, as clients send their own)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=200, description='"ara", the TTS backend\'s name, or tts-1…')
+    input: str = Field(min_length=1, max_length=100_000, description="what to say")
+    voice: str | VoiceId = Field(description='PERSONA (auto mode) or PERSONA-MODE, e.g. "ara-cathedral"')
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="tempo factor on top of the mode's (pitch kept)")
+    instructions: str | None = Field(
+        None,
+        max_length=10_000,
+        description="with an auto-mode voice, what the selector reads besides the input",
+    )
+    stream_format: Literal["audio", "sse"] = Field("audio", description='only "audio" is served')

@@ -5,7 +5,8 @@ Worker → parent, as tuples:
 
     ("ready", pid, device)                   models loaded; waiting for jobs
     ("progress", seq, stage, fraction)       a pipeline stage advanced (throttled)
-    ("chunk", seq, chunk)                    a chunk's video is ready (ChunkVideo.describe())
+    ("chunk", seq, chunk)                    a chunk's video is ready (ChunkVideo.describe()); for a
+                                             speech job, a chunk's speech is in the cache (see speech.py)
     ("done", seq, result)                    result: the `RenderResult` fields as plain values
     ("failed", seq, message, kind)           kind: "user" (the request was at fault: UserError),
                                              "storage" (the cache cannot be written), "internal"
@@ -33,6 +34,7 @@ from ara_sidecar.cache import CacheUnwritable
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import Cancelled, UserError
 from ara_sidecar.pipeline import ChunkVideo, Pipeline, RenderRequest
+from ara_sidecar.server.speech import SpeechRequest, speak
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ PROGRESS_STEP = 0.02  # smallest progress change worth a message
 @dataclass(frozen=True)
 class Job:
     seq: int  # unique per render, across worker restarts
-    request: RenderRequest
+    request: RenderRequest | SpeechRequest  # a video, or speech only (speech.speak)
 
 
 def start_worker(settings: Settings) -> tuple[BaseProcess, Connection, Synchronized]:
@@ -92,7 +94,13 @@ def _render(pipeline: Pipeline, job: Job, conn: Connection, cancel: Synchronized
         with lock:
             conn.send(("chunk", job.seq, chunk.describe()))
 
+    def speech_ready(chunk: dict) -> None:
+        with lock:
+            conn.send(("chunk", job.seq, chunk))
+
     try:
+        if isinstance(job.request, SpeechRequest):
+            return ("done", job.seq, speak(pipeline, job.request, progress, speech_ready))
         result = pipeline.render(job.request, progress=progress, on_chunk=chunk_ready)
     except Cancelled:
         return ("cancelled", job.seq)
