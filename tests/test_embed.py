@@ -163,3 +163,27 @@ def test_an_origin_not_listed_is_refused(browser, page_server, sidecar):
         timeout=10,
     )
     assert refused.status_code == 403
+
+
+def test_the_web_pages_speech_only_switch(browser, sidecar):
+    from selenium.webdriver.common.by import By
+
+    browser.get(sidecar + "/")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "status").text == "Ready.")
+    browser.find_element(By.ID, "speech-only").click()
+    browser.find_element(By.ID, "text").send_keys(TEXT)
+    browser.find_element(By.ID, "render").click()
+    speech = browser.find_element(By.ID, "speech")
+    WebDriverWait(browser, 120, 0.2).until(
+        lambda d: speech.get_attribute("data-done-at") or d.find_element(By.ID, "error").text
+    )
+    assert browser.find_element(By.ID, "error").text == ""
+    started, done = (
+        float(speech.get_attribute("data-started-at")),
+        float(speech.get_attribute("data-done-at")),
+    )
+    assert started < done and float(speech.get_attribute("data-seconds")) > 8  # played as it came
+    assert (
+        speech.get_attribute("src").startswith("blob:")
+        and "s of speech" in browser.find_element(By.ID, "status").text
+    )
