@@ -67,6 +67,7 @@ class AllTalkSettings(_Section):
     connect_timeout_s: float = Field(gt=0)
     timeout_s: float = Field(gt=0)
     max_chars: int = Field(ge=50)
+    request_cost_s: float | None = Field(default=None, ge=0)
 
 
 class DspSettings(_Section):

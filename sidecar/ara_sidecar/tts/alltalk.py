@@ -7,12 +7,20 @@ engine (`current_engine_loaded`), v1's does not. Both generate with `POST /api/t
 with the WAV's path and URL (v1 absolute, v2 relative). From the mode, v2 receives the speed
 and pitch where its engine supports them (the voice stage applies the rest), and with
 `alltalk.rvc_voice` AllTalk's own RVC converts the voice (the voice stage is then skipped).
+
+The text goes unfiltered (`text_filtering=none`): Ara has already said its symbols as words,
+and AllTalk's filters would delete every character outside their list. Voices are matched as
+users type them (case and extension aside) and sent as the server lists them; with none
+configured one is chosen from the list (`pick_voice`). AllTalk's Piper engine starts a process
+per request: the cost of a request is measured (`request_cost_s`), so that the planner sends
+such a backend few, long chunks.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
 import tempfile
 import threading
@@ -24,15 +32,26 @@ from urllib.parse import urlencode, urlsplit
 import numpy as np
 
 from ara_persona import Mode, VoiceParams
-from ara_sidecar.audio import Audio, load_audio, resample
+from ara_sidecar.audio import Audio, load_audio, resample, silence
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable, UserError
 from ara_sidecar.registry import Readiness
 from ara_sidecar.tts.base import TTS
 
+log = logging.getLogger(__name__)
+
 OUTPUT_NAME = "ara"  # output_file_name (AllTalk allows ^[a-zA-Z0-9_]+$); a timestamp makes it unique
 PROBE_TTL_S = 30.0  # the server's API, engine and voices are read again after this many seconds
 FADE_S = 0.005  # raised-cosine fade at each join of the pieces of one long sentence
+SILENCE_RATE = 24000  # Hz of the pause for a reply with nothing speakable at all
+COST_PROBE_TEXT = "Hello."  # measures the cost of a request when none is known
+COST_FILE = "alltalk-cost.json"  # in the cache folder: {"URL ENGINE MODEL": seconds}
+VOICE_SUFFIXES = {".wav", ".onnx", ".pth", ".json"}
+# Words in the names of female voices (XTTS's female_01.wav, Piper's en_US-amy-medium, …)
+FEMALE_WORDS = frozenset(
+    "female woman girl amy kathleen kristin lessac ljspeech jenny alba cori".split()  # noqa: SIM905
+)
+NO_VOICES = "No Voices Found"  # v2's list when an engine has no voices installed
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _BREAKS = (re.compile(r"[.!?…;:]\s"), re.compile(r",\s"), re.compile(r"\s"))  # best first
 
@@ -56,6 +75,10 @@ class ServerInfo:
         rvc = f"; {len(self.rvc_voices)} RVC voices" if self.rvc_voices else ""
         listed = f"{len(self.voices)} voices: {voices or 'none'}"
         return f"AllTalk API v{self.api} at {url}{engine}{model}; {listed}{rvc}"
+
+
+class GenerationFailed(BackendUnavailable):
+    """AllTalk answered a generation with an error."""
 
 
 class AllTalkClient:
@@ -134,7 +157,7 @@ class AllTalkClient:
             api=api,
             engine=current.get("current_engine_loaded") if api == 2 else None,
             model=current.get("current_model_loaded"),
-            voices=tuple(str(v) for v in voices),
+            voices=tuple(str(v) for v in voices if v != NO_VOICES),
             rvc_voices=tuple(str(v) for v in rvc if v != "Disabled"),
             speed_capable=api == 2 and bool(current.get("generationspeed_capable")),
             pitch_capable=api == 2 and bool(current.get("pitch_capable")),
@@ -146,7 +169,7 @@ class AllTalkClient:
         status, body = self.request("POST", "/api/tts-generate", form)
         data = _json(body) or {}
         if status != 200 or data.get("status") != "generate-success":
-            raise BackendUnavailable(
+            raise GenerationFailed(
                 f"AllTalk at {self.url} could not generate speech (HTTP {status}): {_message(body)}"
             )
         link = str(data.get("output_file_url") or "")
@@ -179,6 +202,9 @@ class AllTalkTTS(TTS):
         self._info: ServerInfo | None = None
         self._probed = 0.0
         self._lock = threading.Lock()
+        self._cost_lock = threading.Lock()  # held while the cost is probed (one probe at a time)
+        self._cost_s: float | None = None
+        self._logged: set[str] = set()
 
     @classmethod
     def readiness(cls, settings: Settings) -> Readiness:
@@ -196,21 +222,45 @@ class AllTalkTTS(TTS):
                 self._info, self._probed = self.client.probe(), time.monotonic()
             return self._info
 
+    def voice(self, mode: Mode | None) -> tuple[str | None, str]:
+        """The voice to send, as the server lists it, and where it came from: the mode's
+        `alltalk_voice`, else `alltalk.voice`, else one chosen from the server's list (`pick_voice`;
+        None where it lists none: AllTalk's own default)."""
+        cfg, info = self.settings.alltalk, self.server()
+        wanted, source = (mode.alltalk_voice, "alltalk_voice of mode " + mode.name) if mode else (None, "")
+        if wanted is None and cfg.voice is not None:
+            wanted, source = cfg.voice, "alltalk.voice"
+        if wanted is None:
+            chosen = pick_voice(info.voices, self.settings.persona)
+            if chosen is not None:
+                self._log_once(
+                    f"AllTalk at {self.client.url}: no voice configured (alltalk.voice, or alltalk_voice "
+                    f"in the persona's modes.yaml); speaking with {chosen!r} of its voices: "
+                    f"{_listing(info.voices)}"
+                )
+                return chosen, "chosen from the server's voices"
+            if info.api == 1:
+                raise BackendUnavailable(
+                    f"AllTalk v1 at {self.client.url} lists no voices: put a voice sample (.wav) in its "
+                    "voices folder, or set alltalk.voice"
+                )
+            return None, "AllTalk's default voice"
+        if not info.voices:
+            return wanted, source
+        listed = match_voice(wanted, info.voices)
+        if listed is None:
+            raise BackendUnavailable(
+                f"AllTalk at {self.client.url} has no voice {wanted!r} ({source}); its voices: "
+                f"{_listing(info.voices)}"
+            )
+        return listed, source
+
     def mode_inputs(self, mode: Mode | None) -> dict:
         """The form fields (all but the text) that `synthesize` sends for `mode`."""
         cfg, info = self.settings.alltalk, self.server()
-        voice = (mode.alltalk_voice if mode else None) or cfg.voice
-        if voice is None and info.api == 1:
-            raise BackendUnavailable(
-                f"AllTalk v1 at {self.client.url} needs a voice: set alltalk.voice (or alltalk_voice in "
-                f"the persona's modes.yaml); its voices: {', '.join(info.voices) or 'none'}"
-            )
-        if voice is not None and info.voices and voice not in info.voices:
-            raise BackendUnavailable(
-                f"AllTalk at {self.client.url} has no voice {voice!r}; its voices: {', '.join(info.voices)}"
-            )
+        voice, _source = self.voice(mode)
         form = {
-            "text_filtering": "html",  # AllTalk strips markup and characters it cannot speak
+            "text_filtering": "none",  # Ara normalised the text: AllTalk's filters would delete symbols
             "narrator_enabled": "false",
             "language": cfg.language,
             "output_file_name": OUTPUT_NAME,
@@ -227,11 +277,14 @@ class AllTalkTTS(TTS):
                 "autoplay_volume": "0.8",
             }
         params, rvc = (mode.voice, cfg.rvc_voice) if mode else (VoiceParams(), None)
-        if rvc is not None and rvc not in info.rvc_voices:
-            raise BackendUnavailable(
-                f"AllTalk at {self.client.url} has no RVC voice {rvc!r} (alltalk.rvc_voice); its RVC voices: "
-                f"{', '.join(info.rvc_voices) or 'none (enable RVC in AllTalk)'}"
-            )
+        if rvc is not None:
+            rvc = match_voice(rvc, info.rvc_voices)
+            if rvc is None:
+                listed = _listing(info.rvc_voices) if info.rvc_voices else "none (enable RVC in AllTalk)"
+                raise BackendUnavailable(
+                    f"AllTalk at {self.client.url} has no RVC voice {cfg.rvc_voice!r} (alltalk.rvc_voice); "
+                    f"its RVC voices: {listed}"
+                )
         form["rvccharacter_voice_gen"] = rvc or "Disabled"  # explicit: AllTalk's own default may be on
         if rvc is not None:
             form["rvccharacter_pitch"] = f"{np.clip(params.pitch_semitones, -24, 24):g}"
@@ -253,11 +306,68 @@ class AllTalkTTS(TTS):
 
     def synthesize(self, text: str, mode: Mode | None = None) -> Audio:
         form = self.mode_inputs(mode)
-        pieces = [
-            self.client.generate({"text_input": piece, **form})
-            for piece in split_text(text, self.settings.alltalk.max_chars)
-        ]
-        return join_audio(pieces)
+        pieces = split_text(text, self.settings.alltalk.max_chars)
+        # Text with nothing to say ("...", "-") makes AllTalk's engines fail: a pause instead.
+        spoken = [self._generate({"text_input": p, **form}, mode) if speakable(p) else None for p in pieces]
+        rate = next((a.sample_rate for a in spoken if a is not None), SILENCE_RATE)
+        return join_audio(
+            [a or Audio(silence(pause_s(p), rate), rate) for a, p in zip(spoken, pieces, strict=True)]
+        )
+
+    def _generate(self, form: dict[str, str], mode: Mode | None) -> Audio:
+        started = time.monotonic()
+        try:
+            audio = self.client.generate(form)
+        except GenerationFailed as exc:
+            voice, source = self.voice(mode)
+            info = self.server()
+            raise GenerationFailed(
+                f"{exc} (voice {voice or 'AllTalk default'!r}: {source}; its voices: {_listing(info.voices)})"
+            ) from None
+        self._learn_cost(time.monotonic() - started)
+        return audio
+
+    # -- the cost of a request ---------------------------------------------------------------
+
+    def request_cost_s(self) -> float:
+        """`alltalk.request_cost_s`, else the shortest generation measured against this server and
+        engine (remembered in the cache folder), else measured now with one short request."""
+        configured = self.settings.alltalk.request_cost_s
+        if configured is not None:
+            return configured
+        with self._cost_lock:
+            if self._cost_s is None:
+                self._cost_s = _remembered_costs(self._cost_file()).get(self._cost_key())
+            if self._cost_s is None:
+                self._generate({"text_input": COST_PROBE_TEXT, **self.mode_inputs(None)}, None)
+            return self._cost_s or 0.0
+
+    def _learn_cost(self, seconds: float) -> None:
+        if self._cost_s is not None and seconds >= self._cost_s:
+            return
+        self._cost_s = seconds
+        path = self._cost_file()
+        try:
+            costs = _remembered_costs(path)
+            costs[self._cost_key()] = round(seconds, 3)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{threading.get_ident()}")
+            partial.write_text(json.dumps(costs, indent=1, sort_keys=True), encoding="utf-8")
+            partial.replace(path)
+        except OSError as exc:
+            self._log_once(f"cannot remember AllTalk's cost per request in {path}: {exc}")
+
+    def _cost_key(self) -> str:
+        info = self.server()
+        return f"{self.client.url} {info.engine or 'v1'} {info.model}"
+
+    def _cost_file(self) -> Path:
+        return self.settings.path(self.settings.cache.dir) / COST_FILE
+
+    def _log_once(self, message: str) -> None:
+        if message not in self._logged:
+            self._logged.add(message)
+            log.warning(message)
 
     def fingerprint(self) -> dict:
         info = self.server()
@@ -269,6 +379,56 @@ class AllTalkTTS(TTS):
             "model": info.model,
             "max_chars": self.settings.alltalk.max_chars,
         }
+
+
+def match_voice(wanted: str, listed: tuple[str, ...]) -> str | None:
+    """The listed voice that `wanted` names: the same name, else the same ignoring case, with or
+    without its extension (en_US-joe-medium, EN_US-JOE-MEDIUM.onnx → en_US-joe-medium.onnx)."""
+    if wanted in listed:
+        return wanted
+    key = _voice_key(wanted)
+    return next((v for v in listed if key in (_voice_key(v), v.casefold())), None)
+
+
+def pick_voice(listed: tuple[str, ...], persona: str) -> str | None:
+    """A voice when none is configured: one named after the persona, else a female one, else the
+    first listed; None when the server lists none."""
+    named = [v for v in listed if persona.casefold() in _words(v)]
+    female = [v for v in listed if _words(v) & FEMALE_WORDS]
+    return next(iter(named or female or listed), None)
+
+
+def speakable(text: str) -> bool:
+    """Whether `text` has anything to say (a letter or digit)."""
+    return any(ch.isalnum() for ch in text)
+
+
+def pause_s(text: str) -> float:
+    """The pause that stands in for unspeakable text ("...", "-")."""
+    return min(1.0, max(0.2, 0.1 * len(text.strip())))
+
+
+def _voice_key(name: str) -> str:
+    name = name.replace("\\", "/").casefold()
+    return name.rsplit(".", 1)[0] if Path(name).suffix in VOICE_SUFFIXES else name
+
+
+def _words(name: str) -> set[str]:
+    return set(re.split(r"[^a-z0-9]+", _voice_key(name)))
+
+
+def _listing(voices: tuple[str, ...]) -> str:
+    return ", ".join(voices[:12]) + (f", … ({len(voices)} in all)" if len(voices) > 12 else "") or "none"
+
+
+def _remembered_costs(path: Path) -> dict[str, float]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return (
+        {k: float(v) for k, v in data.items() if isinstance(v, int | float)} if isinstance(data, dict) else {}
+    )
 
 
 def split_text(text: str, limit: int) -> list[str]:
