@@ -153,3 +153,17 @@ def test_a_wrong_key_is_an_authentication_error(server):
     assert "token" in caught.value.message and caught.value.code == "invalid_api_key"
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
+
+
+def test_a_client_that_goes_away_stops_the_speech(server):
+    text = " ".join(f"Sentence {i} keeps the worker busy for a while longer." for i in range(60))
+    body = {"model": "ara", "voice": "ara-comfort", "input": text, "response_format": "pcm"}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.stream("POST", f"{server}/v1/audio/speech", json=body, headers=auth, timeout=60) as r:
+        assert r.status_code == 200
+        next(r.iter_raw())
+    # seconds of synthesis left: the worker is free again at once
+    deadline = time.monotonic() + 3
+    while httpx.get(f"{server}/health/detailed", headers=auth, timeout=10).json()["queue"]["running"]:
+        assert time.monotonic() < deadline, "the speech went on without its client"
+        time.sleep(0.1)
