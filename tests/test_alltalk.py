@@ -261,12 +261,14 @@ def test_request_cost_is_measured_once_and_remembered(settings, v2, tmp_path):
     cfg = settings.with_overrides(**{"cache.dir": str(tmp_path / "cache")})
     v2.cost_s = 0.6  # like AllTalk's Piper engine, which starts a process per request
     tts = backend(cfg, v2)
+    long = "A long sentence takes its synthesis time on top of the cost."
+    tts.synthesize(long, MODE)  # 4.6 s of speech: its time is not the cost
     cost = tts.request_cost_s()
-    assert 0.6 <= cost < 0.9 and [f["text_input"] for f in v2.generations()] == ["Hello."]
-    assert tts.request_cost_s() == cost and len(v2.generations()) == 1
+    assert 0.6 <= cost < 0.9 and [f["text_input"] for f in v2.generations()] == [long, "Hello."]
+    assert tts.request_cost_s() == cost and len(v2.generations()) == 2
     remembered = json.loads((tmp_path / "cache" / COST_FILE).read_text())
     assert remembered == {f"{v2.url} piper piper": round(cost, 3)}
-    assert backend(cfg, v2).request_cost_s() == round(cost, 3) and len(v2.generations()) == 1
+    assert backend(cfg, v2).request_cost_s() == round(cost, 3) and len(v2.generations()) == 2
     assert backend(cfg, v2, request_cost_s=0).request_cost_s() == 0
     # the planner sends the costly backend fewer chunks: two sentences in one request
     text = "Hello from AllTalk. The pipeline renders every sentence."
@@ -380,12 +382,14 @@ def test_full_render_with_no_voice_configured(settings, v2, tmp_path, private_di
     )
     forms = [f for f in v2.generations() if f["text_input"] != "Hello."]  # after the cost probe
     assert [f["text_input"] for f in forms] == ["Hello from AllTalk.", "The pipeline renders every sentence."]
-    assert {f["speed"] for f in forms} == {"0.85"}  # cathedral's speed, applied by AllTalk
+    plan = pipeline.plan(RenderRequest(text=text, mode="cathedral"))
+    speed = plan.mode.voice.speed
+    assert {f["speed"] for f in forms} == {f"{speed:g}"}  # cathedral's speed, applied by AllTalk
     assert {f["character_voice_gen"] for f in forms} == {JOE}
     media = probe(result.path, decode_frames=False)
     assert media.video_codec == "h264" and media.audio_codec == "aac"
-    speech_s = spoken_seconds("Hello from AllTalk.The pipeline renders every sentence.", 0.85)
-    speech_s += 2 * cfg.sentence_pause_s  # a pause after each sentence
+    speech_s = spoken_seconds("Hello from AllTalk.The pipeline renders every sentence.", speed)
+    speech_s += sum(c.pause_s for c in plan.chunks)  # a pause after each sentence
     assert result.speech_s == pytest.approx(speech_s, abs=0.1) and media.video_s >= speech_s - 0.05
 
     before = len(v2.generations())

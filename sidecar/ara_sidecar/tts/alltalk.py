@@ -45,6 +45,7 @@ PROBE_TTL_S = 30.0  # the server's API, engine and voices are read again after t
 FADE_S = 0.005  # raised-cosine fade at each join of the pieces of one long sentence
 SILENCE_RATE = 24000  # Hz of the pause for a reply with nothing speakable at all
 COST_PROBE_TEXT = "Hello."  # measures the cost of a request when none is known
+COST_SPEECH_S = 2.0  # requests for at most this much speech measure the cost (longer ones add synthesis)
 COST_FILE = "alltalk-cost.json"  # in the cache folder: {"URL ENGINE MODEL": seconds}
 VOICE_SUFFIXES = {".wav", ".onnx", ".pth", ".json"}
 # Words in the names of female voices (XTTS's female_01.wav, Piper's en_US-amy-medium, …)
@@ -324,14 +325,16 @@ class AllTalkTTS(TTS):
             raise GenerationFailed(
                 f"{exc} (voice {voice or 'AllTalk default'!r}: {source}; its voices: {_listing(info.voices)})"
             ) from None
-        self._learn_cost(time.monotonic() - started)
+        if audio.duration_s <= COST_SPEECH_S:  # the time of a short request is its fixed cost
+            self._learn_cost(time.monotonic() - started)
         return audio
 
     # -- the cost of a request ---------------------------------------------------------------
 
     def request_cost_s(self) -> float:
-        """`alltalk.request_cost_s`, else the shortest generation measured against this server and
-        engine (remembered in the cache folder), else measured now with one short request."""
+        """`alltalk.request_cost_s`, else the quickest short generation (≤ COST_SPEECH_S of speech)
+        measured against this server and engine (remembered in the cache folder), else measured
+        now with one short request."""
         configured = self.settings.alltalk.request_cost_s
         if configured is not None:
             return configured
