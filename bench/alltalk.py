@@ -7,16 +7,23 @@ Meant for AllTalk v2 with its Piper engine and no AllTalk voice configured in Ar
    unfiltered) and as it sent it before (raw, text_filtering=html), and through the embedded Piper;
 2. AllTalk's measured cost per request and the chunks a 3- and a 6-sentence reply become;
 3. a 3-sentence reply rendered by the CLI as a whole process (`ara-sidecar render --tts alltalk
-   --no-cache`): wall time / speech per run (the first may measure the cost), and the embedded
-   Piper's for reference;
+   --no-cache`, lip-sync auto and animator): wall time / speech per run (the first may measure
+   the cost), and the embedded Piper's for reference;
 4. every mode and a 6-sentence reply rendered through AllTalk: chunks, speech, and the video's
    and the sound's lengths (in step).
 Targets: (1) within 15 % of the embedded Piper; (3) ≤ 0.6 × speech.
+
+    .venv/bin/python bench/alltalk.py --url URL --compare
+
+sends the same requests to the server and to tests/alltalk_double.py and prints where their
+answers differ (status, body, headers; file names and dates aside): run it against a new AllTalk
+version to keep the double faithful (the Piper engine with the joe voice, en_US-joe-medium.onnx).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import subprocess
@@ -24,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import av
 from record import machine, recorded
@@ -42,9 +50,117 @@ SIX = (
 )
 
 
-def cli_render(text: str, tts: str, env: dict, out: Path) -> tuple[float, float]:
+JOE = "en_US-joe-medium.onnx"
+COMPARED = [
+    ("GET", "/api/ready", None),
+    ("GET", "/api/currentsettings", None),
+    ("GET", "/api/voices", None),
+    ("GET", "/api/rvcvoices", None),
+    ("GET", "/api/nothing", None),
+    ("GET", "/api/tts-generate", None),
+    ("GET", "/audio/nope.wav", None),
+    ("GET", "/audiocache/nope.wav", None),
+    (
+        "POST",
+        "/api/tts-generate",
+        {"text_input": "Hello there.", "character_voice_gen": JOE, "text_filtering": "none"},
+    ),
+    ("POST", "/api/tts-generate", {"text_input": "Hello."}),
+    ("POST", "/api/tts-generate", {"text_input": "", "character_voice_gen": JOE}),
+    ("POST", "/api/tts-generate", {"character_voice_gen": JOE}),
+    ("POST", "/api/tts-generate", {"text_input": "Hi.", "character_voice_gen": "ghost.onnx"}),
+    ("POST", "/api/tts-generate", {"text_input": "Hi.", "character_voice_gen": "en_US-joe-medium"}),
+    ("POST", "/api/tts-generate", {"text_input": "Hi.", "character_voice_gen": "EN_US-joe-medium.onnx"}),
+    ("POST", "/api/tts-generate", {"text_input": "♪♪♪", "character_voice_gen": JOE}),
+    (
+        "POST",
+        "/api/tts-generate",
+        {"text_input": "♪♪♪", "character_voice_gen": JOE, "text_filtering": "none"},
+    ),
+    (
+        "POST",
+        "/api/tts-generate",
+        {"text_input": "...", "character_voice_gen": JOE, "text_filtering": "none"},
+    ),
+    (
+        "POST",
+        "/api/tts-generate",
+        {"text_input": "!!!", "character_voice_gen": JOE, "text_filtering": "none"},
+    ),
+    ("POST", "/api/tts-generate", {"text_input": "word " * 420, "character_voice_gen": JOE}),
+    (
+        "POST",
+        "/api/tts-generate",
+        {"text_input": "Hi.", "character_voice_gen": JOE, "speed": "x", "autoplay": "x"},
+    ),
+    ("POST", "/api/tts-generate", {"text_input": "Hi.", "character_voice_gen": JOE, "speed": "3"}),
+    ("POST", "/api/tts-generate", {"text_input": "Hi.", "character_voice_gen": JOE, "language": "xx"}),
+    ("POST", "/api/tts-generate", {"text_input": "Hi.", "character_voice_gen": JOE, "streaming": "true"}),
+    (
+        "POST",
+        "/api/tts-generate",
+        {"text_input": "Hi.", "character_voice_gen": JOE, "output_file_name": "a-b"},
+    ),
+    (
+        "POST",
+        "/api/tts-generate",
+        {
+            "text_input": "Hi.",
+            "character_voice_gen": JOE,
+            "output_file_name": "ara",
+            "output_file_timestamp": "false",
+        },
+    ),
+    ("GET", "/audio/ara.wav", None),
+    ("GET", "/audiocache/ara.wav", None),
+]
+_VARYING = {"date", "server", "etag", "last-modified", "content-disposition", "content-length"}
+
+
+def answer(url: str, method: str, path: str, form: dict | None) -> tuple[int, dict, bytes]:
+    """(status, headers but the varying ones, body with file names and folders masked)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    body = urlencode(form).encode() if form is not None else None
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if form is not None else {}
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    kept = {k.lower(): v for k, v in response.getheaders() if k.lower() not in _VARYING}
+    if kept.get("content-type", "").startswith("audio"):
+        data = b"<audio>"
+    data = re.sub(rb"(myoutputfile|ara)_\w+\.wav", b"NAME.wav", data)
+    return response.status, kept, re.sub(rb'"/[^"]*/([^"/]+\.wav)"', rb'"DIR/\1"', data)
+
+
+def compare(url: str) -> int:
+    """Print each request whose answers differ; returns how many did."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from alltalk_double import AllTalkDouble
+
+    differ = 0
+    with tempfile.TemporaryDirectory() as tmp, AllTalkDouble(Path(tmp)) as double:
+        for method, path, form in COMPARED:
+            real, stand_in = answer(url, method, path, form), answer(double.url, method, path, form)
+            differ += real != stand_in
+            shown = {k: v[:24] for k, v in (form or {}).items()}
+            print(f"{'same' if real == stand_in else 'DIFFERS'}: {method} {path} {shown}")
+            if real != stand_in:
+                print(f"  AllTalk: {real}\n  double:  {stand_in}")
+    print(f"{differ} of {len(COMPARED)} answers differ")
+    return differ
+
+
+def cli_render(text: str, tts: str, lipsync: str, env: dict, out: Path) -> tuple[float, float]:
     """(wall seconds, speech seconds) of one `ara-sidecar render` process."""
-    command = [str(Path(sys.executable).with_name("ara-sidecar")), "render", "--tts", tts]
+    command = [
+        str(Path(sys.executable).with_name("ara-sidecar")),
+        "render",
+        "--tts",
+        tts,
+        "--lipsync",
+        lipsync,
+    ]
     command += ["--text", text, "--no-cache", "-q", "-o", str(out)]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -64,7 +180,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:7851", help="AllTalk's address")
     parser.add_argument("--runs", type=int, default=3, help="CLI renders of the 3-sentence reply")
+    parser.add_argument("--compare", action="store_true", help="compare the server with the test double")
     args = parser.parse_args()
+    if args.compare:
+        sys.exit(1 if compare(args.url) else 0)
     m = machine()
     print(f"machine: {m['cpu']}, {m['logical_cores']} logical cores, Python {m['python']}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,13 +216,14 @@ def main() -> None:
             print(f"chunks of {name}: {len(chunks)} {[len(c) for c in chunks]} characters")
 
         out = Path(tmp) / "cli.mp4"
-        for tts in ("alltalk", "piper"):
-            for run in range(args.runs):
-                wall, speech = cli_render(THREE, tts, env, out)
-                print(
-                    f"cli {tts:<7} run {run + 1}: wall {wall:.2f} s, speech {speech:.2f} s, "
-                    f"{wall / speech:.3f} × speech (target ≤ 0.6 for alltalk)"
-                )
+        for lipsync in ("auto", "animator"):
+            for tts in ("alltalk", "piper"):
+                for run in range(args.runs):
+                    wall, speech = cli_render(THREE, tts, lipsync, env, out)
+                    print(
+                        f"cli --tts {tts:<7} --lipsync {lipsync:<8} run {run + 1}: wall {wall:.2f} s, "
+                        f"speech {speech:.2f} s, {wall / speech:.3f} × speech (target ≤ 0.6 for alltalk)"
+                    )
 
         persona = load_persona(settings.path(settings.personas_dir) / settings.persona)
         jobs = [(mode, THREE) for mode in persona.modes] + [(persona.default_mode, SIX)]
@@ -119,5 +239,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with recorded("alltalk"):
+    with recorded("alltalk-compare" if "--compare" in sys.argv else "alltalk"):
         main()
