@@ -111,6 +111,8 @@ COMPARED = [
             "output_file_timestamp": "false",
         },
     ),
+    ("GET", f"/api/tts-generate-streaming?text=Hi.&voice={JOE}&language=en&output_file=ara_stream", None),
+    ("GET", "/api/tts-generate-streaming?text=Hi.", None),
     ("GET", "/audio/ara.wav", None),
     ("GET", "/audiocache/ara.wav", None),
 ]

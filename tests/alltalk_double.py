@@ -13,6 +13,10 @@ What it mirrors (keep it in step when either changes):
   from the source (its XTTS model cannot run here). Its 400 bodies carry pydantic's own text,
   whose documentation links name the pydantic version installed here.
 
+Its streaming route (GET /api/tts-generate-streaming, v2) follows the source: XTTS's stream is a
+WAV header without lengths, then 16-bit PCM at 24 kHz; an engine failure breaks the stream off
+after its headers. v1's streaming route is not mirrored (Ara does not use it).
+
 Switches for the failure tests: `cost_s` (seconds each generation takes, like the Piper engine
 starting a process), `delay_s` (a stalled server), `failure` (the engine raises a RuntimeError),
 `missing` / `empty` (success, but the file is absent / zero bytes), `drop` (connections closed
@@ -22,6 +26,7 @@ without an answer), `ready` (v2's /api/ready text).
 from __future__ import annotations
 
 import html
+import io
 import json
 import re
 import threading
@@ -32,7 +37,7 @@ from email.utils import formatdate
 from hashlib import md5, sha256
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import numpy as np
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
@@ -390,6 +395,31 @@ class AllTalkDouble:
             "output_cache_url": f"{base}/audiocache/{name}",
         }
 
+    def stream(self, query: dict) -> tuple[int, dict | bytes]:
+        """GET /api/tts-generate-streaming (v2): (status, JSON body) or (200, the stream's bytes);
+        b"" stands for a stream that breaks off after its headers (the engine failed)."""
+        missing = [n for n in ("text", "voice", "language", "output_file") if n not in query]
+        if missing:
+            detail = [
+                {"type": "missing", "loc": ["query", n], "msg": "Field required", "input": None}
+                for n in missing
+            ]
+            return 422, {"detail": detail}
+        if not ENGINES[self.engine]["more"]["streaming"]:
+            return 400, {"error": "Invalid value: Streaming not supported by current TTS engine"}
+        if query["voice"] not in self.voices or self.failure:
+            return 200, b""
+        time.sleep(self.cost_s)
+        self.spoken.append((query["text"], query["voice"], 1.0))  # speed and pitch: 1.0, as the route passes
+        header = io.BytesIO()
+        with wave.open(header, "wb") as w:  # as XTTS's model_engine.py: a header without frames
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(24000)
+            w.writeframes(b"")
+        samples = tone(spoken_seconds(query["text"]), 24000)
+        return 200, header.getvalue() + (samples * 32767).astype(np.int16).tobytes()
+
     def _file_name(self, stem: str, timestamp: bool) -> str:
         if not timestamp:
             return f"{stem}.wav"
@@ -500,6 +530,23 @@ def _handler(double: AllTalkDouble) -> type[BaseHTTPRequestHandler]:
                 }
             self._send(200, data, headers)
 
+        def _stream(self, status: int, body: dict | bytes) -> None:
+            """A StreamingResponse: chunked, audio/wav; an engine failure ends it without its last
+            chunk (uvicorn closes the connection)."""
+            if isinstance(body, dict):
+                self._json(status, body)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "audio/wav")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self.close_connection = not body
+            for start in range(0, len(body), 8192):
+                piece = body[start : start + 8192]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            if body:
+                self.wfile.write(b"0\r\n\r\n")
+
         def do_GET(self) -> None:
             double.requests.append(("GET", self.path, {}))
             if self._dropped():
@@ -518,6 +565,10 @@ def _handler(double: AllTalkDouble) -> type[BaseHTTPRequestHandler]:
                 self._json(200, double.rvc_list())
             elif files:
                 self._file(files.group(1), unquote(files.group(2)))
+            elif route == "/api/tts-generate-streaming" and double.api == 2:
+                self._stream(
+                    *double.stream(dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True)))
+                )
             elif route == "/api/tts-generate":
                 self._send(
                     405,

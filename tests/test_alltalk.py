@@ -61,7 +61,7 @@ def backend(settings, double: AllTalkDouble, **alltalk) -> AllTalkTTS:
 
 
 def test_v2_detected_and_mode_mapped(settings, xtts):
-    tts = backend(settings, xtts)
+    tts = backend(settings, xtts, streaming=False)
     info = tts.server()
     assert (info.api, info.engine, info.voices, info.rvc_voices) == (
         2,
@@ -80,6 +80,30 @@ def test_v2_detected_and_mode_mapped(settings, xtts):
     assert not any(path.startswith("/audio") for _, path, _ in xtts.requests)  # the shared file was read
     left = tts.voice_stage_params(MODE.voice)
     assert (left.speed, left.pitch_semitones, left.warmth_db) == (1.0, -2.0, 3.0)
+
+
+def test_streaming_engine_sends_the_speech_itself(settings, xtts, v2):
+    tts = backend(settings, xtts)
+    assert tts.streams() and tts.mode_inputs(MODE) == {
+        "streaming": "true",
+        "voice": "female_01.wav",
+        "language": "en",
+    }
+    text = "Streamed speech needs no file."
+    audio = tts.synthesize(text, MODE)
+    assert xtts.generations() == [] and xtts.spoken == [(text, "female_01.wav", 1.0)]
+    assert any(path.startswith("/api/tts-generate-streaming?text=Streamed") for _, path, _ in xtts.requests)
+    assert audio.sample_rate == 24000 and audio.duration_s == pytest.approx(spoken_seconds(text), abs=0.01)
+    assert (
+        tts.voice_stage_params(MODE.voice) == MODE.voice
+    )  # the route applies no speed: the voice stage does
+    xtts.failure = True
+    with pytest.raises(BackendUnavailable, match=r"broke off its answer to GET /api/tts-generate-streaming"):
+        tts.synthesize("The engine fails mid-stream.", MODE)
+    assert not backend(settings, xtts, rvc_voice="ara/ara.pth").streams()  # the route applies no RVC
+    assert not backend(settings, v2).streams()  # AllTalk's Piper engine does not stream
+    with pytest.raises(BackendUnavailable, match=r"HTTP 400\): Invalid value: Streaming not supported"):
+        AllTalkClient(v2.url, 2, 10).stream("Hi.", JOE, "en")
 
 
 def test_every_symbol_is_spoken(settings, v2):

@@ -68,6 +68,7 @@ class AllTalkSettings(_Section):
     timeout_s: float = Field(gt=0)
     max_chars: int = Field(ge=50)
     request_cost_s: float | None = Field(default=None, ge=0)
+    streaming: bool = True
 
 
 class DspSettings(_Section):

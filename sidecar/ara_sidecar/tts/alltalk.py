@@ -19,12 +19,14 @@ such a backend few, long chunks.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import logging
 import re
 import tempfile
 import threading
 import time
+import wave
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -40,6 +42,7 @@ from ara_sidecar.tts.base import TTS
 
 log = logging.getLogger(__name__)
 
+STREAM_NAME = "ara_stream"  # output_file of a streamed generation (AllTalk writes no file for it)
 OUTPUT_NAME = "ara"  # output_file_name (AllTalk allows ^[a-zA-Z0-9_]+$); a timestamp makes it unique
 PROBE_TTL_S = 30.0  # the server's API, engine and voices are read again after this many seconds
 FADE_S = 0.005  # raised-cosine fade at each join of the pieces of one long sentence
@@ -68,6 +71,7 @@ class ServerInfo:
     rvc_voices: tuple[str, ...]  # v2 with RVC enabled
     speed_capable: bool
     pitch_capable: bool
+    streaming_capable: bool = False  # v2: the engine streams (/api/tts-generate-streaming)
 
     def describe(self, url: str) -> str:
         engine = f", engine {self.engine}" if self.engine else ""
@@ -102,6 +106,11 @@ class AllTalkClient:
         for _attempt in range(2):
             try:
                 return self._once(method, path, body, headers)
+            except http.client.IncompleteRead:  # a streamed answer broke off: the engine failed
+                raise GenerationFailed(
+                    f"AllTalk at {self.url} broke off its answer to {method} {path.split('?')[0]} "
+                    "(its engine failed: see AllTalk's console)"
+                ) from None
             except TimeoutError:
                 raise BackendUnavailable(
                     f"AllTalk at {self.url} did not answer {method} {path} in time "
@@ -162,7 +171,19 @@ class AllTalkClient:
             rvc_voices=tuple(str(v) for v in rvc if v != "Disabled"),
             speed_capable=api == 2 and bool(current.get("generationspeed_capable")),
             pitch_capable=api == 2 and bool(current.get("pitch_capable")),
+            streaming_capable=api == 2 and bool(current.get("streaming_capable")),
         )
+
+    def stream(self, text: str, voice: str, language: str) -> Audio:
+        """`GET /api/tts-generate-streaming`: the speech itself, as the engine makes it (a WAV
+        header that gives no length, then 16-bit PCM), at the engine's own speed and pitch."""
+        query = urlencode({"text": text, "voice": voice, "language": language, "output_file": STREAM_NAME})
+        status, body = self.request("GET", f"/api/tts-generate-streaming?{query}")
+        if status != 200 or body[:4] != b"RIFF":
+            raise GenerationFailed(
+                f"AllTalk at {self.url} could not stream speech (HTTP {status}): {_message(body)}"
+            )
+        return _decode_stream(body, f"AllTalk at {self.url} streamed speech")
 
     def generate(self, form: dict[str, str]) -> Audio:
         """`POST /api/tts-generate`, then the WAV it made: from the shared file when AllTalk runs
@@ -256,10 +277,18 @@ class AllTalkTTS(TTS):
             )
         return listed, source
 
+    def streams(self) -> bool:
+        """Whether speech is streamed: `alltalk.streaming`, an engine that streams (v2, e.g. XTTS),
+        and no AllTalk RVC (the streaming route applies none, nor the mode's speed)."""
+        cfg, info = self.settings.alltalk, self.server()
+        return cfg.streaming and info.streaming_capable and cfg.rvc_voice is None and bool(info.voices)
+
     def mode_inputs(self, mode: Mode | None) -> dict:
         """The form fields (all but the text) that `synthesize` sends for `mode`."""
         cfg, info = self.settings.alltalk, self.server()
         voice, _source = self.voice(mode)
+        if voice is not None and self.streams():
+            return {"streaming": "true", "voice": voice, "language": cfg.language}
         form = {
             "text_filtering": "none",  # Ara normalised the text: AllTalk's filters would delete symbols
             "narrator_enabled": "false",
@@ -298,11 +327,11 @@ class AllTalkTTS(TTS):
     def voice_stage_params(self, params: VoiceParams) -> VoiceParams | None:
         if self.settings.alltalk.rvc_voice is not None:
             return None
-        info = self.server()
+        info, streams = self.server(), self.streams()
         return replace(
             params,
-            speed=1.0 if info.speed_capable else params.speed,
-            pitch_semitones=0.0 if info.pitch_capable else params.pitch_semitones,
+            speed=1.0 if info.speed_capable and not streams else params.speed,
+            pitch_semitones=0.0 if info.pitch_capable and not streams else params.pitch_semitones,
         )
 
     def synthesize(self, text: str, mode: Mode | None = None) -> Audio:
@@ -318,7 +347,10 @@ class AllTalkTTS(TTS):
     def _generate(self, form: dict[str, str], mode: Mode | None) -> Audio:
         started = time.monotonic()
         try:
-            audio = self.client.generate(form)
+            if form.get("streaming"):
+                audio = self.client.stream(form["text_input"], form["voice"], form["language"])
+            else:
+                audio = self.client.generate(form)
         except GenerationFailed as exc:
             voice, source = self.voice(mode)
             info = self.server()
@@ -470,6 +502,20 @@ def _decode(data: bytes, suffix: str, what: str) -> Audio:
             return load_audio(path)
         except UserError as exc:
             raise BackendUnavailable(f"{what}, which is not audio: {exc}") from None
+
+
+def _decode_stream(data: bytes, what: str) -> Audio:
+    """A streamed WAV: its header (whose lengths are zero) for the format, the rest as PCM."""
+    try:
+        with wave.open(io.BytesIO(data[:44])) as header:
+            rate, width, channels = header.getframerate(), header.getsampwidth(), header.getnchannels()
+    except (wave.Error, EOFError) as exc:
+        raise BackendUnavailable(f"{what}, which is not a WAV stream: {exc}") from None
+    pcm = data[44 : 44 + (len(data) - 44) // (width * channels) * width * channels]
+    if width != 2 or not pcm:
+        raise BackendUnavailable(f"{what}, {len(pcm)} bytes of {8 * width}-bit audio: no speech")
+    samples = np.frombuffer(pcm, np.int16).reshape(-1, channels).mean(axis=1) / 32768.0
+    return Audio(samples.astype(np.float32), rate)
 
 
 def _json(body: bytes) -> dict | None:
