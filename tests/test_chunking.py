@@ -183,7 +183,8 @@ def test_chunks_sized_by_the_cost_per_request():
     assert limits_for_cost(LIMITS, 0.0) is LIMITS and limits_for_cost(LIMITS, 0.2) is LIMITS
     sized = limits_for_cost(LIMITS, 2.0)
     assert sized == ChunkLimits(first_max_chars=400, max_chars=400, min_chars=200)
-    assert limits_for_cost(LIMITS, 1.7) == sized == limits_for_cost(LIMITS, 2.6)  # rounded: stable keys
+    assert limits_for_cost(LIMITS, 1.1) == sized == limits_for_cost(LIMITS, 1.9)  # rounded up: stable keys
+    assert limits_for_cost(LIMITS, 0.6) == ChunkLimits(240, 240, 100)
     assert limits_for_cost(LIMITS, 60.0) == ChunkLimits(1000, 1000, 500)
     reply = (
         "Hello from the real AllTalk server. This is a check of the chunking. "

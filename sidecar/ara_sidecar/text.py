@@ -161,11 +161,11 @@ def limits_for_cost(limits: ChunkLimits, request_cost_s: float) -> ChunkLimits:
     """`limits` for a TTS backend that costs `request_cost_s` per request besides the speech:
     as configured where that is negligible, else chunks long enough that the cost stays under
     REQUEST_SHARE of their speech, and no short first chunk (it would pay the cost once more).
-    The cost is rounded to a power of two first, so that the chunking, and with it the cache
-    keys, stay put while measurements vary a little."""
+    The cost is rounded up to a power of two first (erring towards fewer requests), so that the
+    chunking, and with it the cache keys, stay put while measurements vary a little."""
     if request_cost_s < NEGLIGIBLE_COST_S:
         return limits
-    cost_s = 2.0 ** round(math.log2(request_cost_s))
+    cost_s = 2.0 ** math.ceil(math.log2(request_cost_s))
     wanted = math.ceil(cost_s / REQUEST_SHARE * CHARS_PER_S)
     min_chars = min(SIZED_MAX_CHARS // 2, max(limits.min_chars, wanted))
     max_chars = min(SIZED_MAX_CHARS, max(limits.max_chars, 2 * min_chars))
