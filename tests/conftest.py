@@ -87,3 +87,16 @@ def with_silence(audio: Audio, start_s: float, length_s: float) -> Audio:
     i = int(start_s * audio.sample_rate)
     gap = np.zeros(int(length_s * audio.sample_rate), dtype=np.float32)
     return Audio(np.concatenate([audio.samples[:i], gap, audio.samples[i:]]), audio.sample_rate)
+
+
+def load_bench_module(name: str):
+    """bench/NAME.py as a module (bench/ is not a package), e.g. the independent voice measures."""
+    import importlib.util
+    import sys
+
+    path = project_root() / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return sys.modules[name]

@@ -502,6 +502,18 @@ def test_settings_shape_the_reply(ext, sidecar):
     assert sidecar.renders()[-1]["avatar_id"] == "av123"
 
 
+def test_test_voice_speaks_in_the_mode_chosen_for_the_test(ext, sidecar):
+    """ "Test in mode" lets users hear each mode; Auto keeps the settings' choice."""
+    ext.params.update(mode="lab", show_badge=True)
+    for mode in ("cathedral", "playful"):
+        html = ext.runtime.sample(mode)
+        assert sidecar.renders()[-1]["mode"] == mode and f"{mode} mode" in html
+        assert "<video" in html and mode in html
+    ext.runtime.sample("Auto")
+    assert sidecar.renders()[-1]["mode"] == "lab"  # the forced mode of the settings
+    assert "the current settings" in sidecar.renders()[-1]["text"]
+
+
 def test_settings_round_trip_through_tgwui_settings_yaml(tgwui):
     import yaml
 
@@ -1060,8 +1072,10 @@ assert ext.params["avatar_id"] == digest, (ext.params["avatar_id"], note)
 assert "Avatar uploaded" in note and update["value"] == digest
 refreshed = by_name["refresh_avatars"]()
 assert digest in [value for _, value in refreshed["choices"]]
-sample = by_name["sample"]()  # "Test voice": the sample line, rendered with the uploaded avatar
+sample = by_name["sample"]("Auto")  # "Test voice": the sample line, rendered with the uploaded avatar
 assert "<video" in sample, sample[-500:]
+playful = by_name["sample"]("playful")  # "Test in mode": each mode can be heard
+assert "<video" in playful and "playful" in playful and playful != sample, playful[-500:]
 print(json.dumps({"handlers": len(fns), "components": len(demo.blocks), "avatar_id": digest}))
 """
 

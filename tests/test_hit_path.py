@@ -75,7 +75,7 @@ def test_a_replaced_avatar_or_modes_file_is_not_served_stale(svc, astronaut_png)
 
     modes = persona_file(svc, "modes.yaml")
     text = modes.read_text(encoding="utf-8")
-    slower = text.replace("speed: 0.85, warmth_db: 6.0}", "speed: 0.8, warmth_db: 6.0}")  # cathedral
+    slower = text.replace("speed: 0.84, warmth_db: 6.0,", "speed: 0.8, warmth_db: 6.0,")  # cathedral
     assert slower != text
     modes.write_text(slower, encoding="utf-8")
     newer_key, *_, cached = _plan_inline(svc, BODY)  # digests memoized: planned on the loop

@@ -41,9 +41,15 @@ def test_ara_modes_and_voices(ara):
         "teaching": 35,
     }
     for mode in ara.modes.values():
-        assert 0.85 <= mode.voice.speed <= 0.95
+        assert 0.8 <= mode.voice.speed <= 1.15
         assert -12 <= mode.voice.pitch_semitones <= 12
+        assert mode.voice.target_f0_hz == 205 and mode.voice.formant_ratio == 1.2  # her base voice
         assert mode.guidance and mode.description and mode.scenarios
+    voice = {name: mode.voice for name, mode in ara.modes.items()}
+    # the documented direction of the modes (measured by bench/voice_character.py)
+    assert voice["cathedral"].speed < voice["cockpit"].speed < voice["playful"].speed
+    assert voice["cathedral"].pause_s > voice["cockpit"].pause_s
+    assert voice["playful"].pitch_range > 1 > voice["cathedral"].pitch_range
     warmth = {name: mode.voice.warmth_db for name, mode in ara.modes.items()}
     assert warmth["cathedral"] == max(warmth.values()) and warmth["comfort"] > warmth["cockpit"]
     assert warmth["teaching"] < warmth["cockpit"]
@@ -102,7 +108,7 @@ def test_discover_user_root_wins(tmp_path):
 def test_rvc_model_of_persona_and_modes(ara, tmp_path):
     assert {mode.voice.rvc_model for mode in ara.modes.values()} == {None}
     persona_wide = sub("display_name: Ara", "display_name: Ara\nrvc_model: alto")
-    lab_own = sub("warmth_db: 1.5}", "warmth_db: 1.5, rvc_model: ' voices/bass.pth '}")
+    lab_own = sub("warmth_db: 1.5, pause_s: 0.35}", "warmth_db: 1.5, rvc_model: ' voices/bass.pth '}")
     persona = load_persona(make_persona(tmp_path, "modes.yaml", lambda t: lab_own(persona_wide(t))))
     models = {name: mode.voice.rvc_model for name, mode in persona.modes.items()}
     assert models == {name: "voices/bass.pth" if name == "lab" else "alto" for name in MODE_NAMES}
@@ -215,7 +221,7 @@ MODES_CASES = [
     ),
     (
         "speed range",
-        sub("speed: 0.92", "speed: 3.0"),
+        sub("speed: 1.0, warmth_db: 2.0", "speed: 3.0, warmth_db: 2.0"),
         "speed: 3.0",
         "modes.cockpit.voice.speed",
         "from 0.5 to 2, got 3",
@@ -229,21 +235,25 @@ MODES_CASES = [
     ),
     (
         "voice unknown key",
-        sub("{pitch_semitones: 0.0, speed: 0.9,", "{pitch: 0.0, speed: 0.9,"),
+        sub("{pitch_semitones: 0.0, speed: 0.94,", "{pitch: 0.0, speed: 0.94,"),
         "{pitch: 0.0",
         "modes.teaching.voice.pitch",
         "unknown key 'pitch'",
     ),
     (
         "voice missing key",
-        sub(", warmth_db: 6.0}", "}"),
-        "speed: 0.85}",
+        sub(", warmth_db: 6.0,", ","),
+        "speed: 0.84,",
         "modes.cathedral.voice.warmth_db",
         "(missing)",
     ),
     (
         "voice not a mapping",
-        sub("voice: {pitch_semitones: -0.5, speed: 0.87, warmth_db: 4.5}", "voice: soft"),
+        sub(
+            "voice: {pitch_semitones: -0.5, speed: 0.88, warmth_db: 4.5, pitch_range: 0.85, pause_s: 0.55,\n"
+            "            noise_scale: 0.55, noise_w_scale: 0.7}",
+            "voice: soft",
+        ),
         "voice: soft",
         "modes.comfort.voice",
         "a mapping of voice parameters",
@@ -348,14 +358,14 @@ MODES_CASES = [
     ),
     (
         "voice rvc_model empty",
-        sub("speed: 0.92, warmth_db: 2.0}", 'speed: 0.92, warmth_db: 2.0, rvc_model: " "}'),
+        sub("speed: 1.0, warmth_db: 2.0,", 'speed: 1.0, warmth_db: 2.0, rvc_model: " ",'),
         "rvc_model:",
         "modes.cockpit.voice.rvc_model",
         "a non-empty string: NAME (models/rvc/NAME.pth) or a .pth path",
     ),
     (
         "voice rvc_model type",
-        sub("warmth_db: 1.5}", "warmth_db: 1.5,\n      rvc_model: [alto, bass]}"),
+        sub("warmth_db: 1.5, pause_s: 0.35}", "warmth_db: 1.5,\n      rvc_model: [alto, bass]}"),
         "rvc_model:",
         "modes.lab.voice.rvc_model",
         "an RVC voice model",
@@ -499,3 +509,34 @@ def test_dataset_not_utf8(tmp_path):
     path.write_bytes(b'{"id": "\xff"}\n')
     with pytest.raises(PersonaError, match=r"dataset\.jsonl: cannot read file as UTF-8"):
         load_dataset(path)
+
+
+def test_base_voice_reaches_every_mode_and_modes_refine_it(tmp_path):
+    base = sub(
+        "voice:\n  target_f0_hz: 205",
+        "voice:\n  piper_voice: en_US-someone-medium\n  target_f0_hz: 120",
+    )
+    persona = load_persona(make_persona(tmp_path, "modes.yaml", base))
+    for mode in persona.modes.values():
+        assert mode.voice.piper_voice == "en_US-someone-medium"
+        assert mode.voice.target_f0_hz == 120 and mode.voice.formant_ratio == 1.2
+    assert persona.mode("playful").voice.pitch_range == 1.35
+    assert persona.mode("lab").voice.pitch_range == 1.0 and persona.mode("lab").voice.noise_scale is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "expected"),
+    [
+        (sub("  target_f0_hz: 205", "  target_f0_hz: 900"), "voice.target_f0_hz", "from 50 to 500, got 900"),
+        (sub("  formant_ratio: 1.2", "  formant_ratio: 2"), "voice.formant_ratio", "from 0.7 to 1.5, got 2"),
+        (sub("  formant_ratio: 1.2", "  formants: 1.2"), "voice.formants", "unknown key 'formants'"),
+        (sub("pitch_range: 1.35", "pitch_range: wide"), "modes.playful.voice.pitch_range", "a number"),
+        (sub("pause_s: 0.85", "pause_s: 9"), "modes.cathedral.voice.pause_s", "from 0 to 3, got 9"),
+    ],
+)
+def test_broken_voice_settings_name_file_line_and_field(tmp_path, edit, field, expected):
+    directory = make_persona(tmp_path, "modes.yaml", edit)
+    with pytest.raises(
+        PersonaError, match=rf"modes\.yaml:\d+: field '{re.escape(field)}': expected .*{expected}"
+    ):
+        load_persona(directory)

@@ -411,7 +411,15 @@ def test_personas(client):
         "speed",
         "warmth_db",
         "rvc_model",
+        "pitch_range",
+        "pause_s",
+        "noise_scale",
+        "noise_w_scale",
+        "piper_voice",
+        "target_f0_hz",
+        "formant_ratio",
     }
+    assert details["modes"]["cathedral"]["voice"]["target_f0_hz"] == 205  # the persona's base voice
     assert_error(client.get("/v1/personas/nobody"), 404)
     assert_error(client.get("/v1/personas/..%2F..%2Fetc"), 404)
 

@@ -178,6 +178,24 @@ def test_the_page_renders_text_and_plays_the_video(server, browser, tmp_path):
         shutil.copy(shot, os.environ["ARA_WEB_SCREENSHOT_DIR"])
 
 
+def test_test_voice_says_a_sample_line_in_the_chosen_mode(server, browser):
+    """Each mode can be heard: Test voice renders a sample line in the selected mode."""
+    base, _token = server
+    browser.get(base + "/")  # the token, if any, was kept by the page from the test above
+    mode = Select(browser.find_element(By.ID, "mode"))
+    wait_for(browser, lambda d: len(mode.options) > 1, 20, "the personas and modes to load")
+    mode.select_by_value("playful")
+    browser.find_element(By.ID, "test-voice").click()
+    facts = browser.find_element(By.ID, "facts")
+    wait_for(
+        browser, lambda d: facts.is_displayed() or browser.find_element(By.ID, "error").text, 120, "the test"
+    )
+    assert "playful (requested)" in facts.text, facts.text
+    assert browser.find_element(By.ID, "text").get_attribute("value") == (
+        "Hi, I'm Ara. This is how I sound in playful mode."
+    )
+
+
 def test_api_errors_are_shown_on_the_page(server, browser):
     base, token = server
     browser.get(base + "/")

@@ -90,6 +90,7 @@ def build(params: dict[str, Any], runtime: Runtime, modes: tuple[str, ...]) -> N
             refresh = gr.Button("Refresh avatars")
             upload = gr.Image(type="filepath", label="Upload an avatar (a face photo)", sources=["upload"])
         with gr.Row():
+            test_mode = gr.Dropdown(choices=[AUTO, *modes], value=AUTO, label="Test in mode")
             test = gr.Button("Test voice")
             result = gr.HTML()
 
@@ -129,4 +130,4 @@ def build(params: dict[str, Any], runtime: Runtime, modes: tuple[str, ...]) -> N
 
     refresh.click(refresh_avatars, None, avatar)
     upload.upload(upload_avatar, upload, [avatar, result])
-    test.click(runtime.sample, None, result)
+    test.click(runtime.sample, test_mode, result)

@@ -237,8 +237,9 @@ class Runtime:
 
     # -- the reply --------------------------------------------------------------------
 
-    def present(self, visible: str, state: dict, user: str) -> str:
-        """The visible reply with Ara's video, or with a note saying why there is none."""
+    def present(self, visible: str, state: dict, user: str, mode: str | None = None) -> str:
+        """The visible reply with Ara's video, or with a note saying why there is none. `mode`
+        names the mode to speak in (the voice test); None chooses it as for a chat turn."""
         if self.prerender is not None:  # its job would compete with this render; its chunks stay cached
             self.prerender.stop()
         text = spoken_text(visible)
@@ -246,7 +247,12 @@ class Runtime:
             return visible
         try:
             persona = self.persona()
-            selection = self.choose(persona, user, text, chat_key(state), remember=True)
+            if mode is not None:
+                from ara_persona import Selection
+
+                selection = Selection(persona.mode(mode).name, "the mode chosen for the voice test")
+            else:
+                selection = self.choose(persona, user, text, chat_key(state), remember=True)
             src, ident = self.render(text, user=user, mode=selection.mode, persona=persona.name)
         except (SidecarError, ValueError, ImportError, OSError) as exc:  # ValueError: PersonaError
             log.warning("Ara: no video for this reply (%s)", exc)
@@ -271,9 +277,12 @@ class Runtime:
             show_text=bool(self.params.get("show_text")),
         )
 
-    def sample(self) -> str:
-        """HTML of the sample line rendered with the current settings (the "test voice" button)."""
-        return self.present(html.escape(SAMPLE_LINE), {"mode": "chat"}, "")
+    def sample(self, mode: str | None = None) -> str:
+        """HTML of the sample line rendered with the current settings (the "test voice" button),
+        in `mode` when one is named (None or Auto: the mode the settings would choose)."""
+        mode = None if mode in (None, "", AUTO) else mode
+        line = SAMPLE_LINE if mode is None else SAMPLE_LINE.replace("current settings", f"{mode} mode")
+        return self.present(html.escape(line), {"mode": "chat"}, "", mode=mode)
 
 
 def chat_key(state: dict) -> tuple:

@@ -28,13 +28,25 @@ from ara_persona.yamldoc import YamlDoc as _Doc
 MODES_FILE = "modes.yaml"
 MANIFESTO_FILE = "manifesto.md"
 
-# (min, max) for each voice parameter, in its unit.
+# (min, max) for each voice parameter, in its unit: required in every mode's voice …
 VOICE_RANGES = {
     "pitch_semitones": (-12.0, 12.0),
     "speed": (0.5, 2.0),
     "warmth_db": (-6.0, 12.0),
 }
-TOP_KEYS = ("display_name", "default_mode", "rvc_model", "modes", "selector", "prompt")
+# … optional in a mode's voice (absent: the VoiceParams default) …
+OPTIONAL_VOICE_RANGES = {
+    "pitch_range": (0.25, 3.0),
+    "pause_s": (0.0, 3.0),
+    "noise_scale": (0.0, 2.0),
+    "noise_w_scale": (0.0, 2.0),
+}
+# … and the persona's base voice (`voice:` at the top), copied into every mode.
+BASE_VOICE_RANGES = {
+    "target_f0_hz": (50.0, 500.0),
+    "formant_ratio": (0.7, 1.5),
+}
+TOP_KEYS = ("display_name", "default_mode", "rvc_model", "voice", "modes", "selector", "prompt")
 MODE_KEYS = ("intensity_pct", "description", "voice", "triggers", "scenarios", "guidance", "alltalk_voice")
 # An AllTalk voice name: what AllTalk's API accepts as character_voice_gen.
 _ALLTALK_VOICE = re.compile(r'[^<>"|?*\n]+')
@@ -59,6 +71,8 @@ def _number(doc: _Doc, node: dict, key: tuple, kind: type, lo: float, hi: float,
     what = "an integer" if kind is int else "a number"
     expected = f"{what} from {lo:g} to {hi:g}"
     value = _get(doc, node, key, (int,) if kind is int else (int, float), expected, default)
+    if value is default and default is not ...:
+        return value
     if not lo <= value <= hi:
         raise doc.error(key, f"{expected}, got {value}")
     return value
@@ -96,14 +110,42 @@ def _rvc_model(doc: _Doc, node: dict, key: tuple, default: str | None) -> str | 
     return value.strip()
 
 
-def _voice(doc: _Doc, node: dict, key: tuple, rvc_model: str | None) -> VoiceParams:
+def _numbers(doc: _Doc, node: dict, key: tuple, ranges: dict, required: bool) -> dict[str, float]:
+    """The numbers of `ranges` present in `node` (all of them when `required`), as floats."""
+    values = {}
+    for name, (lo, hi) in ranges.items():
+        value = _number(doc, node, (*key, name), float, lo, hi, ... if required else None)
+        if value is not None:
+            values[name] = float(value)
+    return values
+
+
+def _base_voice(doc: _Doc, data: dict) -> dict:
+    """The persona's base voice (`voice:`), as VoiceParams fields; {} when absent."""
+    key = ("voice",)
+    node = _get(doc, data, key, dict, "a mapping of base voice settings", default={})
+    _known_keys(doc, node, key, ("piper_voice", *BASE_VOICE_RANGES))
+    values: dict = _numbers(doc, node, key, BASE_VOICE_RANGES, required=False)
+    expected = "a Piper voice name (models/piper/NAME.onnx)"
+    piper_voice = _get(doc, node, (*key, "piper_voice"), str, expected, None)
+    if piper_voice is not None:
+        if not piper_voice.strip():
+            raise doc.error((*key, "piper_voice"), expected)
+        values["piper_voice"] = piper_voice.strip()
+    return values
+
+
+def _voice(doc: _Doc, node: dict, key: tuple, base: dict) -> VoiceParams:
+    """A mode's voice; `base` holds the persona's base voice and RVC model."""
     voice = _get(doc, node, key, dict, "a mapping of voice parameters")
-    _known_keys(doc, voice, key, (*VOICE_RANGES, "rvc_model"))
+    _known_keys(doc, voice, key, (*VOICE_RANGES, *OPTIONAL_VOICE_RANGES, "rvc_model"))
     values = {
-        name: float(_number(doc, voice, (*key, name), float, lo, hi))
-        for name, (lo, hi) in VOICE_RANGES.items()
+        **base,
+        **_numbers(doc, voice, key, VOICE_RANGES, required=True),
+        **_numbers(doc, voice, key, OPTIONAL_VOICE_RANGES, required=False),
     }
-    return VoiceParams(**values, rvc_model=_rvc_model(doc, voice, (*key, "rvc_model"), rvc_model))
+    values["rvc_model"] = _rvc_model(doc, voice, (*key, "rvc_model"), base.get("rvc_model"))
+    return VoiceParams(**values)
 
 
 def _alltalk_voice(doc: _Doc, node: dict, key: tuple) -> str | None:
@@ -114,8 +156,8 @@ def _alltalk_voice(doc: _Doc, node: dict, key: tuple) -> str | None:
     return value.strip() if value is not None else None
 
 
-def _mode(doc: _Doc, name: str, node: Any, rvc_model: str | None) -> Mode:
-    """The mode `name`; `rvc_model` is the persona's, for a voice that does not name its own."""
+def _mode(doc: _Doc, name: str, node: Any, base: dict) -> Mode:
+    """The mode `name`; `base` is the persona's base voice and RVC model (see `_voice`)."""
     key = ("modes", name)
     if not isinstance(node, dict):
         raise doc.error(key, "a mapping with intensity_pct, voice, guidance, …")
@@ -126,7 +168,7 @@ def _mode(doc: _Doc, name: str, node: Any, rvc_model: str | None) -> Mode:
     return Mode(
         name=name,
         intensity_pct=_number(doc, node, (*key, "intensity_pct"), int, 0, 100),
-        voice=_voice(doc, node, (*key, "voice"), rvc_model),
+        voice=_voice(doc, node, (*key, "voice"), base),
         description=_text(doc, node, (*key, "description"), "a string", default=""),
         triggers=_strings(doc, node, (*key, "triggers")),
         scenarios=_strings(doc, node, (*key, "scenarios")),
@@ -214,8 +256,8 @@ def load_persona(directory: Path) -> Persona:
     missing = [m for m in MODE_NAMES if m not in modes_node]
     if missing:
         raise doc.error(("modes",), f"all six modes; missing {', '.join(missing)}")
-    rvc_model = _rvc_model(doc, data, ("rvc_model",), None)
-    modes = {name: _mode(doc, name, modes_node[name], rvc_model) for name in MODE_NAMES}
+    base = {**_base_voice(doc, data), "rvc_model": _rvc_model(doc, data, ("rvc_model",), None)}
+    modes = {name: _mode(doc, name, modes_node[name], base) for name in MODE_NAMES}
     default = _get(doc, data, ("default_mode",), str, f"one of {', '.join(MODE_NAMES)}")
     if default not in modes:
         raise doc.error(("default_mode",), f"one of {', '.join(MODE_NAMES)}, got {default!r}")

