@@ -114,6 +114,30 @@ def fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def controls(pipeline: Pipeline, speech, params) -> None:
+    """LPC's F1 of a high voice is pulled toward its harmonics: the same speech with only the
+    formants moved (f0 kept), and with only f0 moved (envelope kept), at one ceiling (5000 Hz)."""
+    from dataclasses import replace
+
+    def ratios(changed) -> str:
+        out = pipeline.voice.convert(speech, changed)
+        before = vm.formants_hz(speech.samples, speech.sample_rate, max_formant_hz=5000)
+        after = vm.formants_hz(out.samples, out.sample_rate, max_formant_hz=5000)
+        return " ".join(f"{after[k] / before[k]:.2f}" for k in ("f1_hz", "f2_hz", "f3_hz"))
+
+    neutral = replace(params, pitch_semitones=0.0, warmth_db=0.0, pitch_range=1.0)
+    only_formants = replace(neutral, target_f0_hz=None)
+    only_f0 = replace(neutral, formant_ratio=1.0)
+    print(
+        f"control, formants only (f0 kept): F1–F3 × {ratios(only_formants)} "
+        f"(formant_ratio {params.formant_ratio})"
+    )
+    print(
+        f"control, f0 only to {params.target_f0_hz:g} Hz (envelope kept): F1–F3 × {ratios(only_f0)} "
+        "(1.00 if LPC were unbiased)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="renders per mode (medians reported)")
@@ -165,6 +189,7 @@ def main() -> None:
     cockpit = persona.mode("cockpit")
     speech = pipeline.tts.synthesize(TEXT.format(name=NAMES[0]), cockpit)
     params = pipeline.tts.voice_stage_params(cockpit.voice)
+    controls(pipeline, speech, params)
     times = []
     for _ in range(6):
         start = time.perf_counter()
