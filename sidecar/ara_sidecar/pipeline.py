@@ -254,15 +254,17 @@ class Pipeline:
                     audio = self.voice.convert(audio, plan.mode.voice)
         else:
             mode = plan.mode if request.apply_voice else None
-            make = partial(self._say, chunk.text, mode, timings)
-            audio = make() if cache is None else _cached_speech(cache, chunk.speech_key, make)
+            make = partial(self.say, chunk.text, mode, timings)
+            audio = make() if cache is None else cached_speech(cache, chunk.speech_key, make)
         fps = self.settings.fps
         frames = frame_count(audio.duration_s + chunk.pause_s, fps)
         padding = silence(frames / fps - audio.duration_s, audio.sample_rate)
         padded = Audio(np.concatenate([audio.samples, padding]), audio.sample_rate)
         return padded, audio.duration_s + chunk.pause_s
 
-    def _say(self, text: str, mode: Mode | None, timings: Timings) -> Audio:
+    def say(self, text: str, mode: Mode | None, timings: Timings) -> Audio:
+        """`text` spoken by the TTS and shaped by the voice stage for `mode` (None: the TTS's own
+        voice, no voice stage); not cached (see `cached_speech`)."""
         with timings.measure("tts"):
             audio = self.tts.synthesize(text, mode)
         params = self.tts.voice_stage_params(mode.voice) if mode else None
@@ -489,7 +491,7 @@ class Pipeline:
         timings.stop("encode")
 
 
-def _cached_speech(cache: CacheStore, key: str, make: Callable[[], Audio]) -> Audio:
+def cached_speech(cache: CacheStore, key: str, make: Callable[[], Audio]) -> Audio:
     """Speech from the stage cache (float32 PCM after a little-endian sample-rate header)."""
 
     def produce() -> bytes:

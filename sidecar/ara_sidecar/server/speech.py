@@ -22,7 +22,7 @@ from ara_persona import VoiceParams
 from ara_sidecar.audio import Audio, resample, silence
 from ara_sidecar.cache import CacheStore, derived_key
 from ara_sidecar.config import Settings
-from ara_sidecar.pipeline import Pipeline, ProgressFn, RenderRequest, _cached_speech
+from ara_sidecar.pipeline import Pipeline, ProgressFn, RenderRequest, cached_speech
 from ara_sidecar.timings import Timings
 from ara_sidecar.voice.dsp import DspVoice
 
@@ -72,12 +72,12 @@ def speak(
     speech_s = 0.0
     progress("tts", 0.0)
     for chunk, planned in zip(chunks, plan.chunks, strict=True):
-        make = partial(pipeline._say, planned.text, mode, timings)
+        make = partial(pipeline.say, planned.text, mode, timings)
         if request.speed != 1.0:
             make = partial(
                 _faster, cache, planned.speech_key, make, request.speed, pipeline.settings, timings
             )
-        audio = _cached_speech(cache, chunk.key, make)
+        audio = cached_speech(cache, chunk.key, make)
         speech_s += audio.duration_s + chunk.pause_s
         on_chunk({"index": chunk.index, "key": chunk.key, "pause_s": chunk.pause_s})
         progress("tts", (chunk.index + 1) / len(chunks))
@@ -93,7 +93,7 @@ def _faster(
     timings: Timings,
 ) -> Audio:
     """The chunk's speech (from the cache, else made and cached) at `speed` times its tempo."""
-    audio = _cached_speech(cache, speech_key, make)
+    audio = cached_speech(cache, speech_key, make)
     with timings.measure("voice"):
         return DspVoice(settings, "cpu").convert(audio, VoiceParams(speed=speed))
 
