@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import numpy as np
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 RATE = 22050  # the joe voice's rate (XTTS: 24000)
 MAX_CHARS = 2000  # api_def.api_max_characters
@@ -189,7 +189,9 @@ class V2Input(BaseModel):
 
 
 class V1Input(BaseModel):
-    """tts_server.py's JSONInput (v1)."""
+    """tts_server.py's JSONInput (v1), whose name its 400 bodies give."""
+
+    model_config = ConfigDict(title="JSONInput")
 
     text_input: str = Field(..., max_length=2000)
     text_filtering: str = Field(..., pattern="^(none|standard|html)$")

@@ -205,7 +205,7 @@ def test_v1_validation_answers(v1):
     form |= {"autoplay": "false", "autoplay_volume": "0.8", "text_filtering": "none", "language": "en"}
     form |= {"character_voice_gen": "female_01.wav", "narrator_voice_gen": "male_01.wav"}
     with pytest.raises(
-        BackendUnavailable, match=r"HTTP 400\): 1 validation error for V1Input\s+text_not_inside"
+        BackendUnavailable, match=r"HTTP 400\): 1 validation error for JSONInput\s+text_not_inside"
     ):
         client.generate(form)
     with pytest.raises(BackendUnavailable, match=r"HTTP 500\): An error occurred"):
