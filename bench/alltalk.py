@@ -178,14 +178,15 @@ def lengths(path: Path) -> tuple[float, float]:
         return float(video.duration * video.time_base), float(sound.duration * sound.time_base)
 
 
-def main() -> None:
+def main() -> int:
+    """Prints the figures (or the comparison); returns how many answers differed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:7851", help="AllTalk's address")
     parser.add_argument("--runs", type=int, default=3, help="CLI renders of the 3-sentence reply")
     parser.add_argument("--compare", action="store_true", help="compare the server with the test double")
     args = parser.parse_args()
     if args.compare:
-        sys.exit(1 if compare(args.url) else 0)
+        return compare(args.url)
     m = machine()
     print(f"machine: {m['cpu']}, {m['logical_cores']} logical cores, Python {m['python']}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -238,8 +239,10 @@ def main() -> None:
                 f"video {video_s:5.2f} s, sound {sound_s:5.2f} s, wall {result.wall_s:5.2f} s "
                 f"({result.real_time_factor:.3f} × speech)"
             )
+    return 0
 
 
 if __name__ == "__main__":
     with recorded("alltalk-compare" if "--compare" in sys.argv else "alltalk"):
-        main()
+        differ = main()
+    sys.exit(1 if differ else 0)
