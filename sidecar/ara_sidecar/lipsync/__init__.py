@@ -26,6 +26,10 @@ def resolve(name: str, settings: Settings) -> str:
     """`auto` → Wav2Lip when its checkpoint (and torch) is there, else the embedded animator."""
     if name != "auto":
         return name
+    from ara_sidecar.lipsync.wav2lip.checkpoint import find_checkpoint
+
+    if find_checkpoint(settings) is None:  # decided without importing torch (seconds of start-up)
+        return "animator"
     try:
         ready = REGISTRY.load("wav2lip").readiness(settings).ready
     except BackendUnavailable:

@@ -75,13 +75,13 @@ class Wav2Lip(LipSync):
 
     @classmethod
     def readiness(cls, settings: Settings) -> Readiness:
+        path = find_checkpoint(settings)
+        if path is None:
+            return Readiness(False, missing_message(settings))
         try:
             import torch
         except ModuleNotFoundError:
             return Readiness(False, "package torch is not installed (pip install torch)")
-        path = find_checkpoint(settings)
-        if path is None:
-            return Readiness(False, missing_message(settings))
         detail = f"{path.name}, PyTorch {torch.__version__}"
         if settings.wav2lip.detector == "s3fd":
             from ara_sidecar.lipsync.wav2lip import s3fd
