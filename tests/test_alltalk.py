@@ -133,6 +133,20 @@ def test_no_voice_configured_chooses_one_and_says_so(settings, tmp_path, caplog)
     assert pick_voice((JOE,), "ara") == JOE and pick_voice((), "ara") is None
 
 
+def test_the_personas_alltalk_voice_serves_its_other_modes(settings, xtts, tmp_path):
+    import shutil
+
+    personas = tmp_path / "personas"
+    shutil.copytree(project_root() / "personas" / "ara", personas / "ara")
+    modes = personas / "ara" / "modes.yaml"
+    text = modes.read_text(encoding="utf-8")
+    modes.write_text(text.replace("  lab:\n", "  lab:\n    alltalk_voice: Male_01\n", 1), encoding="utf-8")
+    tts = backend(settings.with_overrides(personas_dir=str(personas)), xtts, streaming=False)
+    persona = load_persona(personas / "ara")
+    assert tts.voice(persona.mode("comfort")) == ("male_01.wav", "alltalk_voice of persona ara (mode lab)")
+    assert tts.voice(persona.mode("lab")) == ("male_01.wav", "alltalk_voice of mode lab")
+
+
 def test_voice_names_match_as_typed(settings, v2):
     assert match_voice("en_US-joe-medium", (JOE,)) == JOE
     assert match_voice("EN_US-JOE-MEDIUM.ONNX", (JOE,)) == JOE

@@ -246,12 +246,17 @@ class AllTalkTTS(TTS):
 
     def voice(self, mode: Mode | None) -> tuple[str | None, str]:
         """The voice to send, as the server lists it, and where it came from: the mode's
-        `alltalk_voice`, else `alltalk.voice`, else one chosen from the server's list (`pick_voice`;
-        None where it lists none: AllTalk's own default)."""
+        `alltalk_voice`, else `alltalk.voice`, else the persona's (`_persona_voice`), else one
+        chosen from the server's list (`pick_voice`; None where it lists none: AllTalk's own
+        default)."""
         cfg, info = self.settings.alltalk, self.server()
         wanted, source = (mode.alltalk_voice, "alltalk_voice of mode " + mode.name) if mode else (None, "")
         if wanted is None and cfg.voice is not None:
             wanted, source = cfg.voice, "alltalk.voice"
+        if wanted is None:
+            wanted, source = self._persona_voice()
+            if wanted is not None:
+                self._log_once(f"AllTalk at {self.client.url}: speaking with {wanted!r}, the {source}")
         if wanted is None:
             chosen = pick_voice(info.voices, self.settings.persona)
             if chosen is not None:
@@ -282,6 +287,20 @@ class AllTalkTTS(TTS):
         and no AllTalk RVC (the streaming route applies none, nor the mode's speed)."""
         cfg, info = self.settings.alltalk, self.server()
         return cfg.streaming and info.streaming_capable and cfg.rvc_voice is None and bool(info.voices)
+
+    def _persona_voice(self) -> tuple[str | None, str]:
+        """The `alltalk_voice` the configured persona gives its default mode, else another mode."""
+        from ara_sidecar.personas import get_persona  # the persona of `settings.persona`
+
+        try:
+            persona = get_persona(self.settings)
+        except UserError:
+            return None, ""
+        modes = [persona.modes.get(persona.default_mode), *persona.modes.values()]
+        mode = next((m for m in modes if m is not None and m.alltalk_voice), None)
+        if mode is None:
+            return None, ""
+        return mode.alltalk_voice, f"alltalk_voice of persona {persona.name} (mode {mode.name})"
 
     def mode_inputs(self, mode: Mode | None) -> dict:
         """The form fields (all but the text) that `synthesize` sends for `mode`."""
