@@ -58,7 +58,7 @@ def in_process(pipeline: Pipeline, text: str, mode: str) -> tuple[float, float]:
     start = time.perf_counter()
     speech_s = 0.0
     for chunk in plan.chunks:
-        audio = pipeline._say(chunk.text, plan.mode, Timings())
+        audio = pipeline.say(chunk.text, plan.mode, Timings())
         speech_s += audio.duration_s + chunk.pause_s
     return time.perf_counter() - start, speech_s
 
