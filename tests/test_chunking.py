@@ -154,6 +154,10 @@ def test_split_sentences_collapses_inner_whitespace():
             "3 times 4 and 1 plus 1, plus 5 at 5 degrees Celsius, 90 degrees that is, a at b.",
         ),
         ("Hex 0x1F and 3x4 stay; 2/3 is 2 thirds.", "Hex 0x1F and 3x4 stay; 2 thirds is 2 thirds."),
+        (  # a bare web address is said as its host name, its punctuation kept
+            "See https://x.org/a?b=1&c=2, or www.example.com/path. Docs: HTTP://localhost:7870/docs!",
+            "See x.org, or example.com. Docs: localhost:7870!",
+        ),
     ],
 )
 def test_symbols_are_said_as_words(text, spoken):
@@ -171,6 +175,8 @@ def test_symbol_runs_stay_linear():
         "&=" * 10000,
         "1/" * 10000,
         "$1," * 7000,
+        "http://a" + "." * 20000,
+        "www." * 5000,
     ):
         started = time.perf_counter()
         normalize_text(run)

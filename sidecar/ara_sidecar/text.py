@@ -22,6 +22,8 @@ _EMOJI = re.compile(
     "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff\ufe0e\ufe0f\u200d\u20e3\U000e0020-\U000e007f]"
 )
 _SPACE = re.compile(r"[^\S\n]+")
+# A bare web address is spoken as its host name ("see example.org"), not character by character.
+_URL = re.compile(r"\b(?:https?://|www\.)([^\s/?#<>()\[\]]+)[^\s<>()\[\]]*", re.I)
 
 # Symbols said as words (every TTS backend alike; AllTalk's own filters would delete them).
 _FRACTION_NAMES = {2: ("half", "halves"), 3: ("third", "thirds"), 4: ("quarter", "quarters")}
@@ -83,14 +85,22 @@ def _fraction(match: re.Match) -> str:
     return f"{'one' if top == 1 else top} {one if top == 1 else many}"
 
 
+def _host(match: re.Match) -> str:
+    """A web address's host name, with the punctuation that followed the address."""
+    address = match.group()
+    tail = address[len(address.rstrip(".,;:!?")) :]
+    return match.group(1).rstrip(".,;:!?").removeprefix("www.").removeprefix("WWW.") + tail
+
+
 def normalize_text(text: str) -> str:
     """Text as it will be spoken: characters no TTS can take (NUL and other control characters,
-    lone surrogates, non-characters…), Markdown markup, code blocks and emoji removed, symbols
-    said as words (`say_symbols`), whitespace collapsed. Headings, list items and paragraphs end
-    with a line break (and a full stop when they have no punctuation), so each is spoken and
-    chunked as a sentence of its own."""
+    lone surrogates, non-characters…), Markdown markup, code blocks and emoji removed, a bare web
+    address said as its host name, symbols said as words (`say_symbols`), whitespace collapsed.
+    Headings, list items and paragraphs end with a line break (and a full stop when they have no
+    punctuation), so each is spoken and chunked as a sentence of its own."""
     text = drop_unspeakable(text)
     text = _EMOJI.sub("", _LINK.sub(r"\1", _FENCE.sub("\n\n", text)))
+    text = _URL.sub(_host, text)
     lines = text.splitlines()
     spoken: list[str] = []
     for i, line in enumerate(lines):
