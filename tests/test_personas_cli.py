@@ -31,7 +31,9 @@ def user_root(tmp_path) -> Path:
     broken = root / "broken"
     shutil.copytree(SHIPPED / "ara", broken)
     text = (broken / "modes.yaml").read_text(encoding="utf-8")
-    (broken / "modes.yaml").write_text(text.replace("speed: 0.92", "speed: 9"), encoding="utf-8")
+    (broken / "modes.yaml").write_text(
+        text.replace("speed: 1.0, warmth_db: 2.0", "speed: 9, warmth_db: 2.0"), encoding="utf-8"
+    )
     (root / "draft").mkdir()
     (root / "draft" / "manifesto.md").write_text("I am a draft.", encoding="utf-8")
     (root / "not-a-persona").mkdir()
