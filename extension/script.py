@@ -34,6 +34,8 @@ params = {
     "auto_modes": list(MODES),  # the modes Auto may pick
     "inject_manifesto": True,
     "autoplay": True,
+    "greeting_video": True,  # a New chat's greeting gets a video too
+    "autoplay_greeting": False,  # ... which plays at once (off: a click plays it)
     "prerender": True,  # render complete sentences while the reply streams
     "show_text": True,
     "position": "before",  # the video "before" or "after" the text
@@ -105,11 +107,15 @@ def output_modifier(string: str, state: dict, is_chat: bool = False) -> str:
     `string` is TGWUI's HTML-escaped visible reply; the internal history keeps the plain text.
     The API path (its state has no `chat_style`) and non-chat generation get `string` unchanged.
     """
+    greeting = isinstance(state, dict) and _TURN not in state  # start_new_chat calls only this hook
     user = state.pop(_TURN, "") if isinstance(state, dict) else ""
     if not (is_chat and params["activate"] and isinstance(state, dict) and "chat_style" in state):
         return string
+    if greeting and not params["greeting_video"]:
+        return string
     try:
-        return runtime.present(string, state, user)
+        autoplay = bool(params["autoplay"]) and (not greeting or bool(params["autoplay_greeting"]))
+        return runtime.present(markup.without_video(string), state, user, autoplay=autoplay)
     except Exception:
         log.exception("Ara: no video for this reply")
         return string
@@ -136,8 +142,8 @@ def _start_prerender(question: str, state: dict, is_chat: bool) -> Prerenderer |
         and "chat_style" in state
     ):
         return None
-    if runtime.prerender is not None:
-        runtime.prerender.stop()
+    if runtime.prerender is not None:  # a reply that never reached output_modifier
+        runtime.prerender.abandon()
     runtime.prerender = Prerenderer(runtime, question, state, str(state.get(_TURN) or ""))
     return runtime.prerender
 
@@ -165,6 +171,10 @@ if _tgwui_generation():
                 if prerender is not None:
                     prerender.feed(reply)
                 yield reply
+        except BaseException:  # no output_modifier follows (after Stop it already ran)
+            if prerender is not None:
+                prerender.abandon()
+            raise
         finally:
             if prerender is not None:
                 prerender.stop()

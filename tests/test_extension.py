@@ -411,10 +411,10 @@ def test_many_turns_get_videos_and_history_stays_clean(ext, sidecar, tgwui, mode
         assert src.startswith("file/user_data/cache/ara_avatar/") and src.endswith(".mp4")
         assert (tgwui / src[len("file/") :]).read_bytes().startswith(VIDEO)
         assert visible.index("<video") < visible.index(html.escape(reply))  # position "before"
-        assert visible.count("<video") == 1 and " autoplay" in visible
+        assert visible.count("<video") == 1 and "data-ara-autoplay=" in visible
         assert chat.history["internal"][-1] == [user, reply]  # internal history keeps plain text
         older = chat.history["visible"][:-1]
-        assert all(" autoplay" not in row[1] for row in older), f"turn {i}: old reply still autoplays"
+        assert all("autoplay" not in row[1] for row in older), f"turn {i}: old reply still autoplays"
     assert "ara-avatar-badge" in visible
     renders = sidecar.renders()
     greeting = 0 if mode == "instruct" else 1
@@ -454,6 +454,26 @@ def test_greeting_is_rendered_without_a_user_message(ext, sidecar):
     assert "<video" in chat.history["visible"][0][1]
     assert chat.history["internal"][0] == ["<|BEGIN-VISIBLE-CHAT|>", chat.state["greeting"]]
     assert "user_message" not in sidecar.renders()[0]
+    assert "autoplay" not in chat.history["visible"][0][1]  # by default a New chat does not start talking
+    ext.params["autoplay_greeting"] = True
+    chat.start_new_chat()
+    assert "data-ara-autoplay=" in chat.history["visible"][0][1]
+    ext.params["greeting_video"] = False
+    chat.start_new_chat()
+    assert chat.history["visible"][0][1] == html.escape(chat.state["greeting"])
+    assert len(sidecar.renders()) == 2
+    assert "data-ara-autoplay=" in chat.turn("hello", "Hi there.")  # replies still autoplay
+
+
+def test_a_stopped_continue_holds_one_video(ext, sidecar):
+    """Stop during Continue: TGWUI hands output_modifier the earlier visible reply (its video
+    included) plus the new text; the reply keeps one video, of the whole text."""
+    chat = Chat(ext)
+    first = chat.turn("tell me about rails", "Rails are steel.")
+    state = ext.state_modifier(chat.state)
+    visible = apply_string_extension(ext, "output_modifier", first + " And long.", state, True)
+    assert visible.count("<video") == 1 and visible.count("ara-avatar-badge") == 1
+    assert sidecar.renders()[-1]["text"] == "Rails are steel. And long."
 
 
 def test_api_and_non_chat_paths_get_plain_text(ext, sidecar):
@@ -487,7 +507,7 @@ def test_settings_shape_the_reply(ext, sidecar):
     ext.params.update(position="after", autoplay=False, show_badge=False, mode="playful")
     visible = chat.turn("Tell me about quantization.", "It shrinks weights.")
     assert visible.index("It shrinks weights.") < visible.index("<video")
-    assert " autoplay" not in visible and "ara-avatar-badge" not in visible
+    assert "autoplay" not in visible and "ara-avatar-badge" not in visible
     assert sidecar.renders()[-1]["mode"] == "playful" and "ara/playful" in chat.prompts[-1]
     ext.params.update(show_text=False, mode="Auto", auto_modes=["cockpit", "teaching"])
     visible = chat.turn("I'm so sad and overwhelmed", "I'm here.")
@@ -565,7 +585,7 @@ def test_history_modifier_only_removes_autoplay_from_aras_videos(ext):
         ],
     }
     out = ext.history_modifier(copy.deepcopy(history))
-    assert " autoplay" not in out["visible"][0][1] and "controls playsinline" in out["visible"][0][1]
+    assert "autoplay" not in out["visible"][0][1] and "controls playsinline" in out["visible"][0][1]
     assert out["visible"][1] == history["visible"][1] and out["internal"] == history["internal"]
 
 
@@ -834,6 +854,41 @@ def test_feed_never_blocks_and_the_final_render_cancels_the_prerender(streaming,
     posts = [i for i, call in enumerate(calls) if call == ("POST", "/v1/jobs")]
     assert len(posts) == 2 and posts[0] < calls.index(("DELETE", "/v1/jobs/job0")) < posts[1]
     assert sidecar.renders()[-1]["text"] == STREAMED
+
+
+def test_the_streaming_reply_is_listed_for_the_page_from_its_first_chunk(streaming, sidecar, tgwui):
+    """Pre-rendered chunks go into the reply's live manifest while it streams (the page speaks
+    from the first one); the final render continues that manifest and its block shares its id."""
+    manifest = tgwui / "user_data/cache/ara_avatar/live.json"
+    state = streaming.state_modifier(ui_state("chat"))
+    streaming.chat_input_modifier("how do trains work?", "", state)
+    prerender = streaming._start_prerender("prompt", state, True)
+    words = STREAMED.split(" ")
+    for i in range(1, len(words) + 1):
+        prerender.feed(" ".join(words[:i]))
+    wait_for(lambda: manifest.is_file() and json.loads(manifest.read_text())["chunks"])
+    live = json.loads(manifest.read_text())
+    assert not live["done"] and live["chunks"][0]["index"] == 0
+    assert live["chunks"][0]["src"].startswith("file/")
+    assert manifest.stat().st_size % 16384 == 0  # a constant size: no Content-Length mismatch
+    visible = apply_string_extension(streaming, "output_modifier", html.escape(STREAMED), state, True)
+    done = json.loads(manifest.read_text())
+    assert done["job"] == live["job"] and done["done"] and done["final"] == _video_src(visible)
+    assert [c["index"] for c in done["chunks"]] == list(range(len(done["chunks"])))  # each once, in order
+    assert f'id="{done["element_id"]}"' in visible
+
+
+def test_an_abandoned_stream_cancels_its_live_player(streaming, sidecar, generation, tgwui):
+    manifest = tgwui / "user_data/cache/ara_avatar/live.json"
+    generation.reply, generation.fail = STREAMED, RuntimeError("out of memory")
+    generation.token_s = 0.0
+    state = streaming.state_modifier(ui_state("chat"))
+    prerender = streaming._start_prerender("prompt", state, True)
+    prerender.feed(STREAMED)
+    wait_for(lambda: manifest.is_file() and json.loads(manifest.read_text())["chunks"])
+    with pytest.raises(RuntimeError):
+        list(streaming.custom_generate_reply("prompt", "prompt", state, None, is_chat=True))
+    assert json.loads(manifest.read_text())["cancelled"]  # the regenerate's new stream replaced it
 
 
 def test_no_prerender_off_chat_or_when_disabled(streaming, sidecar, generation):

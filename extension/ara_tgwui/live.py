@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 log = logging.getLogger("ara_avatar")
 
 MANIFEST = "live.json"
+_BLOCK = 16384  # the manifest is padded to a multiple of this, so its size rarely changes
 
 
 KEEP_CHUNKS_S = 600  # chunk copies are only for live playback (replays use the whole video)
@@ -52,13 +54,17 @@ def _prune(folder: Path) -> None:
 
 
 class LiveManifest:
-    """The manifest of one reply's render (job `job`)."""
+    """The manifest of one reply (`job`: the id of the reply's first job, or any id unique to
+    the reply). The pre-renders of the streaming reply and its final render add their chunks to
+    the same manifest, in order and once each, so the page plays the reply from its first
+    rendered sentence while it still streams."""
 
     def __init__(self, folder: Path, job: str, *, position: str):
         self.folder = folder
         self.chunks_dir = folder / "chunks"
         self.chunks_dir.mkdir(parents=True, exist_ok=True)
         _prune(self.chunks_dir)
+        self._lock = threading.Lock()
         self.data: dict[str, Any] = {
             "job": job,
             "element_id": element_id(job),
@@ -69,38 +75,61 @@ class LiveManifest:
             "final": None,
             "done": False,
             "failed": False,
+            "cancelled": False,
         }
         self._write()
 
     def chunk_path(self, key: str) -> Path:
         return self.chunks_dir / f"{key}.mp4"
 
-    def add_chunk(self, chunk: dict[str, Any], path: Path) -> None:
-        """Chunk `chunk` (a sidecar `chunk_ready` event) is saved at `path`: announce it."""
-        self.data["mime"] = self.data["mime"] or chunk.get("mime")
-        self.data["chunks"].append(
-            {
-                "index": chunk.get("index"),
-                "src": file_url(path),
-                "start_s": chunk.get("start_s", 0.0),
-                "duration_s": chunk.get("duration_s"),
-            }
-        )
-        self._write()
+    @property
+    def element_id(self) -> str:
+        return str(self.data["element_id"])
 
-    def finish(self, final_src: str | None) -> None:
-        """The render is over: `final_src` is the whole video's `src` (None: it failed)."""
-        self.data.update(final=final_src, done=True, failed=final_src is None)
-        self._write()
+    def wants(self, chunk: dict[str, Any]) -> bool:
+        """Whether `chunk` (a `chunk_ready` event of any job of this reply) is the next one to list."""
+        return not self.data["done"] and chunk.get("index") == len(self.data["chunks"])
+
+    def add_chunk(self, chunk: dict[str, Any], path: Path) -> None:
+        """Chunk `chunk` (a sidecar `chunk_ready` event) is saved at `path`: announce it (a chunk
+        already listed, or one after a missing one, is left out)."""
+        with self._lock:
+            if not self.wants(chunk):
+                return
+            self.data["mime"] = self.data["mime"] or chunk.get("mime")
+            self.data["chunks"].append(
+                {
+                    "index": chunk.get("index"),
+                    "src": file_url(path),
+                    "start_s": chunk.get("start_s", 0.0),
+                    "duration_s": chunk.get("duration_s"),
+                }
+            )
+            self._write()
+
+    def finish(self, final_src: str | None, *, cancelled: bool = False) -> None:
+        """The reply is over: `final_src` is the whole video's `src` (None: it failed, or was
+        `cancelled`: the page drops its live player)."""
+        with self._lock:
+            if self.data["done"]:
+                return
+            self.data.update(final=final_src, done=True, failed=final_src is None, cancelled=cancelled)
+            self._write()
 
     def _write(self) -> None:
-        """Replace the file atomically; a failure (e.g. Windows refusing to replace a file being
-        read) only costs the page its progressive playback, never the reply its video."""
+        """Replace the file atomically, padded with spaces to a multiple of 16 KiB: a web server
+        that reads a file's size before opening it (TGWUI's gradio `file/` route does) announces
+        the old size while sending the new file when it was replaced in between (the browser
+        reported ERR_CONTENT_LENGTH_MISMATCH); with equal sizes both agree. A failure (e.g.
+        Windows refusing to replace a file being read) only costs the page its progressive
+        playback, never the reply its video."""
+        text = json.dumps(self.data)
+        text += " " * (-len(text.encode("utf-8")) % _BLOCK)
         try:
             fd, tmp = tempfile.mkstemp(prefix=".live-", suffix=".json", dir=str(self.folder))
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(self.data, out)
+                    out.write(text)
                 os.replace(tmp, self.folder / MANIFEST)
             finally:
                 if os.path.exists(tmp):

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import html
 import re
+import time
 
 CSS_CLASS = "ara-avatar"
-_AUTOPLAY = re.compile(r'(<video class="ara-avatar-video"[^>]*?) autoplay(?=[ >])')
+_AUTOPLAY = re.compile(r'(<video class="ara-avatar-video"[^>]*?) (?:data-ara-)?autoplay(?:="\d*")?(?=[ >])')
 
 
 def attr(value: str) -> str:
@@ -30,8 +31,10 @@ def video(
     src: str, *, autoplay: bool, mode: str | None = None, reason: str = "", element_id: str = ""
 ) -> str:
     """The `<div>` holding the video and, when `mode` is given, a small mode badge. `element_id`
-    pairs it with the page's live player of the same reply (player.js)."""
-    play = " autoplay" if autoplay else ""
+    pairs it with the page's live player of the same reply (player.js). `autoplay` marks the
+    video with the time it was made: the page's player plays it once while it is fresh, so a
+    page reload never replays it (an `autoplay` attribute would)."""
+    play = f' data-ara-autoplay="{int(time.time())}"' if autoplay else ""
     tag = f'<video class="ara-avatar-video" src="{attr(src)}" controls playsinline{play}></video>'
     badge = ""
     if mode:
@@ -51,6 +54,17 @@ def compose(reply: str, block: str, *, position: str = "before", show_text: bool
     if not show_text or not reply.strip():
         return block
     return f"{block}\n\n{reply}" if position == "before" else f"{reply}\n\n{block}"
+
+
+_BLOCK = re.compile(
+    r'<div class="ara-avatar"[^>]*><video class="ara-avatar-video"[^>]*></video>.*?</div>(?:\n\n)?'
+)
+_NOTE = re.compile(r'(?:\n\n)?<div class="ara-avatar-note">[^<]*</div>')
+
+
+def without_video(visible: str) -> str:
+    """`visible` without Ara's video blocks and notes (a reply continued from one that had them)."""
+    return _NOTE.sub("", _BLOCK.sub("", visible)) if "ara-avatar" in visible else visible
 
 
 def without_autoplay(visible: str) -> str:

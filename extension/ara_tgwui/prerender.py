@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ara_tgwui.client import SidecarError
-from ara_tgwui.runtime import chat_key, spoken_text
+from ara_tgwui.live import LiveManifest
+from ara_tgwui.runtime import chat_key, copy_chunk, spoken_text, tgwui_cache_dir
 
 if TYPE_CHECKING:
     from ara_tgwui.runtime import Runtime
@@ -116,8 +117,10 @@ class Prerenderer:
     """Pre-renders one streaming chat reply: `feed` hands over the text generated so far and
     returns at once; a background thread turns it into the reply `output_modifier` will get and
     submits its complete chunks as a sidecar job whenever there are more of them, one job at a
-    time (after a job, the newest text). `stop` ends it and cancels the job in flight (what that
-    job has rendered stays cached). Never raises."""
+    time (after a job, the newest text). Each chunk rendered is listed in the reply's live
+    manifest (`live`, started with the first one), so the page speaks while the reply streams;
+    the final render continues that manifest. `stop` ends it and cancels the job in flight
+    (what that job has rendered stays cached). Never raises."""
 
     def __init__(self, runtime: Runtime, question: str, state: dict, user: str):
         self.runtime, self.question, self.state, self.user = runtime, question, state, user
@@ -128,6 +131,7 @@ class Prerenderer:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self.submitted = 0  # chunks of the reply sent to pre-render so far
+        self.live: LiveManifest | None = None  # the reply's live manifest, from its first chunk on
 
     def feed(self, generated: str) -> None:
         """The text generated so far (as TGWUI's generation functions yield it)."""
@@ -148,6 +152,25 @@ class Prerenderer:
             self._cond.notify()
         if job is not None:
             self.client.cancel_job(job, timeout=2.0)
+
+    def abandon(self) -> None:
+        """No final render follows (the generation failed or was replaced): the page drops the
+        live player of this reply, unless the final render already finished its manifest."""
+        self.stop()
+        with self._cond:
+            live = self.live
+        if live is not None:
+            live.finish(None, cancelled=True)
+
+    def _manifest(self, job: str) -> LiveManifest | None:
+        """The reply's live manifest, started now if need be (None once stopped)."""
+        with self._cond:
+            if self._stopped and self.live is None:
+                return None
+            if self.live is None:
+                position = str(self.runtime.params.get("position"))
+                self.live = LiveManifest(tgwui_cache_dir(), job, position=position)
+            return self.live
 
     def _run(self) -> None:
         submitted = 0  # chunks in the last job
@@ -212,8 +235,13 @@ class Prerenderer:
             self.client.cancel_job(job, timeout=2.0)
             return
         log.debug("Ara: pre-rendering %d characters (job %s)", len(text), job)
-        for _event in self.client.job_events(job, deadline - time.monotonic()):
-            pass
+        live: LiveManifest | None = None
+        for name, data in self.client.job_events(job, deadline - time.monotonic()):
+            if name != "chunk_ready":
+                continue
+            live = live or self._manifest(job)
+            if live is not None:
+                copy_chunk(self.client, live, data, deadline)
         with self._cond:
             if self._job == job:
                 self._job = None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ara_tgwui import markup
 from ara_tgwui.client import SidecarClient, SidecarError
-from ara_tgwui.live import LiveManifest, element_id, file_url
+from ara_tgwui.live import LiveManifest, file_url
 from ara_tgwui.sidecar import Install, SidecarProcess, add_to_path, is_local, locate, wait_healthy
 
 if TYPE_CHECKING:
@@ -178,43 +178,49 @@ class Runtime:
             raise SidecarError("the sidecar is not running and could not be started (run install.py)")
         raise SidecarError(f"the sidecar at {client.base_url} is not reachable")
 
-    def render(self, text: str, *, user: str, mode: str, persona: str) -> tuple[str, str]:
+    def render(
+        self, text: str, *, user: str, mode: str, persona: str, prerender: Prerenderer | None = None
+    ) -> tuple[str, str]:
         """Render `text`: (the video's `src` for the chat — file/ route or sidecar URL — and the
         id of its live player). While it renders, each ready chunk is copied next to the live
-        manifest that the page's player follows."""
+        manifest that the page's player follows: the manifest the streaming reply's `prerender`
+        started (the page is already playing it), else a new one."""
         deadline = time.monotonic() + self.timeout()
         client = self.ensure_sidecar(deadline)
-        job_id = client.create_job(
-            text,
-            timeout=deadline - time.monotonic(),
-            persona=persona,
-            mode=mode,
-            avatar_id=self.params.get("avatar_id") or None,
-            user_message=user or None,
-        )["job_id"]
-        live = LiveManifest(tgwui_cache_dir(), job_id, position=str(self.params.get("position")))
+        live = prerender.live if prerender is not None else None
+        try:
+            job_id = client.create_job(
+                text,
+                timeout=deadline - time.monotonic(),
+                persona=persona,
+                mode=mode,
+                avatar_id=self.params.get("avatar_id") or None,
+                user_message=user or None,
+            )["job_id"]
+        except BaseException:
+            if live is not None:
+                live.finish(None)
+            raise
+        if live is None or live.data["done"]:
+            live = LiveManifest(tgwui_cache_dir(), job_id, position=str(self.params.get("position")))
         src = None
         try:
             result = self._follow(client, job_id, live, deadline)
-            if self.prerender is not None:  # the pre-renderer of this reply, stopped by `present`
-                self.prerender.check_reuse(result)
+            if prerender is not None:
+                prerender.check_reuse(result)
             src = self._deliver(client, result, deadline)
         finally:
             live.finish(src)
             if src is None:
                 client.cancel_job(job_id)  # a timeout or a lost connection: stop the render
-        return src, element_id(job_id)
+        return src, live.element_id
 
     def _follow(self, client: SidecarClient, job_id: str, live: LiveManifest | None, deadline: float) -> dict:
         """Wait for the job's result, copying each chunk for the live manifest as it is ready."""
         for name, data in client.job_events(job_id, deadline - time.monotonic()):
             if name == "chunk_ready" and live is not None:
                 try:
-                    dest = live.chunk_path(_KEY.sub("_", str(data.get("key"))))
-                    if not dest.is_file():
-                        left = max(deadline - time.monotonic(), 1.0)
-                        client.download(str(data.get("url")), dest, timeout=left)
-                    live.add_chunk(data, dest)
+                    copy_chunk(client, live, data, deadline)
                 except SidecarError as exc:  # costs the live playback only
                     log.warning("Ara: live playback stopped (%s)", exc)
                     live = None
@@ -237,13 +243,21 @@ class Runtime:
 
     # -- the reply --------------------------------------------------------------------
 
-    def present(self, visible: str, state: dict, user: str, mode: str | None = None) -> str:
+    def present(
+        self, visible: str, state: dict, user: str, mode: str | None = None, *, autoplay: bool | None = None
+    ) -> str:
         """The visible reply with Ara's video, or with a note saying why there is none. `mode`
-        names the mode to speak in (the voice test); None chooses it as for a chat turn."""
-        if self.prerender is not None:  # its job would compete with this render; its chunks stay cached
-            self.prerender.stop()
+        names the mode to speak in (the voice test); None chooses it as for a chat turn.
+        `autoplay` overrides the setting (the greeting's own setting)."""
+        prerender = None
+        if mode is None:  # a chat reply: the pre-renderer of this reply, if any
+            prerender, self.prerender = self.prerender, None
+        if prerender is not None:  # its job would compete with this render; its chunks stay cached
+            prerender.stop()
         text = spoken_text(visible)
         if not text:
+            if prerender is not None:
+                prerender.abandon()
             return visible
         try:
             persona = self.persona()
@@ -253,19 +267,24 @@ class Runtime:
                 selection = Selection(persona.mode(mode).name, "the mode chosen for the voice test")
             else:
                 selection = self.choose(persona, user, text, chat_key(state), remember=True)
-            src, ident = self.render(text, user=user, mode=selection.mode, persona=persona.name)
+            src, ident = self.render(
+                text, user=user, mode=selection.mode, persona=persona.name, prerender=prerender
+            )
         except (SidecarError, ValueError, ImportError, OSError) as exc:  # ValueError: PersonaError
             log.warning("Ara: no video for this reply (%s)", exc)
             return failed(visible, str(exc))
         except Exception as exc:  # a bug: never the reply's problem
             log.exception("Ara: no video for this reply")
             return failed(visible, f"{type(exc).__name__}: {exc}")
+        finally:
+            if prerender is not None:
+                prerender.abandon()  # (after a render, its manifest is already finished)
         badge = selection.mode if self.params.get("show_badge") else None
         if selection.crisis:  # shown even without the badge: why the mode changed
             badge = f"{selection.mode} · {selection.reason}"
         block = markup.video(
             src,
-            autoplay=bool(self.params.get("autoplay")),
+            autoplay=bool(self.params.get("autoplay")) if autoplay is None else autoplay,
             mode=badge,
             reason=selection.reason,
             element_id=ident,
@@ -283,6 +302,17 @@ class Runtime:
         mode = None if mode in (None, "", AUTO) else mode
         line = SAMPLE_LINE if mode is None else SAMPLE_LINE.replace("current settings", f"{mode} mode")
         return self.present(html.escape(line), {"mode": "chat"}, "", mode=mode)
+
+
+def copy_chunk(client: SidecarClient, live: LiveManifest, chunk: dict, deadline: float) -> None:
+    """Copy `chunk` (a `chunk_ready` event) next to `live` and list it there, if it is the
+    manifest's next chunk; SidecarError when the copy fails."""
+    if not live.wants(chunk):
+        return
+    dest = live.chunk_path(_KEY.sub("_", str(chunk.get("key"))))
+    if not dest.is_file():
+        client.download(str(chunk.get("url")), dest, timeout=max(deadline - time.monotonic(), 1.0))
+    live.add_chunk(chunk, dest)
 
 
 def chat_key(state: dict) -> tuple:
