@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import struct
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import gcd
 from pathlib import Path
@@ -11,13 +13,17 @@ import numpy as np
 
 from ara_sidecar.errors import UserError
 
+Phoneme = tuple[str, float, float]  # (IPA symbol, start s, end s)
+
 
 @dataclass(frozen=True)
 class Audio:
-    """Mono float32 samples in [-1, 1] at `sample_rate` Hz."""
+    """Mono float32 samples in [-1, 1] at `sample_rate` Hz. `phonemes`, when the TTS knows them,
+    times each phoneme in seconds from the start (what the lip-sync stage shows); None if unknown."""
 
     samples: np.ndarray
     sample_rate: int
+    phonemes: tuple[Phoneme, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.samples.ndim != 1:
@@ -30,15 +36,45 @@ class Audio:
         return len(self.samples) / self.sample_rate
 
 
+def with_timing(out: Audio, source: Audio) -> Audio:
+    """`out` (made from `source` by a uniform stretch, e.g. the voice stage's speed change) with
+    `source`'s phoneme times scaled by the ratio of their durations."""
+    if source.phonemes is None or out.phonemes is not None:
+        return out
+    k = out.duration_s / source.duration_s if source.duration_s > 0 else 1.0
+    return replace(out, phonemes=tuple((p, a * k, b * k) for p, a, b in source.phonemes))
+
+
 def resample(audio: Audio, sample_rate: int) -> Audio:
-    """Band-limited polyphase resampling to `sample_rate`."""
+    """Band-limited polyphase resampling to `sample_rate` (phoneme times are unchanged)."""
     if audio.sample_rate == sample_rate:
         return audio
     from scipy.signal import resample_poly
 
     g = gcd(audio.sample_rate, sample_rate)
     out = resample_poly(audio.samples, sample_rate // g, audio.sample_rate // g)
-    return Audio(np.clip(out, -1.0, 1.0).astype(np.float32), sample_rate)
+    return Audio(np.clip(out, -1.0, 1.0).astype(np.float32), sample_rate, audio.phonemes)
+
+
+SPEECH_MAGIC = b"ASP2"  # cached speech, version 2: magic, rate, metadata length, JSON metadata, PCM
+
+
+def encode_speech(audio: Audio) -> bytes:
+    """`audio` as cached speech bytes: a header (with the phoneme timing) and float32 PCM."""
+    meta = json.dumps({"phonemes": audio.phonemes}, ensure_ascii=False).encode()
+    meta += b" " * (-len(meta) % 4)  # keep the samples 4-byte aligned
+    return SPEECH_MAGIC + struct.pack("<II", audio.sample_rate, len(meta)) + meta + audio.samples.tobytes()
+
+
+def decode_speech(data: bytes) -> Audio:
+    """The inverse of `encode_speech`; also reads version 1 (a sample-rate header, then PCM)."""
+    if data[:4] != SPEECH_MAGIC:
+        (rate,) = struct.unpack_from("<I", data)
+        return Audio(np.frombuffer(data, dtype=np.float32, offset=4).copy(), rate)
+    rate, length = struct.unpack_from("<II", data, 4)
+    phonemes = json.loads(data[12 : 12 + length])["phonemes"]
+    samples = np.frombuffer(data, dtype=np.float32, offset=12 + length).copy()
+    return Audio(samples, rate, None if phonemes is None else tuple((p, a, b) for p, a, b in phonemes))
 
 
 def silence(duration_s: float, sample_rate: int) -> np.ndarray:

@@ -17,12 +17,11 @@ import json
 import os
 import pickle
 import shutil
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 
 from ara_persona import Mode, Persona, PersonaError
 from ara_sidecar import encode, lipsync, tts, voice
-from ara_sidecar.audio import Audio, load_audio, resample, silence
+from ara_sidecar.audio import Audio, decode_speech, encode_speech, load_audio, resample, silence, with_timing
 from ara_sidecar.avatar import Avatar, load_avatar
 from ara_sidecar.background import BackgroundIterator
 from ara_sidecar.cache import CacheStore, cache_key, derived_key, open_cache
@@ -251,7 +250,7 @@ class Pipeline:
             audio = load_audio(request.audio_path, max_s=self.settings.limits.max_audio_s)
             if request.apply_voice:
                 with timings.measure("voice"):
-                    audio = self.voice.convert(audio, plan.mode.voice)
+                    audio = with_timing(self.voice.convert(audio, plan.mode.voice), audio)
         else:
             mode = plan.mode if request.apply_voice else None
             make = partial(self.say, chunk.text, mode, timings)
@@ -259,7 +258,7 @@ class Pipeline:
         fps = self.settings.fps
         frames = frame_count(audio.duration_s + chunk.pause_s, fps)
         padding = silence(frames / fps - audio.duration_s, audio.sample_rate)
-        padded = Audio(np.concatenate([audio.samples, padding]), audio.sample_rate)
+        padded = replace(audio, samples=np.concatenate([audio.samples, padding]))
         return padded, audio.duration_s + chunk.pause_s
 
     def say(self, text: str, mode: Mode | None, timings: Timings) -> Audio:
@@ -271,7 +270,7 @@ class Pipeline:
         if params is None:
             return audio
         with timings.measure("voice"):
-            return self.voice.convert(audio, params)
+            return with_timing(self.voice.convert(audio, params), audio)
 
     def _spoken(
         self,
@@ -492,15 +491,9 @@ class Pipeline:
 
 
 def cached_speech(cache: CacheStore, key: str, make: Callable[[], Audio]) -> Audio:
-    """Speech from the stage cache (float32 PCM after a little-endian sample-rate header)."""
-
-    def produce() -> bytes:
-        audio = make()
-        return struct.pack("<I", audio.sample_rate) + audio.samples.tobytes()
-
-    data = cache.get_or_create_bytes(key, produce, suffix=".pcm", kind="speech")
-    (rate,) = struct.unpack_from("<I", data)
-    return Audio(np.frombuffer(data, dtype=np.float32, offset=4).copy(), rate)
+    """Speech from the stage cache, with its phoneme timing (`audio.encode_speech`)."""
+    data = cache.get_or_create_bytes(key, lambda: encode_speech(make()), suffix=".pcm", kind="speech")
+    return decode_speech(data)
 
 
 def _meta(result: RenderResult) -> dict:

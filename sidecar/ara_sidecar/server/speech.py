@@ -11,7 +11,6 @@ them from the cache (`read_chunk`) and encodes them as they come.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,7 +18,7 @@ from functools import partial
 import numpy as np
 
 from ara_persona import VoiceParams
-from ara_sidecar.audio import Audio, resample, silence
+from ara_sidecar.audio import Audio, decode_speech, resample, silence, with_timing
 from ara_sidecar.cache import CacheStore, derived_key
 from ara_sidecar.config import Settings
 from ara_sidecar.pipeline import Pipeline, ProgressFn, RenderRequest, cached_speech
@@ -95,7 +94,7 @@ def _faster(
     """The chunk's speech (from the cache, else made and cached) at `speed` times its tempo."""
     audio = cached_speech(cache, speech_key, make)
     with timings.measure("voice"):
-        return DspVoice(settings, "cpu").convert(audio, VoiceParams(speed=speed))
+        return with_timing(DspVoice(settings, "cpu").convert(audio, VoiceParams(speed=speed)), audio)
 
 
 def read_chunk(cache: CacheStore, chunk: SpeechChunk, rate: int) -> np.ndarray | None:
@@ -103,6 +102,5 @@ def read_chunk(cache: CacheStore, chunk: SpeechChunk, rate: int) -> np.ndarray |
     data = cache.get_bytes(chunk.key)
     if data is None:
         return None
-    (source_rate,) = struct.unpack_from("<I", data)
-    audio = resample(Audio(np.frombuffer(data, dtype=np.float32, offset=4), source_rate), rate)
+    audio = resample(decode_speech(data), rate)
     return np.concatenate([audio.samples, silence(chunk.pause_s, rate)])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ara_persona import Mode, VoiceParams
-from ara_sidecar.audio import Audio, silence
+from ara_sidecar.audio import Audio, Phoneme, silence
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import BackendUnavailable
 from ara_sidecar.registry import Readiness
@@ -57,6 +57,33 @@ def voice_path(settings: Settings, choice: str | None = None) -> Path:
             f"Piper voice {candidate} has no config file {candidate.name}.json beside it"
         )
     return candidate
+
+
+def _with_alignments(path: Path) -> str | bytes:
+    """The voice model patched in memory to output samples per phoneme (Piper's own patch, as
+    `PiperVoice.load(include_alignments=True)` does); the path itself if the `onnx` package is
+    missing or the model cannot be patched (then speech carries no phoneme timing)."""
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+    except ImportError:
+        return str(path)
+    try:
+        model = onnx.load(str(path))
+        add_alignment_output(model)
+    except ValueError:  # already patched, or not a model Piper knows how to patch
+        return str(path)
+    return model.SerializeToString()
+
+
+def _timed(alignments, offset: int, length: int, rate: int) -> list[Phoneme]:
+    """Piper's per-phoneme sample counts of one sentence starting at sample `offset` as (phoneme,
+    start s, end s), scaled to the sentence's `length` samples."""
+    counts = np.array([a.num_samples for a in alignments], np.float64)
+    edges = np.concatenate(([0.0], np.cumsum(counts)))
+    edges *= length / edges[-1] if edges[-1] > 0 else 0.0
+    edges = (edges + offset) / rate
+    return [(a.phoneme, float(edges[i]), float(edges[i + 1])) for i, a in enumerate(alignments)]
 
 
 class PiperTTS(TTS):
@@ -105,7 +132,8 @@ class PiperTTS(TTS):
             why = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
             raise BackendUnavailable(f"{config_path} is not a Piper voice config: {why}") from None
         try:
-            session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+            model = _with_alignments(path)
+            session = onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
         except Exception as exc:  # ONNX Runtime's errors come as several types
             why = file_problem(path) or str(exc).strip().splitlines()[0]
             raise BackendUnavailable(f"{path} is not a readable Piper voice (ONNX model): {why}") from None
@@ -145,12 +173,20 @@ class PiperTTS(TTS):
         pause_s = prosody["pause_s"] if prosody["pause_s"] is not None else self.settings.sentence_pause_s
         gap = silence(pause_s, rate)
         parts: list[np.ndarray] = []
-        for chunk in piper_voice.synthesize(text, syn_config=synthesis):
+        phonemes: list[Phoneme] | None = []
+        at = 0  # samples so far
+        for chunk in piper_voice.synthesize(text, syn_config=synthesis, include_alignments=True):
             if parts:
                 parts.append(gap)
+                at += len(gap)
             parts.append(chunk.audio_float_array)
+            if phonemes is not None and chunk.phoneme_alignments:
+                phonemes += _timed(chunk.phoneme_alignments, at, len(chunk.audio_float_array), rate)
+            else:
+                phonemes = None
+            at += len(chunk.audio_float_array)
         samples = np.concatenate(parts) if parts else silence(0.5, rate)
-        return Audio(samples, rate)
+        return Audio(samples, rate, tuple(phonemes) if phonemes else None)
 
     def mode_inputs(self, mode: Mode | None) -> dict | None:
         """Piper applies the mode's speed, noise and pauses itself (and a persona's own voice)."""
@@ -176,4 +212,5 @@ class PiperTTS(TTS):
             "voice_digest": file_digest(self._path),
             "sentence_pause_s": self.settings.sentence_pause_s,
             "prosody": 2,  # the version of how modes map to Piper's controls
+            "phonemes": 1,  # speech carries Piper's phoneme timing
         }

@@ -43,4 +43,4 @@ class Animator(LipSync):
         return frames(prepared, audio, fps, frame_count(audio.duration_s, fps), self.settings.animator)
 
     def fingerprint(self) -> dict:
-        return {"backend": self.name, **self.settings.animator.model_dump()}
+        return {"backend": self.name, **self.settings.animator.model_dump(), "visemes": 1}

@@ -42,6 +42,7 @@ class Layout:
     mouth_half_width: float
     smile: float  # how much higher the corners' parting line is than its centre, pixels
     teeth_visible: bool  # upper teeth already show in the rest pose
+    lip_gap: float = 0.0  # rest-pose height of the gap (teeth, dark) above the parting line, pixels
 
     @property
     def mouth_box(self) -> Box:
@@ -132,14 +133,15 @@ def _mouth_layout(image: np.ndarray, face: Box, eyes: tuple[Box, ...]) -> Layout
     redness, light = mouth[..., 0] - mouth[..., 1], mouth.mean(axis=2)
     band = redness.shape[1] // 4
     centre = slice(band + band // 2, redness.shape[1] - band - band // 2)
-    line = _parting_row(redness[:, centre].mean(axis=1), fh)
-    if line is None:
+    parting = _parting_row(redness[:, centre].mean(axis=1), fh)
+    if parting is None:
         return default
+    line, top = parting
     # Corners: the same search in columns half-way out; their rise gives the smile curve.
     side_rows = [
         _parting_row(redness[:, cols].mean(axis=1), fh) for cols in (slice(0, band), slice(-band, None))
     ]
-    rises = [line - r for r in side_rows if r is not None and 0 <= line - r <= 0.08 * fh]
+    rises = [line - r[0] for r in side_rows if r is not None and 0 <= line - r[0] <= 0.08 * fh]
     smile = float(np.mean(rises)) / 0.6 if rises else 0.0  # sides sit at ±0.75 hw: (0.75)² ≈ 0.6
     # Teeth: the rows just above the line are whiter (less red, lighter) than the chin's skin.
     above = slice(max(0, line - round(0.03 * fh)), line), centre
@@ -147,12 +149,16 @@ def _mouth_layout(image: np.ndarray, face: Box, eyes: tuple[Box, ...]) -> Layout
     teeth_visible = line > 0 and bool(
         redness[above].mean() < redness[chin].mean() - 8 and light[above].mean() > light[chin].mean()
     )
-    return Layout(face, face, eyes, mx, float(y0 + line), half_width, min(smile, 0.08 * fh), teeth_visible)
+    gap = float(min(line - top, 0.1 * fh))
+    return Layout(
+        face, face, eyes, mx, float(y0 + line), half_width, min(smile, 0.08 * fh), teeth_visible, gap
+    )
 
 
-def _parting_row(profile: np.ndarray, fh: int) -> int | None:
-    """Row index of the parting line in a redness-per-row profile: the bottom of the least-red
-    valley between the two reddest peaks (the lips). None without two clear lips."""
+def _parting_row(profile: np.ndarray, fh: int) -> tuple[int, int] | None:
+    """Row indices of the parting line in a redness-per-row profile, the bottom of the least-red
+    valley between the two reddest peaks (the lips), and of the valley's top (the upper lip's
+    lower edge). None without two clear lips."""
     profile = np.convolve(np.pad(profile, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     inner = profile[1:-1]
     peaks = np.flatnonzero((inner >= profile[:-2]) & (inner > profile[2:])) + 1
@@ -169,7 +175,9 @@ def _parting_row(profile: np.ndarray, fh: int) -> int | None:
     if depth < 4.0:  # no red lips around a less red gap: not a mouth
         return None
     threshold = profile[valley] + 0.3 * depth
-    line = valley
+    line, top = valley, valley
     while line + 1 < hi and profile[line + 1] <= threshold:
         line += 1
-    return line
+    while top - 1 > lo and profile[top - 1] <= profile[valley] + 0.6 * depth:  # to the lip's edge
+        top -= 1
+    return line, top

@@ -1,4 +1,5 @@
-"""Per-frame controls: mouth openness and shape from the speech, blink and sway tracks."""
+"""Per-frame controls: the mouth's pose from the speech's phonemes (else from its sound), blink
+and sway tracks."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ara_sidecar.audio import Audio
 from ara_sidecar.config import AnimatorSettings
+from ara_sidecar.lipsync.animator.visemes import pose_track
 
-WIDE, NEUTRAL, ROUND = 0, 1, 2  # mouth shapes
+WIDE, NEUTRAL, ROUND = 0, 1, 2  # mouth shapes from the sound alone
+SHAPES = np.array([(1.08, 0.75), (1.0, 1.0), (0.84, 0.95)], np.float32)  # (lip width, opening scale)
 DYNAMIC_RANGE_DB = 30.0  # openness spans this many dB below the utterance's loud level
 
 
@@ -16,6 +19,19 @@ def _frames(samples: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
     """Windows of `size` samples centred on `centres` (zero-padded at the ends), one a row."""
     padded = np.pad(samples, (size, size))
     return sliding_window_view(padded, size)[centres + size - size // 2]
+
+
+def mouth_track(audio: Audio, fps: int, n: int, cfg: AnimatorSettings) -> np.ndarray:
+    """(n, 4) mouth poses (open, width, close, tuck; see `visemes.FIELDS`): from the phoneme
+    timing when the speech carries it, else from loudness and spectral balance (`mouth_controls`)."""
+    if audio.phonemes:
+        return pose_track(audio.phonemes, fps, n)
+    openness, shapes = mouth_controls(audio, fps, n, cfg)
+    width, scale = SHAPES[shapes].T
+    track = np.zeros((n, 4), np.float32)
+    track[:, 0] = openness * scale
+    track[:, 1] = np.where(openness > 0, width, 1.0)
+    return track
 
 
 def mouth_controls(audio: Audio, fps: int, n: int, cfg: AnimatorSettings) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,7 @@ import numpy as np
 
 from ara_sidecar.lipsync.animator.face import Box, Layout
 
-# Mouth shapes (features.WIDE, NEUTRAL, ROUND): (lip width scale, opening scale).
-SHAPES = ((1.08, 0.75), (1.0, 1.0), (0.84, 0.95))
+CLOSE_OVERSHOOT = 1.3  # closing lips move this many times the measured gap (its edges are soft)
 UPPER_LIFT = 0.15  # the upper lip rises by this fraction of the jaw drop
 CAVITY_DEEP = np.array([30, 10, 13], np.float32)  # RGB deep in the mouth
 CAVITY_LIPS = np.array([160, 88, 80], np.float32)  # RGB of the inner lips at the gap's edges
@@ -61,6 +60,7 @@ class MouthRig:
     face_w: float
     face_h: float
     teeth_visible: bool
+    gap: float = 0.0  # the portrait's own lip gap above the parting line, pixels
 
 
 @dataclass(frozen=True)
@@ -103,47 +103,69 @@ def mouth_rig(image: np.ndarray, layout: Layout) -> MouthRig:
         face_w=float(fw),
         face_h=float(fh),
         teeth_visible=layout.teeth_visible,
+        gap=layout.lip_gap,
     )
 
 
 class MouthRenderer:
-    """Renders mouth states of one portrait; the fields that do not depend on the state are
+    """Renders mouth poses of one portrait; the fields that do not depend on the pose are
     computed once, here."""
 
     def __init__(self, image: np.ndarray, rig: MouthRig):
         self.rig = rig
         self.base = image[rig.region.slices]
         h, w = self.base.shape[:2]
-        fw, fh = rig.face_w, rig.face_h
         self.ys = np.arange(h, dtype=np.float32)[:, None]
         self.xs = np.arange(w, dtype=np.float32)[None, :]
         self.dx = self.xs - rig.cx
-        self.rel = self.ys - rig.line  # > 0 below the parting line
-        self.below = self.rel >= 0
+        # The portrait's own lip gap (teeth) per column, with some overshoot: pressed lips meet.
+        u = np.clip(np.abs(self.dx) / (1.1 * rig.half_width), 0, 1)
+        self.gap = CLOSE_OVERSHOOT * rig.gap * np.sqrt(1 - u**4)
+        self.rest = self._fields(rig.line)
+
+    def _fields(self, line: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per-pixel fields around the parting line `line` (1, w): distance below it, the jaw's
+        reach, the lower lip → chin profile, the upper lip's lift and the lips' pinch."""
+        rig, fw, fh = self.rig, self.rig.face_w, self.rig.face_h
+        rel = self.ys - line  # > 0 below the parting line
         # The jaw: as wide as the cheeks at the mouth, narrowing to the chin; below the chin the
         # drop fades out over the neck.
-        jaw_half = fw * (0.5 - 0.22 * np.clip(self.rel / (0.24 * fh), 0, 1))
-        self.jaw = (1 - _smoothstep((np.abs(self.dx) - 0.45 * jaw_half) / (0.55 * jaw_half))) * (
-            1 - _smoothstep((self.rel - 0.24 * fh) / (0.26 * fh))
+        jaw_half = fw * (0.5 - 0.22 * np.clip(rel / (0.24 * fh), 0, 1))
+        jaw = (1 - _smoothstep((np.abs(self.dx) - 0.45 * jaw_half) / (0.55 * jaw_half))) * (
+            1 - _smoothstep((rel - 0.24 * fh) / (0.26 * fh))
         )
-        self.follow = _smoothstep(self.rel / (0.22 * fh))  # lower lip (lens) → chin (jaw) profile
-        self.lifted = _smoothstep(1 + self.rel / (0.12 * fh))  # how much of the lip lift each pixel gets
+        follow = _smoothstep(rel / (0.22 * fh))  # lower lip (lens) → chin (jaw) profile
+        lifted = _smoothstep(1 + rel / (0.12 * fh))  # how much of the lip lift each pixel gets
         # Source x offset per unit of lip narrowing (round) or widening: around the mouth,
         # strongest near the parting line.
         across = 1 - _smoothstep((np.abs(self.dx) - 1.1 * rig.half_width) / (0.8 * rig.half_width))
-        self.pinch = self.dx * across * (1 - _smoothstep((np.abs(self.rel) - 0.06 * fh) / (0.14 * fh)))
+        pinch = self.dx * across * (1 - _smoothstep((np.abs(rel) - 0.06 * fh) / (0.14 * fh)))
+        return rel, jaw, follow, lifted, pinch
 
-    def render(self, drop_px: float, shape: int, openness: float) -> np.ndarray:
-        """The mouth region with the jaw dropped by `drop_px`, lips shaped by `shape`."""
-        rig = self.rig
-        width_scale, open_scale = SHAPES[shape]
-        drop = drop_px * open_scale
-        lift = UPPER_LIFT * drop
-        lens = np.clip(1 - (self.dx / (rig.half_width * width_scale)) ** 2, 0, 1) ** 0.7  # pointed corners
-        down = drop * (lens + (self.jaw - lens) * self.follow)
-        up = lift * lens * self.lifted
-        map_x = self.xs + self.pinch * ((1 / width_scale - 1) * min(1.0, 3 * openness))
-        map_y = self.ys + np.where(self.below, -down, up)
+    def render(self, drop_px: float, width: float, close: float = 0.0, tuck: float = 0.0) -> np.ndarray:
+        """The mouth region with the jaw dropped by `drop_px`, the lips `width` times as wide
+        (narrower ones rounder), and the portrait's own lip gap `close`d (both lips meet) or the
+        lower lip `tuck`ed under the upper teeth (fractions of the gap)."""
+        rig, fh = self.rig, self.rig.face_h
+        gap = self.gap
+        lower_up = np.minimum((0.55 * close + 0.75 * tuck) * gap, gap)  # the lower lip rises …
+        upper_down = np.minimum(0.45 * close * gap, gap - lower_up)  # … and the upper one falls
+        closing = rig.gap > 0 and (close > 0 or tuck > 0)
+        line = rig.line - lower_up if closing else rig.line
+        rel, jaw, follow, lifted, pinch = self._fields(line) if closing else self.rest
+        below = rel >= 0
+        lift = UPPER_LIFT * drop_px
+        lens = np.clip(1 - (self.dx / (rig.half_width * width)) ** 2, 0, 1) ** (0.7 if width >= 1 else 0.5)
+        down = drop_px * (lens + (jaw - lens) * follow)
+        up = lift * lens * lifted
+        map_x = self.xs + pinch * (1 / width - 1)
+        map_y = self.ys + np.where(below, -down, up)
+        if closing:  # where the warped point lies in the closed mouth → where that came from
+            r = map_y - line
+            edge = lower_up + upper_down - gap  # upper lip's edge, closed
+            lower = lower_up * (1 - _smoothstep((r - 0.08 * fh) / (0.14 * fh)))
+            upper = upper_down * (1 - _smoothstep((edge - r - 0.05 * fh) / (0.12 * fh)))
+            map_y = map_y + np.where(r >= 0, lower, -upper)
         warped = cv2.remap(
             self.base,
             map_x.astype(np.float32),
@@ -152,14 +174,14 @@ class MouthRenderer:
             borderMode=cv2.BORDER_REPLICATE,
         )
         # The mouth cavity fills the gap between the lips: pixels whose source crossed the line.
-        depth = np.where(self.below, down - self.rel, self.rel + up)
-        alpha = np.clip(depth / max(1.5, 0.012 * rig.face_h), 0, 1) * _smoothstep(lens / 0.15)
+        depth = np.where(below, down - rel, rel + up)
+        alpha = np.clip(depth / max(1.5, 0.012 * fh), 0, 1) * _smoothstep(lens / 0.15)
         rows = np.flatnonzero(alpha.max(axis=1) > 0)
         cols = np.flatnonzero(alpha.max(axis=0) > 0)
         if not len(rows):
             return warped
         window = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-        cavity = _cavity(rig, lens[:, window[1]], self.rel[window], drop, lift)
+        cavity = _cavity(rig, lens[:, window[1]], rel[window], drop_px, lift)
         a = alpha[window][..., None]
         warped[window] = (warped[window] * (1 - a) + cavity * a + 0.5).astype(np.uint8)
         return warped

@@ -18,7 +18,7 @@ from ara_sidecar.audio import Audio
 from ara_sidecar.avatar import Avatar
 from ara_sidecar.config import AnimatorSettings
 from ara_sidecar.lipsync.animator.face import Layout, find_layout
-from ara_sidecar.lipsync.animator.features import blink_track, mouth_controls, sway_track
+from ara_sidecar.lipsync.animator.features import blink_track, mouth_track, sway_track
 from ara_sidecar.lipsync.animator.render import (
     EyeRig,
     HeadRig,
@@ -32,6 +32,8 @@ from ara_sidecar.lipsync.animator.render import (
 )
 
 MOUTH_LEVELS = 16  # openness steps above closed
+WIDTH_STEP = 0.03  # lip width quantum
+CLOSE_LEVELS = 4  # lip closure (and lower-lip tuck) steps
 BLINK_LEVELS = 4  # eyelid steps above open
 SWAY_LEVELS = 8  # sway angle steps each side of upright
 
@@ -67,8 +69,9 @@ def build_scene(avatar: Avatar, *, no_face_ok: bool) -> Scene:
 def frames(scene: Scene, audio: Audio, fps: int, n: int, cfg: AnimatorSettings) -> Iterator[np.ndarray]:
     """Yield `n` fresh RGB frames of `scene` speaking `audio`."""
     rng = np.random.default_rng([scene.seed, n])
-    openness, shapes = mouth_controls(audio, fps, n, cfg)
-    mouth_levels = np.round(openness * MOUTH_LEVELS).astype(np.int64)
+    poses = mouth_track(audio, fps, n, cfg)
+    scale = np.array([MOUTH_LEVELS, 1 / WIDTH_STEP, CLOSE_LEVELS, CLOSE_LEVELS], np.float32)
+    mouth_levels = np.round((poses - [0, 1, 0, 0]) * scale).astype(np.int64)
     blink = blink_track(n, fps, cfg.blink_interval_s if scene.eyes else 0.0, rng)
     blink_levels = np.round(blink * BLINK_LEVELS).astype(np.int64)
     swaying = scene.head is not None and cfg.sway_degrees > 0
@@ -76,18 +79,17 @@ def frames(scene: Scene, audio: Audio, fps: int, n: int, cfg: AnimatorSettings) 
     max_drop = cfg.mouth_open_max * scene.layout.frame.h
 
     image = scene.image
-    mouths: dict[tuple[int, int], np.ndarray] = {}
+    mouths: dict[tuple[int, ...], np.ndarray] = {}
     lids: dict[int, list[np.ndarray]] = {}
     mouth = MouthRenderer(image, scene.mouth)
     head = _Sway(image, scene.head, np.radians(cfg.sway_degrees) / SWAY_LEVELS) if swaying else None
     for i in range(n):
         patches: list[tuple[Region, np.ndarray]] = []
-        level = int(mouth_levels[i])
-        if level:
-            key = (level, int(shapes[i]))
+        key = tuple(mouth_levels[i].tolist())
+        if any(key):
             if key not in mouths:
-                fraction = level / MOUTH_LEVELS
-                mouths[key] = mouth.render(fraction * max_drop, key[1], fraction)
+                drop, width, close, tuck = (np.array(key) / scale + [0, 1, 0, 0]).tolist()
+                mouths[key] = mouth.render(drop * max_drop, width, close, tuck)
             patches.append((scene.mouth.region, mouths[key]))
         closure = int(blink_levels[i])
         if closure:

@@ -1,0 +1,219 @@
+"""Benchmark: does the animator's mouth follow the phonemes? Measured on decoded MP4 frames.
+
+    .venv/bin/python bench/visemes.py [--sheet PATH]
+
+Speaks bilabial-rich sentences with Piper, animates the shipped portrait (512×512) with the
+phoneme timing, encodes an MP4 with the project's encoder, decodes it with PyAV and measures the
+mouth on every frame with an image measure of its own (`mouth_measure`: dark or teeth-white
+pixels inside the rest-pose mouth box, none of the animator's control values). The same speech
+without its timing (the loudness-driven mouth, the path of uploaded audio) is the baseline.
+
+Prints, for both: the aperture at the centre of each /p b m/ relative to the median aperture
+of open vowels (target ≤ 25 % in ≥ 90 % of cases), the share of rounded-vowel frames (/u o w/)
+narrower than the median spread vowel (/i e/) (target ≥ 85 %), the correlation between the
+measured aperture and the openness the phoneme timing expects, over the frames of speech
+(target ≥ 0.7), and the lip-sync
+stage's time as a fraction of the speech's duration (target ≤ 0.03). Saves a contact sheet of
+the mouth at the measured instants under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "sidecar"))
+
+from ara_sidecar.audio import Audio  # noqa: E402
+from ara_sidecar.lipsync.animator.face import Layout  # noqa: E402
+from ara_sidecar.lipsync.animator.visemes import expected_openness, segments  # noqa: E402
+
+TEXT = (
+    "Maybe my mother bought a puppy. Bob, please pass me the map by the pump. "
+    "Who would move the blue boat to the pool? We meet each week, and she sees the tree. "
+    "Put my pen back in the box, Pam."
+)
+OPEN_VISEMES = ("aa", "E", "oh")
+ROUNDED, SPREAD = ("ou", "oh"), ("ih", "E")
+
+
+@dataclass(frozen=True)
+class Figures:
+    closure_ratios: np.ndarray  # aperture at each bilabial / median open-vowel aperture
+    rounded_narrower: float  # share of rounded cases narrower than the median spread width
+    correlation: float  # measured aperture vs expected openness
+    lipsync_rtf: float  # lip-sync stage seconds per second of speech
+
+    @property
+    def closed_share(self) -> float:
+        return float(np.mean(self.closure_ratios <= 0.25)) if len(self.closure_ratios) else 0.0
+
+
+def mouth_box(layout: Layout) -> tuple[slice, slice]:
+    """The rows and columns the measure looks at: around the rest-pose mouth, with room for the
+    jaw's drop."""
+    fh, hw = layout.frame.h, layout.mouth_half_width
+    y0 = round(layout.mouth_y - layout.smile - 0.1 * fh)
+    y1 = round(layout.mouth_y + 0.2 * fh)
+    return slice(max(0, y0), y1), slice(round(layout.mouth_x - 1.3 * hw), round(layout.mouth_x + 1.3 * hw))
+
+
+def mouth_measure(frame: np.ndarray, still: np.ndarray, layout: Layout) -> tuple[float, float]:
+    """(aperture, width) in pixels of a frame's mouth, by colour alone: interior pixels are dark
+    (cavity, tongue) or bright and grey (teeth) against the skin and lips of the still portrait's
+    same box. Aperture: interior pixels per column across the mouth's middle; width: the span of
+    the columns holding any."""
+    rows, cols = mouth_box(layout)
+    box = frame[rows, cols].astype(np.float32)
+    ref = still[rows, cols].astype(np.float32)
+    value, ref_value = box.max(axis=2), ref.max(axis=2)
+    saturation = (value - box.min(axis=2)) / np.maximum(value, 1)
+    ref_saturation = (ref_value - ref.min(axis=2)) / np.maximum(ref_value, 1)
+    v, s = float(np.median(ref_value)), float(np.median(ref_saturation))
+    interior = (value < 0.7 * v) | ((saturation < 0.55 * s) & (value > 0.8 * v))
+    middle = np.abs(np.arange(box.shape[1]) - box.shape[1] / 2) < 0.6 * layout.mouth_half_width
+    aperture = float(interior[:, middle].sum() / middle.sum())
+    columns = np.flatnonzero(interior.sum(axis=0) >= 2)
+    width = float(columns[-1] - columns[0] + 1) if len(columns) else 0.0
+    return aperture, width
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as box:
+        return [f.to_ndarray(format="rgb24") for f in box.decode(box.streams.video[0])]
+
+
+def render_mp4(animator, scene, audio: Audio, fps: int, encoder, path: Path) -> float:
+    """Animate and encode `audio` to `path`; returns the seconds spent animating."""
+    spent = 0.0
+    frames = animator.animate(scene, audio, fps)
+    with encoder.open(path, fps, streamable=True, speech_rate=audio.sample_rate) as writer:
+        while True:
+            start = time.perf_counter()
+            frame = next(frames, None)
+            spent += time.perf_counter() - start
+            if frame is None:
+                break
+            writer.write_frame(frame)
+        writer.write_audio(audio)
+    return spent
+
+
+def evaluate(
+    measures: np.ndarray, phonemes, fps: int, lipsync_s: float, duration_s: float
+) -> tuple[Figures, dict[str, list[int]]]:
+    """Figures from per-frame (aperture, width) measures and the speech's phoneme timing; also the
+    frames measured, by group, for the contact sheet."""
+    n = len(measures)
+    at = {name: [] for name in ("bilabial", "open", "rounded", "spread")}
+    for seg in segments(phonemes):
+        i = min(n - 1, round(seg.centre * fps))
+        group = (
+            "bilabial"
+            if seg.viseme == "PP"
+            else "rounded"
+            if seg.viseme in ROUNDED
+            else "spread"
+            if seg.viseme in SPREAD
+            else None
+        )
+        if group:
+            at[group].append(i)
+        if seg.viseme in OPEN_VISEMES:
+            at["open"].append(i)
+    aperture, width = measures[:, 0], measures[:, 1]
+    open_median = float(np.median(aperture[at["open"]])) if at["open"] else 1.0
+    ratios = aperture[at["bilabial"]] / max(open_median, 1e-6)
+    spread_width = float(np.median(width[at["spread"]])) if at["spread"] else 0.0
+    narrower = float(np.mean(width[at["rounded"]] < spread_width)) if at["rounded"] else 0.0
+    expected = expected_openness(phonemes, np.arange(n) / fps)
+    speaking = ~np.isnan(expected)  # silences rest in the portrait's own pose (teeth may show)
+    pair = aperture[speaking], expected[speaking]
+    correlation = float(np.corrcoef(*pair)[0, 1]) if pair[0].std() > 0 else 0.0
+    return Figures(ratios, narrower, correlation, lipsync_s / duration_s), at
+
+
+def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
+    """Both paths' figures for `text` (printed); a contact sheet of the phoneme path at `sheet`."""
+    from ara_sidecar.avatar import load_avatar
+    from ara_sidecar.config import load_settings
+    from ara_sidecar.encode import REGISTRY as ENCODERS
+    from ara_sidecar.lipsync.animator import Animator
+    from ara_sidecar.tts.piper import PiperTTS
+
+    settings = load_settings()
+    fps = settings.fps
+    tts = PiperTTS(settings, "cpu")
+    speech = tts.synthesize(text)
+    assert speech.phonemes, "Piper gave no phoneme timing (is the onnx package installed?)"
+    avatar = load_avatar(ROOT / "personas" / "ara" / "avatar.png", max_pixels=10**7, max_side=512)
+    animator = Animator(settings.with_overrides(**{"animator.sway_degrees": 0}), "cpu")
+    scene = animator.prepare(avatar)
+    encoder = ENCODERS.load("mp4")(settings)
+    results: dict[str, Figures] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, audio in (("phonemes", speech), ("loudness", replace(speech, phonemes=None))):
+            path = Path(tmp) / f"{label}.mp4"
+            spent = render_mp4(animator, scene, audio, fps, encoder, path)
+            frames = decoded_frames(path)
+            measures = np.array([mouth_measure(f, avatar.image, scene.layout) for f in frames])
+            figures, at = evaluate(measures, speech.phonemes, fps, spent, speech.duration_s)
+            results[label] = figures
+            print(
+                f"{label:<9} bilabials closed (≤25 % of open) {figures.closed_share:6.1%} "
+                f"of {len(figures.closure_ratios)} (median ratio {np.median(figures.closure_ratios):.2f})"
+                f" | rounded narrower than spread {figures.rounded_narrower:6.1%} "
+                f"| corr(aperture, expected) {figures.correlation:5.2f} "
+                f"| lip-sync {figures.lipsync_rtf:.4f} × real time"
+            )
+            if label == "phonemes" and sheet is not None:
+                contact_sheet(frames, at, scene.layout, sheet)
+    print(f"speech {speech.duration_s:.1f} s, {avatar.image.shape[1]}×{avatar.image.shape[0]}, {fps} fps")
+    return results
+
+
+def contact_sheet(frames: list[np.ndarray], at: dict[str, list[int]], layout: Layout, path: Path) -> None:
+    """One row per group (bilabial, open, rounded, spread): the lower face at up to 8 instants."""
+    from PIL import Image, ImageDraw
+
+    fh = layout.frame.h
+    y0 = round(layout.mouth_y - 0.35 * fh)
+    x0 = round(layout.mouth_x - 0.45 * fh)
+    side = round(0.9 * fh)
+    label_w, cols = 80, 8
+    sheet = Image.new("RGB", (label_w + cols * side, len(at) * side), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (group, indices) in enumerate(at.items()):
+        draw.text((4, r * side + side // 2), group, fill="black")
+        for c, i in enumerate(indices[:cols]):
+            crop = frames[i][max(0, y0) : y0 + side, max(0, x0) : x0 + side]
+            sheet.paste(Image.fromarray(np.ascontiguousarray(crop)), (label_w + c * side, r * side))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    print(f"contact sheet: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--sheet", type=Path, default=ROOT / "bench" / "results" / "visemes-contact.png")
+    args = parser.parse_args()
+    from render import machine_line
+
+    print(machine_line())
+    run(sheet=args.sheet)
+
+
+if __name__ == "__main__":
+    from record import recorded
+
+    with recorded("visemes"):
+        main()
