@@ -1105,7 +1105,12 @@ def test_note_survives_markdown(tgwui):
 GRADIO_SCRIPT = """
 import hashlib, importlib.util, json, sys
 import gradio as gr
+import gradio_client.utils as client_utils
 assert gr.__version__ == "4.37.2", gr.__version__
+_schema_type = client_utils._json_schema_to_python_type  # PyPI's 4.37.2 fails on a `true` schema at
+client_utils._json_schema_to_python_type = lambda schema, defs=None: (  # launch; TGWUI's build does not
+    "Any" if isinstance(schema, bool) else _schema_type(schema, defs)
+)
 spec = importlib.util.spec_from_file_location("user_ext_ara_avatar", sys.argv[1])
 ext = importlib.util.module_from_spec(spec); spec.loader.exec_module(ext)
 ext.params.update(sidecar_url=sys.argv[2], token=sys.argv[3], autostart=False, timeout_s=120)
@@ -1131,7 +1136,15 @@ sample = by_name["sample"]("Auto")  # "Test voice": the sample line, rendered wi
 assert "<video" in sample, sample[-500:]
 playful = by_name["sample"]("playful")  # "Test in mode": each mode can be heard
 assert "<video" in playful and "playful" in playful and playful != sample, playful[-500:]
-print(json.dumps({"handlers": len(fns), "components": len(demo.blocks), "avatar_id": digest}))
+# After a reload the panel shows the settings in force: every control's value is read at load.
+for key in ("mode", "auto_modes", "activate", "autoplay", "greeting_video", "autoplay_greeting", "avatar_id"):
+    assert f"current_{key}" in by_name, key
+ext.params["mode"] = "lab"
+assert by_name["current_mode"]() == "lab"  # what the Mode dropdown shows on the next page load
+ext.params["mode"] = "Auto"
+demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[5]), prevent_thread_lock=True, show_api=False)
+print(json.dumps({"handlers": len(fns), "components": len(demo.blocks), "avatar_id": digest}), flush=True)
+sys.stdin.read()  # served until the test closes stdin
 """
 
 
@@ -1147,21 +1160,56 @@ def test_ui_builds_and_works_with_gradio_4_37_2(tmp_path):
     script = tmp_path / "build_ui.py"
     script.write_text(GRADIO_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "sidecar"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    port = free_port()
+    args = [str(EXTENSION / "script.py"), "", "panel-token", str(ROOT / "personas" / "ara" / "avatar.png")]
     with running_server(tmp_path, "panel-token", {}) as base:
-        done = subprocess.run(
-            [
-                python,
-                str(script),
-                str(EXTENSION / "script.py"),
-                base,
-                "panel-token",
-                str(ROOT / "personas" / "ara" / "avatar.png"),
-            ],
-            capture_output=True,
+        args[1] = base
+        with subprocess.Popen(
+            [python, str(script), *args, str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=600,
             env=env,
             cwd=tmp_path,
-        )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["handlers"] > 10
+        ) as panel:
+            try:
+                line = " "
+                while line and not line.startswith("{"):  # gradio prints its URL first
+                    line = panel.stdout.readline()
+                assert line.startswith("{"), panel.stderr.read()[-3000:] if panel.poll() is not None else line
+                assert json.loads(line)["handlers"] > 10
+                layout = panel_layout(f"http://127.0.0.1:{port}/", tmp_path)
+            finally:
+                panel.stdin.close()
+                panel.wait(timeout=30)
+    for width, sizes in layout.items():  # buttons as tall as a button, nothing wider than the page
+        assert sizes["refresh"] < 60 and sizes["test"] < 60 and not sizes["overflow"], (width, sizes)
+
+
+def panel_layout(url: str, tmp_path: Path) -> dict:
+    """The heights of the panel's buttons and whether the page scrolls sideways, at common widths
+    (a headless Chromium; skipped without one)."""
+    from browser import CHROMEDRIVER, CHROMIUM, start_chromium
+
+    if not (CHROMIUM and CHROMEDRIVER):
+        return {}
+    driver = start_chromium(tmp_path / "profile")
+    sizes = {}
+    try:
+        for width in (1366, 1024, 768, 480):
+            driver.set_window_size(width, 900)
+            driver.get(url)
+            wait_for(
+                lambda: driver.execute_script("return document.querySelectorAll('button').length > 2"), 60
+            )
+            time.sleep(0.5)
+            sizes[width] = driver.execute_script(
+                "const height = (text) => Array.from(document.querySelectorAll('button'))"
+                "  .find((b) => b.textContent.trim() === text).getBoundingClientRect().height;"
+                "return {refresh: height('Refresh avatars'), test: height('Test voice'),"
+                " overflow: document.documentElement.scrollWidth > window.innerWidth + 1};"
+            )
+    finally:
+        driver.quit()
+    return sizes

@@ -1,7 +1,9 @@
 """The settings panel shown in TGWUI's extensions area (built with TGWUI's gradio 4.37.2).
 
 Every control writes straight into `params`, which TGWUI saves as `ara_avatar-KEY` in
-`user_data/settings.yaml` ("Save extensions settings" in the Session tab).
+`user_data/settings.yaml` ("Save extensions settings" in the Session tab). Every control's
+value is read from `params` whenever the page loads (gradio calls a callable value on each
+load), so after a reload the panel shows the settings in force, not those of TGWUI's start.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ara_tgwui import markup
@@ -46,6 +49,16 @@ def _avatar_choices(runtime: Runtime, current: str) -> list[tuple[str, str]]:
     return choices
 
 
+def current(params: dict[str, Any], key: str) -> Callable[[], Any]:
+    """The value of `params[key]` when the page loads (a gradio component's callable value)."""
+
+    def value() -> Any:
+        return params[key]
+
+    value.__name__ = f"current_{key}"
+    return value
+
+
 def build(params: dict[str, Any], runtime: Runtime, modes: tuple[str, ...]) -> None:
     """Create the controls inside the current gradio Blocks context."""
     import gradio as gr
@@ -59,40 +72,53 @@ def build(params: dict[str, Any], runtime: Runtime, modes: tuple[str, ...]) -> N
         personas.append(params["persona"])
     avatars = [DEFAULT_AVATAR] + ([(params["avatar_id"],) * 2] if params["avatar_id"] else [])
 
+    now = partial(current, params)
     with gr.Accordion("Ara: talking avatar", open=True):
         with gr.Row():
-            activate = gr.Checkbox(value=params["activate"], label="Talking video with every reply")
-            inject = gr.Checkbox(value=params["inject_manifesto"], label="Inject manifesto and mode guidance")
-            autoplay = gr.Checkbox(value=params["autoplay"], label="Autoplay")
-            show_text = gr.Checkbox(value=params["show_text"], label="Show the text")
-            show_badge = gr.Checkbox(value=params["show_badge"], label="Show the mode")
-            prerender = gr.Checkbox(value=params["prerender"], label="Render ahead while it streams")
+            activate = gr.Checkbox(value=now("activate"), label="Talking video with every reply")
+            inject = gr.Checkbox(value=now("inject_manifesto"), label="Inject manifesto and mode guidance")
+            autoplay = gr.Checkbox(value=now("autoplay"), label="Autoplay")
+            show_text = gr.Checkbox(value=now("show_text"), label="Show the text")
+            show_badge = gr.Checkbox(value=now("show_badge"), label="Show the mode")
+            prerender = gr.Checkbox(value=now("prerender"), label="Render ahead while it streams")
+            greeting = gr.Checkbox(value=now("greeting_video"), label="Video for a new chat's greeting")
+            autoplay_greeting = gr.Checkbox(value=now("autoplay_greeting"), label="Autoplay the greeting")
         with gr.Row():
-            mode = gr.Dropdown(choices=[AUTO, *modes], value=params["mode"], label="Mode")
+            mode = gr.Dropdown(choices=[AUTO, *modes], value=now("mode"), label="Mode")
             auto_modes = gr.CheckboxGroup(
-                choices=list(modes), value=params["auto_modes"], label="Modes Auto may pick"
+                choices=list(modes), value=now("auto_modes"), label="Modes Auto may pick"
             )
         with gr.Row():
-            position = gr.Radio(["before", "after"], value=params["position"], label="Video position")
+            position = gr.Radio(["before", "after"], value=now("position"), label="Video position")
             delivery = gr.Radio(
                 [("Through text-generation-webui", "file"), ("Straight from the sidecar", "url")],
-                value=params["delivery"],
+                value=now("delivery"),
                 label="Video delivery",
             )
-            persona = gr.Dropdown(choices=personas, value=params["persona"], label="Persona")
+            persona = gr.Dropdown(
+                choices=personas, value=now("persona"), label="Persona", allow_custom_value=True
+            )
         with gr.Row():
-            sidecar_url = gr.Textbox(value=params["sidecar_url"], label="Sidecar URL")
-            token = gr.Textbox(value=params["token"], label="Sidecar token", type="password")
-            timeout = gr.Number(value=params["timeout_s"], label="Timeout (seconds)", minimum=1)
-            autostart = gr.Checkbox(value=params["autostart"], label="Start a local sidecar if needed")
-        with gr.Row():
-            avatar = gr.Dropdown(choices=avatars, value=params["avatar_id"], label="Avatar")
-            refresh = gr.Button("Refresh avatars")
-            upload = gr.Image(type="filepath", label="Upload an avatar (a face photo)", sources=["upload"])
-        with gr.Row():
-            test_mode = gr.Dropdown(choices=[AUTO, *modes], value=AUTO, label="Test in mode")
-            test = gr.Button("Test voice")
-            result = gr.HTML()
+            sidecar_url = gr.Textbox(value=now("sidecar_url"), label="Sidecar URL")
+            token = gr.Textbox(value=now("token"), label="Sidecar token", type="password")
+            timeout = gr.Number(value=now("timeout_s"), label="Timeout (seconds)", minimum=1)
+            autostart = gr.Checkbox(value=now("autostart"), label="Start a local sidecar if needed")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=240):
+                avatar = gr.Dropdown(
+                    choices=avatars, value=now("avatar_id"), label="Avatar", allow_custom_value=True
+                )
+                refresh = gr.Button("Refresh avatars", size="sm")
+            with gr.Column(scale=1, min_width=240):
+                upload = gr.Image(
+                    type="filepath", label="Upload an avatar (a face photo)", sources=["upload"], height=180
+                )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=240):
+                test_mode = gr.Dropdown(choices=[AUTO, *modes], value=AUTO, label="Test in mode")
+                test = gr.Button("Test voice", size="sm")
+            with gr.Column(scale=2, min_width=240):
+                result = gr.HTML()
 
     for control, key in (
         (activate, "activate"),
@@ -101,6 +127,8 @@ def build(params: dict[str, Any], runtime: Runtime, modes: tuple[str, ...]) -> N
         (show_text, "show_text"),
         (show_badge, "show_badge"),
         (prerender, "prerender"),
+        (greeting, "greeting_video"),
+        (autoplay_greeting, "autoplay_greeting"),
         (mode, "mode"),
         (position, "position"),
         (delivery, "delivery"),
