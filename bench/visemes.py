@@ -181,6 +181,59 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
     return results
 
 
+def motion_measures(
+    frames: list[np.ndarray], still: np.ndarray, layout: Layout, fps: int
+) -> tuple[float, float]:
+    """(head-motion energy, blinks per minute) measured on frames: the mean absolute change
+    between consecutive frames in a band of hair above the face (0–255 units), and the blinks
+    counted where the dark pixels (pupil, iris, lashes) of a band across both eyes fall below
+    half of the still portrait's."""
+    face = layout.face
+    hair = slice(face.y - face.h // 3, face.y - face.h // 6), slice(face.x, face.x + face.w)
+    band = np.array([f[hair].astype(np.float32).mean(axis=2) for f in frames])
+    energy = float(np.abs(np.diff(band, axis=0)).mean()) if len(band) > 1 else 0.0
+    shut = np.ones(len(frames), bool)
+    for eye in layout.eyes:
+        cy, half = round(eye.cy), eye.h // 5
+        box = slice(cy - half, cy + half), slice(eye.x, eye.x + eye.w)
+        still_grey = still[box].astype(np.float32).mean(axis=2)
+        dark = np.percentile(still_grey, 12)
+        reference = (still_grey <= dark).sum()
+        counts = np.array([(f[box].astype(np.float32).mean(axis=2) <= dark).sum() for f in frames])
+        shut &= counts < 0.5 * reference
+    blinks = int((shut[1:] & ~shut[:-1]).sum() + shut[0])
+    return energy, blinks / (len(frames) / fps / 60)
+
+
+def mode_motion(modes: tuple[str, ...] = ("cathedral", "cockpit", "playful"), repeat: int = 3) -> dict:
+    """Per mode of the shipped persona: (head-motion energy, blinks per minute) on frames of
+    `repeat` times the bench text, rendered with the mode's face (printed)."""
+    from ara_persona import load_persona
+    from ara_sidecar.avatar import load_avatar
+    from ara_sidecar.config import load_settings
+    from ara_sidecar.lipsync.animator import Animator
+    from ara_sidecar.tts.piper import PiperTTS
+
+    settings = load_settings()
+    fps = settings.fps
+    persona = load_persona(ROOT / "personas" / "ara")
+    speech = PiperTTS(settings, "cpu").synthesize(TEXT)
+    gap = np.zeros(speech.sample_rate // 2, np.float32)
+    shift = speech.duration_s + 0.5
+    phonemes = tuple((p, a + k * shift, b + k * shift) for k in range(repeat) for p, a, b in speech.phonemes)
+    long = Audio(np.concatenate([speech.samples, gap] * repeat), speech.sample_rate, phonemes)
+    avatar = load_avatar(ROOT / "personas" / "ara" / "avatar.png", max_pixels=10**7, max_side=512)
+    animator = Animator(settings, "cpu")
+    scene = animator.prepare(avatar)
+    out = {}
+    for name in modes:
+        face = persona.mode(name).face
+        frames = list(animator.animate(scene, long, fps, face))
+        out[name] = motion_measures(frames, avatar.image, scene.layout, fps)
+        print(f"{name:<9} head-motion energy {out[name][0]:5.2f}  blinks {out[name][1]:4.1f}/min  ({face})")
+    return out
+
+
 def contact_sheet(frames: list[np.ndarray], at: dict[str, list[int]], layout: Layout, path: Path) -> None:
     """One row per group (bilabial, open, rounded, spread): the lower face at up to 8 instants."""
     from PIL import Image, ImageDraw
@@ -210,6 +263,7 @@ def main() -> None:
 
     print(machine_line())
     run(sheet=args.sheet)
+    mode_motion()
 
 
 if __name__ == "__main__":

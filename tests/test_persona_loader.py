@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ara_persona import MODE_NAMES, PersonaError, discover, load_dataset, load_persona
+from ara_persona import MODE_NAMES, FaceParams, PersonaError, discover, load_dataset, load_persona
 
 SHIPPED = Path(__file__).resolve().parents[1] / "personas"
 ARA = SHIPPED / "ara"
@@ -535,6 +535,35 @@ def test_base_voice_reaches_every_mode_and_modes_refine_it(tmp_path):
     ],
 )
 def test_broken_voice_settings_name_file_line_and_field(tmp_path, edit, field, expected):
+    directory = make_persona(tmp_path, "modes.yaml", edit)
+    with pytest.raises(
+        PersonaError, match=rf"modes\.yaml:\d+: field '{re.escape(field)}': expected .*{expected}"
+    ):
+        load_persona(directory)
+
+
+LAB_FACE = re.compile(r"^    face: \{head_motion: 0\.8.*\n", re.M)
+
+
+def test_face_motion_per_mode(ara, tmp_path):
+    """Ara's modes set their face's motion in the documented direction: cathedral calm and slow,
+    playful lively, cockpit between; a mode without `face:` gets the defaults."""
+    cathedral, cockpit, playful = (ara.mode(m).face for m in ("cathedral", "cockpit", "playful"))
+    for field in ("head_motion", "motion_speed", "blink_rate_per_min", "brow"):
+        assert getattr(cathedral, field) < getattr(cockpit, field) < getattr(playful, field), field
+    plain = load_persona(make_persona(tmp_path, "modes.yaml", lambda t: LAB_FACE.sub("", t)))
+    assert plain.mode("lab").face == FaceParams()
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "expected"),
+    [
+        (sub("head_motion: 1.6", "head_motion: 9"), "modes.playful.face.head_motion", "from 0 to 3, got 9"),
+        (sub("blink_rate_per_min: 9,", "blinks: 9,"), "modes.cathedral.face.blinks", "unknown key 'blinks'"),
+        (lambda t: LAB_FACE.sub("    face: 7\n", t), "modes.lab.face", "a mapping of face"),
+    ],
+)
+def test_broken_face_settings_name_file_line_and_field(tmp_path, edit, field, expected):
     directory = make_persona(tmp_path, "modes.yaml", edit)
     with pytest.raises(
         PersonaError, match=rf"modes\.yaml:\d+: field '{re.escape(field)}': expected .*{expected}"

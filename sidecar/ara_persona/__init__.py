@@ -9,6 +9,7 @@ from ara_persona.loader import PersonaError, discover, load_persona
 from ara_persona.model import (
     MODE_NAMES,
     Example,
+    FaceParams,
     Mode,
     Persona,
     PromptSettings,
@@ -22,6 +23,7 @@ from ara_persona.selector import Selection, select_mode
 __all__ = [
     "MODE_NAMES",
     "Example",
+    "FaceParams",
     "Mode",
     "Persona",
     "PersonaError",

@@ -14,6 +14,7 @@ from typing import Any
 from ara_persona.dataset import DATASET_FILE, load_dataset
 from ara_persona.model import (
     MODE_NAMES,
+    FaceParams,
     Mode,
     Persona,
     PersonaError,
@@ -46,8 +47,24 @@ BASE_VOICE_RANGES = {
     "target_f0_hz": (50.0, 500.0),
     "formant_ratio": (0.7, 1.5),
 }
+# (min, max) for each optional key of a mode's face (absent: the FaceParams default).
+FACE_RANGES = {
+    "head_motion": (0.0, 3.0),
+    "motion_speed": (0.25, 3.0),
+    "blink_rate_per_min": (0.0, 60.0),
+    "brow": (0.0, 3.0),
+}
 TOP_KEYS = ("display_name", "default_mode", "rvc_model", "voice", "modes", "selector", "prompt")
-MODE_KEYS = ("intensity_pct", "description", "voice", "triggers", "scenarios", "guidance", "alltalk_voice")
+MODE_KEYS = (
+    "intensity_pct",
+    "description",
+    "voice",
+    "triggers",
+    "scenarios",
+    "guidance",
+    "alltalk_voice",
+    "face",
+)
 # An AllTalk voice name: what AllTalk's API accepts as character_voice_gen.
 _ALLTALK_VOICE = re.compile(r'[^<>"|?*\n]+')
 
@@ -148,6 +165,13 @@ def _voice(doc: _Doc, node: dict, key: tuple, base: dict) -> VoiceParams:
     return VoiceParams(**values)
 
 
+def _face(doc: _Doc, node: dict, key: tuple) -> FaceParams:
+    """A mode's face motion (`face:`, optional, every key optional)."""
+    face = _get(doc, node, key, dict, "a mapping of face motion settings", default={})
+    _known_keys(doc, face, key, tuple(FACE_RANGES))
+    return FaceParams(**_numbers(doc, face, key, FACE_RANGES, required=False))
+
+
 def _alltalk_voice(doc: _Doc, node: dict, key: tuple) -> str | None:
     expected = 'the name of a voice of the AllTalk server, e.g. "female_01.wav" (no <>"|?*)'
     value = _get(doc, node, key, str, expected, default=None)
@@ -174,6 +198,7 @@ def _mode(doc: _Doc, name: str, node: Any, base: dict) -> Mode:
         scenarios=_strings(doc, node, (*key, "scenarios")),
         guidance=guidance,
         alltalk_voice=_alltalk_voice(doc, node, (*key, "alltalk_voice")),
+        face=_face(doc, node, (*key, "face")),
     )
 
 

@@ -89,6 +89,16 @@ class VoiceParams:
 
 
 @dataclass(frozen=True)
+class FaceParams:
+    """How the animated face moves in a mode (`face:` in modes.yaml; personas/README.md)."""
+
+    head_motion: float = 1.0  # head sway and nods, × the animator's sway_degrees
+    motion_speed: float = 1.0  # tempo of the head's sway (1 = its natural periods)
+    blink_rate_per_min: float = 15.0  # mean blinks per minute
+    brow: float = 1.0  # eyebrow raises on questions and emphasis, × a natural raise (0: none)
+
+
+@dataclass(frozen=True)
 class Mode:
     name: str
     intensity_pct: int
@@ -98,6 +108,7 @@ class Mode:
     scenarios: tuple[str, ...] = ()
     guidance: str = ""
     alltalk_voice: str | None = None  # the AllTalk TTS voice of this mode (None = alltalk.voice)
+    face: FaceParams = field(default_factory=FaceParams)  # the face's motion in this mode
 
 
 @dataclass(frozen=True)

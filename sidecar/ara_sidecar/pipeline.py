@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ara_persona import Mode, Persona, PersonaError
+from ara_persona import FaceParams, Mode, Persona, PersonaError
 from ara_sidecar import encode, lipsync, tts, voice
 from ara_sidecar.audio import Audio, decode_speech, encode_speech, load_audio, resample, silence, with_timing
 from ara_sidecar.avatar import Avatar, load_avatar
@@ -169,6 +169,7 @@ class Pipeline:
             "encoder": self.encoder.fingerprint(),
             "fps": self.settings.fps,
             "video_max_side": self.settings.video_max_side,
+            "face": asdict(mode.face),  # the mode's face motion (the animator's)
         }
         if request.audio_path is None:
             text = check_text(request.text, self.settings.limits.max_text_chars)
@@ -390,6 +391,7 @@ class Pipeline:
                 encode = partial(
                     self._encode_chunk,
                     audio=audio,
+                    face=plan.mode.face,
                     prepare=avatar,
                     timings=timings,
                     progress=lambda fraction, i=i: report("video", (i + fraction) / count),
@@ -470,6 +472,7 @@ class Pipeline:
         path: Path,
         *,
         audio: Audio,
+        face: FaceParams,
         prepare: Callable[[], Any],
         timings: Timings,
         progress: Callable[[float], None],
@@ -478,7 +481,7 @@ class Pipeline:
         video file at `path`."""
         fps = self.settings.fps
         n = frame_count(audio.duration_s, fps)
-        frames = self.lipsync.animate(prepare(), audio, fps)
+        frames = self.lipsync.animate(prepare(), audio, fps, face)
         with self.encoder.open(path, fps, streamable=True, speech_rate=audio.sample_rate) as writer:
             for j, frame in enumerate(timings.timed_iter("lipsync", frames)):
                 with timings.measure("encode"):

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ara_persona import FaceParams
 from ara_sidecar.audio import Audio
 from ara_sidecar.avatar import Avatar
 from ara_sidecar.stage import Stage
@@ -29,6 +30,9 @@ class LipSync(Stage):
         avatar when no face is found, unless `no_face_ok` (then animate a centred mouth)."""
 
     @abstractmethod
-    def animate(self, prepared: Any, audio: Audio, fps: int) -> Iterator[np.ndarray]:
+    def animate(
+        self, prepared: Any, audio: Audio, fps: int, face: FaceParams | None = None
+    ) -> Iterator[np.ndarray]:
         """Yield exactly `frame_count(audio.duration_s, fps)` RGB uint8 frames, each the
-        avatar's size, frame i showing the speech at time i / fps."""
+        avatar's size, frame i showing the speech at time i / fps. `face` is the mode's face
+        motion (a backend that moves only the mouth ignores it)."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ara_persona import FaceParams
 from ara_sidecar.audio import Audio
 from ara_sidecar.avatar import Avatar
 from ara_sidecar.config import Settings
@@ -37,10 +38,13 @@ class Animator(LipSync):
 
         return build_scene(avatar, no_face_ok=no_face_ok)
 
-    def animate(self, prepared: Scene, audio: Audio, fps: int) -> Iterator[np.ndarray]:
+    def animate(
+        self, prepared: Scene, audio: Audio, fps: int, face: FaceParams | None = None
+    ) -> Iterator[np.ndarray]:
         from ara_sidecar.lipsync.animator.scene import frames
 
-        return frames(prepared, audio, fps, frame_count(audio.duration_s, fps), self.settings.animator)
+        n = frame_count(audio.duration_s, fps)
+        return frames(prepared, audio, fps, n, self.settings.animator, face)
 
     def fingerprint(self) -> dict:
         return {"backend": self.name, **self.settings.animator.model_dump(), "visemes": 1}

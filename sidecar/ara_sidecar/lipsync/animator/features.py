@@ -104,12 +104,13 @@ def blink_track(n: int, fps: int, interval_s: float, rng: np.random.Generator) -
     return closure
 
 
-def sway_track(n: int, fps: int, rng: np.random.Generator) -> np.ndarray:
-    """A slow, irregular sway in [-1, 1] per frame that starts and ends at rest (0)."""
+def sway_track(n: int, fps: int, rng: np.random.Generator, speed: float = 1.0) -> np.ndarray:
+    """A slow, irregular sway in [-1, 1] per frame that starts and ends at rest (0); `speed`
+    scales its tempo."""
     times = np.arange(n) / fps
     phases = rng.uniform(0, 2 * np.pi, 2)
-    wave = 0.65 * np.sin(2 * np.pi * times / 4.7 + phases[0]) + 0.35 * np.sin(
-        2 * np.pi * times / 2.9 + phases[1]
+    wave = 0.65 * np.sin(2 * np.pi * speed * times / 4.7 + phases[0]) + 0.35 * np.sin(
+        2 * np.pi * speed * times / 2.9 + phases[1]
     )
     duration = n / fps
     ramp = np.clip(np.minimum(times, duration - times) / 0.6, 0, 1)

@@ -75,6 +75,14 @@ class EyeRig:
 
 
 @dataclass(frozen=True)
+class BrowRig:
+    """Both eyes and their brows: the region that eyebrow raises warp (blinks drawn first)."""
+
+    region: Region
+    mask: np.ndarray  # (h, w) how much of the raise each pixel follows
+
+
+@dataclass(frozen=True)
 class HeadRig:
     region: Region
     mask: np.ndarray  # (h, w) how much of the sway each pixel follows (feathered head ellipse)
@@ -243,6 +251,50 @@ def render_eye(image: np.ndarray, rig: EyeRig, closure: float) -> np.ndarray:
     line = np.exp(-(((ys - edge + 0.03 * s) / (0.035 * s)) ** 2)) * rig.weight * np.sqrt(arc)
     out += (rig.lash - out) * (0.85 * line)[..., None]
     return (out + 0.5).astype(np.uint8)
+
+
+def brow_rig(image: np.ndarray, eyes: tuple[EyeRig, ...]) -> BrowRig:
+    """The brows rise in a band from above the eyelid's crease to the forehead, over each eye's
+    width, fading to zero displacement around it."""
+    centres = [(e.region.x0 + e.cx, e.region.y0 + e.cy, e.size) for e in eyes]
+    s = max(size for _, _, size in centres)
+    region = Region.around(
+        min(x for x, _, _ in centres) - 0.8 * s,
+        min(y for _, y, _ in centres) - 1.5 * s,
+        max(x for x, _, _ in centres) + 0.8 * s,
+        max(y for _, y, _ in centres) + 0.5 * s,
+        image.shape,
+    )
+    region = Region(
+        min(region.x0, *(e.region.x0 for e in eyes)),
+        region.y0,
+        max(region.x1, *(e.region.x1 for e in eyes)),
+        max(region.y1, *(e.region.y1 for e in eyes)),
+    )
+    ys = np.arange(region.y1 - region.y0, dtype=np.float32)[:, None]
+    xs = np.arange(region.x1 - region.x0, dtype=np.float32)[None, :]
+    mask = np.zeros(ys.shape[:1] + xs.shape[1:], np.float32)
+    for x, y, size in centres:
+        cx, cy = x - region.x0, y - region.y0
+        across = 1 - _smoothstep((np.abs(xs - cx) - 0.5 * size) / (0.3 * size))
+        rise = _smoothstep((cy - 0.2 * size - ys) / (0.3 * size))  # 0 at the lid's crease
+        top = 1 - _smoothstep((cy - 1.05 * size - ys) / (0.4 * size))  # 0 up the forehead
+        mask = np.maximum(mask, across * rise * top)
+    return BrowRig(region, mask)
+
+
+def render_upper(image: np.ndarray, rig: BrowRig, eyes: tuple[EyeRig, ...], closure: float, raise_px: float):
+    """The eyes-and-brows region with the lids lowered by `closure` and the brows raised by
+    `raise_px` pixels."""
+    patch = image[rig.region.slices].copy()
+    if closure > 0:
+        for eye in eyes:
+            patch[eye.region.within(rig.region)] = render_eye(image, eye, closure)
+    h, w = patch.shape[:2]
+    map_x = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w))
+    map_y = np.arange(h, dtype=np.float32)[:, None] + raise_px * rig.mask
+    map_y = map_y.astype(np.float32)
+    return cv2.remap(patch, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def head_rig(image: np.ndarray, face: Box, parts: tuple[Region, ...]) -> HeadRig:

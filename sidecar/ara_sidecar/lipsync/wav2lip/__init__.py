@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ara_persona import FaceParams
 from ara_sidecar.audio import Audio
 from ara_sidecar.avatar import Avatar
 from ara_sidecar.cache import open_cache
@@ -150,7 +151,9 @@ class Wav2Lip(LipSync):
         self._faces.move_to_end(key)
         return self._faces[key]
 
-    def animate(self, prepared: Portrait, audio: Audio, fps: int) -> Iterator[np.ndarray]:
+    def animate(
+        self, prepared: Portrait, audio: Audio, fps: int, face: FaceParams | None = None
+    ) -> Iterator[np.ndarray]:
         self.load()
         face = self._face(prepared)
         n = frame_count(audio.duration_s, fps)
