@@ -6,7 +6,8 @@ Speaks bilabial-rich sentences with Piper, animates the shipped portrait (512×5
 phoneme timing, encodes an MP4 with the project's encoder, decodes it with PyAV and measures the
 mouth on every frame with an image measure of its own (`mouth_measure`: dark or teeth-white
 pixels inside the rest-pose mouth box, none of the animator's control values). The same speech
-without its timing (the loudness-driven mouth, the path of uploaded audio) is the baseline.
+without its timing (the loudness-driven mouth, the path of uploaded audio) is the baseline; the
+same speech with timing estimated from its text (`lipsync.align`, AllTalk's path) is in between.
 
 Prints, for both: the aperture at the centre of each /p b m/ relative to the median aperture
 of open vowels (target ≤ 25 % in ≥ 90 % of cases), the share of rounded-vowel frames (/u o w/)
@@ -147,6 +148,7 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
     from ara_sidecar.avatar import load_avatar
     from ara_sidecar.config import load_settings
     from ara_sidecar.encode import REGISTRY as ENCODERS
+    from ara_sidecar.lipsync.align import estimate
     from ara_sidecar.lipsync.animator import Animator
     from ara_sidecar.tts.piper import PiperTTS
 
@@ -161,7 +163,9 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
     encoder = ENCODERS.load("mp4")(settings)
     results: dict[str, Figures] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, audio in (("phonemes", speech), ("loudness", replace(speech, phonemes=None))):
+        estimated = replace(speech, phonemes=estimate(speech, text))
+        paths = (("phonemes", speech), ("estimated", estimated), ("loudness", replace(speech, phonemes=None)))
+        for label, audio in paths:
             path = Path(tmp) / f"{label}.mp4"
             spent = render_mp4(animator, scene, audio, fps, encoder, path)
             frames = decoded_frames(path)
@@ -169,7 +173,7 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
             figures, at = evaluate(measures, speech.phonemes, fps, spent, speech.duration_s)
             results[label] = figures
             print(
-                f"{label:<9} bilabials closed (≤25 % of open) {figures.closed_share:6.1%} "
+                f"{label:<10} bilabials closed (≤25 % of open) {figures.closed_share:6.1%} "
                 f"of {len(figures.closure_ratios)} (median ratio {np.median(figures.closure_ratios):.2f})"
                 f" | rounded narrower than spread {figures.rounded_narrower:6.1%} "
                 f"| corr(aperture, expected) {figures.correlation:5.2f} "
@@ -178,7 +182,22 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
             if label == "phonemes" and sheet is not None:
                 contact_sheet(frames, at, scene.layout, sheet)
     print(f"speech {speech.duration_s:.1f} s, {avatar.image.shape[1]}×{avatar.image.shape[0]}, {fps} fps")
+    print(timing_error(speech.phonemes, estimated.phonemes))
     return results
+
+
+def timing_error(truth, estimated) -> str:
+    """How far the estimated phoneme centres are from Piper's (same phoneme sequence)."""
+    skip = "ˈˌː ^$"
+    a = [(s + e) / 2 for p, s, e in truth if p not in skip]
+    b = [(s + e) / 2 for p, s, e in estimated or () if p not in skip]
+    if len(a) != len(b):
+        return f"estimated timing: {len(b)} phonemes against Piper's {len(a)}, not compared"
+    error = np.abs(np.array(a) - np.array(b))
+    return (
+        f"estimated timing vs Piper's: phoneme centres off by median {np.median(error) * 1000:.0f} ms, "
+        f"mean {error.mean() * 1000:.0f} ms, 90th percentile {np.percentile(error, 90) * 1000:.0f} ms"
+    )
 
 
 def motion_measures(

@@ -3,12 +3,15 @@ measured on decoded MP4 frames (bench/visemes.py's image measure, looser thresho
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import load_bench_module
 
 from ara_persona import VoiceParams
 from ara_sidecar.audio import Audio, decode_speech, encode_speech, with_timing
+from ara_sidecar.lipsync.align import estimate as estimate_phonemes
 from ara_sidecar.lipsync.animator.visemes import CLOSE, OPEN, pose_track, segments
 from ara_sidecar.voice.dsp import DspVoice
 
@@ -68,3 +71,15 @@ def test_the_mouth_follows_the_phonemes_on_decoded_frames():
     assert timed.closed_share >= 0.8
     assert timed.rounded_narrower >= 0.7
     assert timed.correlation >= 0.55 and timed.correlation > loudness.correlation
+
+
+def test_timing_estimated_from_the_text_for_a_tts_without_it(timed):
+    """AllTalk's path: the text's phonemes aligned to the audio, near Piper's own timing."""
+    estimated = estimate_phonemes(replace(timed, phonemes=None), TEXT)
+    skip = "ˈˌː ^$"
+    truth = [(s + e) / 2 for p, s, e in timed.phonemes if p not in skip]
+    guess = [(s + e) / 2 for p, s, e in estimated if p not in skip]
+    assert len(guess) == len(truth)
+    error = np.abs(np.array(truth) - np.array(guess))
+    assert np.median(error) < 0.06 and np.percentile(error, 90) < 0.3
+    assert estimate_phonemes(Audio(np.zeros(2205, np.float32), 22050), TEXT) is None  # too short

@@ -39,6 +39,7 @@ from ara_sidecar.device import resolve_device
 from ara_sidecar.digest import file_digest
 from ara_sidecar.errors import UserError
 from ara_sidecar.lipsync import frame_count
+from ara_sidecar.lipsync.align import estimate as estimate_phonemes
 from ara_sidecar.personas import get_persona
 from ara_sidecar.text import ChunkLimits, check_text, limits_for_cost, split_chunks
 from ara_sidecar.timings import Timings
@@ -267,6 +268,8 @@ class Pipeline:
         voice, no voice stage); not cached (see `cached_speech`)."""
         with timings.measure("tts"):
             audio = self.tts.synthesize(text, mode)
+            if audio.phonemes is None:  # a TTS without timing (AllTalk): estimated for the lip-sync
+                audio = replace(audio, phonemes=estimate_phonemes(audio, text))
         params = self.tts.voice_stage_params(mode.voice) if mode else None
         if params is None:
             return audio

@@ -1,0 +1,136 @@
+"""Phoneme timing estimated from speech and its known text, for a TTS that gives none (AllTalk).
+
+The text is phonemized with espeak-ng (Piper's own phonemizer, `en-us`), then aligned to the
+audio by Viterbi over a left-to-right chain of phonemes with a crude acoustic model: every 10 ms
+frame's loudness (relative to the utterance) and high-frequency share, against what each class
+of sound should show (`CLASSES`): vowels loud, stops near silent, fricatives hissing, pauses
+silent. Each phoneme lasts at least `MIN_FRAMES` of its class; spaces and punctuation may take no
+time. Accuracy against Piper's own timing is measured by bench/visemes.py."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ara_sidecar.audio import Audio, Phoneme
+
+HOP_S = 0.01
+# class: (loudness 0–1, high-frequency share 0–1, minimum frames, symbols)
+CLASSES: dict[str, tuple[float, float, int, str]] = {
+    "vowel": (0.9, 0.05, 3, "aɑæɐʌeɛəiɪᵻɨoɔɒuʊɵɚɝ"),
+    "approximant": (0.75, 0.05, 2, "lɫɹrwj"),
+    "nasal": (0.6, 0.02, 2, "mnŋ"),
+    "voiced stop": (0.35, 0.1, 2, "bdgɡɾ"),
+    "stop": (0.15, 0.3, 2, "ptkʔ"),
+    "voiced fricative": (0.5, 0.4, 2, "vðzʒ"),
+    "fricative": (0.35, 0.7, 2, "fθsʃhx"),
+    "pause": (0.0, 0.3, 1, ".,;:!?… "),
+}
+MARKS = "ˈˌːˑ"  # stress and length: no time of their own
+OPTIONAL = ".,;:!?… "  # pauses and word gaps may take no time
+
+
+def _class_of(symbol: str) -> str | None:
+    return next((name for name, (*_, symbols) in CLASSES.items() if symbol in symbols), None)
+
+
+def phonemize(text: str, voice: str = "en-us") -> list[str]:
+    """espeak-ng phonemes of `text`, one code point each, sentences ended by their punctuation."""
+    from piper.phonemize_espeak import EspeakPhonemizer
+
+    sentences = EspeakPhonemizer().phonemize(voice, text)
+    return [symbol for sentence in sentences for symbol in [*sentence, " "]]
+
+
+def features(audio: Audio) -> np.ndarray:
+    """(frames, 2): loudness relative to the utterance (0 = 40 dB below its loud level, 1 = that
+    level) and the share of energy above 3 kHz, per 10 ms hop (25 ms window)."""
+    rate = audio.sample_rate
+    hop, size = round(HOP_S * rate), round(0.025 * rate)
+    count = max(1, int(np.ceil(len(audio.samples) / hop)))
+    padded = np.pad(audio.samples, (size // 2, size + count * hop))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, size)[::hop][:count] * np.hanning(size)
+    spectra = np.abs(np.fft.rfft(windows, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(size, 1 / rate)
+    total = spectra[:, freqs >= 80].sum(axis=1) + 1e-12
+    db = 10 * np.log10(total)
+    loud = float(np.percentile(db, 95))
+    loudness = np.clip((db - (loud - 40)) / 40, 0, 1)
+    high = spectra[:, freqs >= 3000].sum(axis=1) / total
+    return np.stack([loudness, high], axis=1)
+
+
+def estimate(audio: Audio, text: str, voice: str = "en-us") -> tuple[Phoneme, ...] | None:
+    """Timed phonemes of `text` spoken in `audio` (None when the text has none)."""
+    symbols = ["^", *phonemize(text, voice), "$"]
+    timed = [s for s in symbols if s not in MARKS and (_class_of(s) or s in "^$")]
+    if len(timed) <= 2:
+        return None
+    obs = features(audio)
+    if len(obs) < 3 * len(timed):  # too short for the text: no estimate
+        return None
+    # The chain of sub-states: each phoneme as many as its minimum frames.
+    targets, owner, first, optional = [], [], [], []
+    for k, symbol in enumerate(timed):
+        loud, high, frames, _ = CLASSES[_class_of(symbol) or "pause"]
+        for j in range(1 if symbol in "^$" else frames):
+            targets.append((loud, high))
+            owner.append(k)
+            first.append(j == 0)
+            optional.append(symbol in OPTIONAL)
+    target = np.array(targets)
+    cost = ((obs[:, None, 0] - target[None, :, 0]) / 0.25) ** 2 + (
+        (obs[:, None, 1] - target[None, :, 1]) / 0.4
+    ) ** 2
+    path = _viterbi(cost, np.array(first), np.array(optional), np.array(owner))
+    bounds: dict[int, list[float]] = {}
+    for t, s in enumerate(path):
+        k = owner[s]
+        bounds.setdefault(k, [t * HOP_S, (t + 1) * HOP_S])[1] = (t + 1) * HOP_S
+    end = audio.duration_s
+    out: list[Phoneme] = []
+    cursor = 0.0
+    it = iter(range(len(timed)))
+    k = next(it)
+    for symbol in symbols:
+        if symbol in MARKS or not (_class_of(symbol) or symbol in "^$"):
+            out.append((symbol, cursor, cursor))  # marks: no time, before their vowel
+            continue
+        start, stop = bounds.get(k, [cursor, cursor])
+        start, stop = min(start, end), min(stop, end)
+        out.append((symbol, start, stop))
+        cursor = stop
+        k = next(it, k)
+    return tuple(out)
+
+
+def _viterbi(cost: np.ndarray, first: np.ndarray, optional: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """The cheapest left-to-right path through the sub-states (stay, advance by one, or skip an
+    optional phoneme from its predecessor's last sub-state to its successor's first); it starts in
+    the first sub-state and ends in the last."""
+    frames, states = cost.shape
+    # skip[s]: s starts a phoneme and the phoneme before it is optional → may come from s - width - 1
+    width = np.zeros(states, int)
+    for s in range(states):
+        if first[s] and s > 0 and optional[s - 1]:
+            k = owner[s - 1]
+            width[s] = int((owner == k).sum())
+    total = np.full(states, np.inf)
+    total[0] = cost[0, 0]
+    back = np.zeros((frames, states), np.int16)
+    index = np.arange(states)
+    skip_from = np.where(width > 0, index - width - 1, -1)
+    for t in range(1, frames):
+        stay = total
+        advance = np.concatenate(([np.inf], total[:-1]))
+        skip = np.where(skip_from >= 0, total[np.maximum(skip_from, 0)], np.inf)
+        options = np.stack([stay, advance, skip])
+        choice = np.argmin(options, axis=0)
+        total = options[choice, index] + cost[t]
+        back[t] = choice
+    path = np.empty(frames, int)
+    s = states - 1
+    for t in range(frames - 1, -1, -1):
+        path[t] = s
+        step = back[t, s]
+        s = s if step == 0 else s - 1 if step == 1 else skip_from[s]
+    return path
