@@ -8,6 +8,7 @@ pasted rectangles."""
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -37,8 +38,9 @@ from ara_sidecar.lipsync.animator.render import (
 )
 
 MOUTH_LEVELS = 16  # openness steps above closed
-WIDTH_STEP = 0.03  # lip width quantum
+WIDTH_STEP = 0.04  # lip width quantum
 CLOSE_LEVELS = 4  # lip closure (and lower-lip tuck) steps
+MAX_MOUTHS = 400  # mouth patches kept per portrait (about 0.1 MB each at 512×512)
 BLINK_LEVELS = 4  # eyelid steps above open
 SWAY_LEVELS = 8  # sway angle steps each side of upright
 
@@ -74,11 +76,40 @@ def build_scene(avatar: Avatar, *, no_face_ok: bool) -> Scene:
     )
 
 
+class Mouths:
+    """The mouth patches of one scene, rendered on first use and kept (the most recently used
+    `MAX_MOUTHS`), so that later utterances on the same portrait reuse them."""
+
+    def __init__(self, scene: Scene):
+        self.scene = scene
+        self.renderer = MouthRenderer(scene.image, scene.mouth)
+        self.patches: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[int, ...], scale: np.ndarray, max_drop: float) -> np.ndarray:
+        full = (*key, max_drop)
+        patch = self.patches.get(full)
+        if patch is None:
+            drop, width, close, tuck = (np.array(key) / scale + [0, 1, 0, 0]).tolist()
+            patch = self.patches[full] = self.renderer.render(drop * max_drop, width, close, tuck)
+            while len(self.patches) > MAX_MOUTHS:
+                self.patches.popitem(last=False)
+        else:
+            self.patches.move_to_end(full)
+        return patch
+
+
 def frames(
-    scene: Scene, audio: Audio, fps: int, n: int, cfg: AnimatorSettings, face: FaceParams | None = None
+    scene: Scene,
+    audio: Audio,
+    fps: int,
+    n: int,
+    cfg: AnimatorSettings,
+    face: FaceParams | None = None,
+    mouths: Mouths | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield `n` fresh RGB frames of `scene` speaking `audio`, the face moving as `face` says
-    (None: as the animator settings say, without nods or brow raises)."""
+    (None: as the animator settings say, without nods or brow raises). `mouths`: the scene's
+    mouth patches kept from earlier utterances."""
     rng = np.random.default_rng([scene.seed, n])
     poses = mouth_track(audio, fps, n, cfg)
     scale = np.array([MOUTH_LEVELS, 1 / WIDTH_STEP, CLOSE_LEVELS, CLOSE_LEVELS], np.float32)
@@ -92,19 +123,15 @@ def frames(
     max_drop = cfg.mouth_open_max * scene.layout.frame.h
 
     image = scene.image
-    mouths: dict[tuple[int, ...], np.ndarray] = {}
     lids: dict[int, list[np.ndarray]] = {}
     uppers: dict[tuple[int, int], np.ndarray] = {}
-    mouth = MouthRenderer(image, scene.mouth)
+    mouths = mouths if mouths is not None else Mouths(scene)
     head = _Sway(image, scene.head, np.radians(cfg.sway_degrees) / SWAY_LEVELS) if swaying else None
     for i in range(n):
         patches: list[tuple[Region, np.ndarray]] = []
         key = tuple(mouth_levels[i].tolist())
         if any(key):
-            if key not in mouths:
-                drop, width, close, tuck = (np.array(key) / scale + [0, 1, 0, 0]).tolist()
-                mouths[key] = mouth.render(drop * max_drop, width, close, tuck)
-            patches.append((scene.mouth.region, mouths[key]))
+            patches.append((scene.mouth.region, mouths.get(key, scale, max_drop)))
         closure, brow = int(blink_levels[i]), int(brow_levels[i])
         if brow and scene.upper is not None:
             if (closure, brow) not in uppers:
