@@ -17,6 +17,7 @@ CAVITY_DEEP = np.array([30, 10, 13], np.float32)  # RGB deep in the mouth
 CAVITY_LIPS = np.array([160, 88, 80], np.float32)  # RGB of the inner lips at the gap's edges
 TONGUE = np.array([140, 62, 56], np.float32)
 TEETH = np.array([226, 218, 204], np.float32)
+LIP_SEAM = np.array([120, 62, 60], np.float32)  # RGB where pressed lips meet
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class MouthRenderer:
         u = np.clip(np.abs(self.dx) / (1.1 * rig.half_width), 0, 1)
         self.gap = CLOSE_OVERSHOOT * rig.gap * np.sqrt(1 - u**4)
         self.rest = self._fields(rig.line)
+        self.rest_seam = _smoothstep((1 - np.abs(self.dx) / (1.05 * rig.half_width)) / 0.2) * 0.8
 
     def _fields(self, line: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per-pixel fields around the parting line `line` (1, w): distance below it, the jaw's
@@ -181,6 +183,13 @@ class MouthRenderer:
             cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
+        if closing and close > 0:  # where pressed lips meet: their shadowed seam, not teeth
+            seam = close * self.rest_seam * np.exp(-(((rel + 0.5) / max(1.0, 0.006 * fh)) ** 2))
+            rows = np.flatnonzero(seam.max(axis=1) > 0.02)
+            if len(rows):
+                band = slice(rows[0], rows[-1] + 1)
+                a = seam[band][..., None]
+                warped[band] = (warped[band] * (1 - a) + LIP_SEAM * a + 0.5).astype(np.uint8)
         # The mouth cavity fills the gap between the lips: pixels whose source crossed the line.
         depth = np.where(below, down - rel, rel + up)
         alpha = np.clip(depth / max(1.5, 0.012 * fh), 0, 1) * _smoothstep(lens / 0.15)
