@@ -186,18 +186,23 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
     return results
 
 
+def segment_error(truth, estimated) -> np.ndarray | None:
+    """Seconds between the centres of the viseme segments of two timings of one text (None when
+    their segments differ)."""
+    a = [s for s in segments(truth) if s.viseme != "sil"]
+    b = [s for s in segments(estimated or ()) if s.viseme != "sil"]
+    if [s.viseme for s in a] != [s.viseme for s in b]:
+        return None
+    return np.abs(np.array([s.centre for s in a]) - np.array([s.centre for s in b]))
+
+
 def timing_error(truth, estimated) -> str:
-    """How far the estimated phoneme centres are from Piper's (same phoneme sequence)."""
-    skip = "ˈˌː ^$"
-    a = [(s + e) / 2 for p, s, e in truth if p not in skip]
-    b = [(s + e) / 2 for p, s, e in estimated or () if p not in skip]
-    if len(a) != len(b):
-        return f"estimated timing: {len(b)} phonemes against Piper's {len(a)}, not compared"
-    error = np.abs(np.array(a) - np.array(b))
-    return (
-        f"estimated timing vs Piper's: phoneme centres off by median {np.median(error) * 1000:.0f} ms, "
-        f"mean {error.mean() * 1000:.0f} ms, 90th percentile {np.percentile(error, 90) * 1000:.0f} ms"
-    )
+    error = segment_error(truth, estimated)
+    if error is None:
+        return "estimated timing: its viseme segments differ from Piper's, not compared"
+    ms = {"median": np.median(error), "mean": error.mean(), "90th percentile": np.percentile(error, 90)}
+    figures = ", ".join(f"{name} {value * 1000:.0f} ms" for name, value in ms.items())
+    return f"estimated timing vs Piper's, viseme segment centres: {figures} ({len(error)} segments)"
 
 
 def motion_measures(

@@ -25,6 +25,7 @@ CLASSES: dict[str, tuple[float, float, int, str]] = {
     "fricative": (0.35, 0.7, 2, "fθsʃhx"),
     "pause": (0.0, 0.3, 1, ".,;:!?… "),
 }
+MIN_SHARE = 0.9  # a sound lasts at least this share of the average sound
 MARKS = "ˈˌːˑ"  # stress and length: no time of their own
 OPTIONAL = ".,;:!?… "  # pauses and word gaps may take no time
 
@@ -68,11 +69,24 @@ def estimate(audio: Audio, text: str, voice: str = "en-us") -> tuple[Phoneme, ..
     obs = features(audio)
     if len(obs) < 3 * len(timed):  # too short for the text: no estimate
         return None
-    # The chain of sub-states: each phoneme as many as its minimum frames.
+    # The chain of sub-states: each phoneme as many as its minimum frames, which grow with the
+    # time each sound has on average (the voiced frames over the sounds).
+    sounds = sum(1 for symbol in timed if _class_of(symbol) not in (None, "pause"))
+    per_sound = float((obs[:, 0] > 0.3).sum()) / max(sounds, 1)
+    mins = []
+    for symbol in timed:
+        frames = CLASSES[_class_of(symbol) or "pause"][2]
+        if symbol in "^$":
+            frames = 1
+        elif symbol not in OPTIONAL:
+            frames = max(frames, round(MIN_SHARE * per_sound * (1.2 if frames >= 3 else 0.9)))
+        mins.append(frames)
+    if sum(mins) > 0.9 * len(obs):  # a fast speaker: shrink the minimums to fit
+        mins = [max(1, int(m * 0.9 * len(obs) / sum(mins))) for m in mins]
     targets, owner, first, optional = [], [], [], []
-    for k, symbol in enumerate(timed):
-        loud, high, frames, _ = CLASSES[_class_of(symbol) or "pause"]
-        for j in range(1 if symbol in "^$" else frames):
+    for k, (symbol, frames) in enumerate(zip(timed, mins, strict=True)):
+        loud, high = CLASSES[_class_of(symbol) or "pause"][:2]
+        for j in range(frames):
             targets.append((loud, high))
             owner.append(k)
             first.append(j == 0)
