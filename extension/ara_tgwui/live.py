@@ -103,6 +103,7 @@ class LiveManifest:
                     "src": file_url(path),
                     "start_s": chunk.get("start_s", 0.0),
                     "duration_s": chunk.get("duration_s"),
+                    "listed": round(time.time(), 3),
                 }
             )
             self._write()

@@ -20,7 +20,7 @@
   const MANIFEST = CONFIG.manifest;
   if (!MANIFEST || window.__araPlayerStarted) return;
   window.__araPlayerStarted = true;
-  const BUSY_POLL_MS = 150;
+  const BUSY_POLL_MS = 100;
   const IDLE_POLL_MS = 1000;
   const FRESH_S = 120; // a manifest or video older than this is from an earlier reply: never replayed
   const LEAD_S = 0.25; // the whole MP4 is seeked this far ahead of the live position, then swapped in
@@ -180,7 +180,10 @@
     const message = body.closest(".message, .assistant-message") || body.parentNode;
     const session = { job: manifest.job, box, video, message, appended: 0, final: null, ended: false };
     sessions.set(manifest.job, session);
-    if (window.MediaSource && MediaSource.isTypeSupported(manifest.mime || "")) playWithMediaSource(session, manifest);
+    if (window.MediaSource && MediaSource.isTypeSupported(manifest.mime || "")) {
+      session.prefetched = fetch(manifest.chunks[0].src).then((r) => r.arrayBuffer()); // while the source opens
+      playWithMediaSource(session, manifest);
+    }
     else playInTurn(session, manifest);
   }
 
@@ -273,12 +276,13 @@
     settle(session, whole);
   }
 
-  async function follow(session, onChunk) {
+  async function follow(session, onChunk, first) {
     // Hands each new chunk (in order) to onChunk; returns the last manifest once the reply is over,
-    // null when a newer reply took over.
+    // null when a newer reply took over. `first`: the manifest just read.
     for (;;) {
       if (session.ended) return null;
-      const manifest = await readManifest();
+      const manifest = first || (await readManifest());
+      first = null;
       if (manifest && manifest.job !== session.job) return null;
       if (manifest) {
         while (session.appended < manifest.chunks.length) {
@@ -301,7 +305,8 @@
       const appended = () => new Promise((resolve) => buffer.addEventListener("updateend", resolve, { once: true }));
       let started = false;
       const last = await follow(session, async (chunk) => {
-        const data = await (await fetch(chunk.src)).arrayBuffer();
+        const data = await (session.prefetched || fetch(chunk.src).then((r) => r.arrayBuffer()));
+        session.prefetched = null;
         buffer.timestampOffset = chunk.start_s;
         buffer.appendBuffer(data);
         await appended();
@@ -309,7 +314,7 @@
           started = true;
           play(session.video);
         }
-      });
+      }, manifest);
       if (!last || last.failed || last.cancelled || !last.final) return drop(session, true);
       if (source.readyState === "open") source.endOfStream();
       handover(session);
