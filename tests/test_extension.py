@@ -860,6 +860,8 @@ def test_the_streaming_reply_is_listed_for_the_page_from_its_first_chunk(streami
     """Pre-rendered chunks go into the reply's live manifest while it streams (the page speaks
     from the first one); the final render continues that manifest and its block shares its id."""
     manifest = tgwui / "user_data/cache/ara_avatar/live.json"
+    assert "live.json" in streaming.custom_js()
+    assert json.loads(manifest.read_text())["job"] is None  # the page's first polls find a file
     state = streaming.state_modifier(ui_state("chat"))
     streaming.chat_input_modifier("how do trains work?", "", state)
     prerender = streaming._start_prerender("prompt", state, True)

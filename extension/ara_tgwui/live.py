@@ -32,7 +32,14 @@ def file_url(path: Path) -> str:
 
 
 def player_script(folder: Path) -> str:
-    """The page's progressive player (player.js), told where the live manifest is served."""
+    """The page's progressive player (player.js), told where the live manifest is served (an
+    empty one is written if there is none yet, so the page's polling finds a file)."""
+    try:
+        if not (folder / MANIFEST).is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_padded(folder, {"job": None, "chunks": [], "done": True})
+    except OSError as exc:
+        log.warning("Ara: could not write an empty %s (%s)", MANIFEST, exc)
     config = json.dumps({"manifest": file_url(folder / MANIFEST)})
     return f"window.__ARA_PLAYER__ = {config};\n" + Path(__file__).with_name("player.js").read_text("utf-8")
 
@@ -124,16 +131,21 @@ class LiveManifest:
         reported ERR_CONTENT_LENGTH_MISMATCH); with equal sizes both agree. A failure (e.g.
         Windows refusing to replace a file being read) only costs the page its progressive
         playback, never the reply its video."""
-        text = json.dumps(self.data)
-        text += " " * (-len(text.encode("utf-8")) % _BLOCK)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".live-", suffix=".json", dir=str(self.folder))
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    out.write(text)
-                os.replace(tmp, self.folder / MANIFEST)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            _write_padded(self.folder, self.data)
         except OSError as exc:
             log.warning("Ara: could not update %s (%s)", MANIFEST, exc)
+
+
+def _write_padded(folder: Path, data: dict[str, Any]) -> None:
+    """Replace `folder/live.json` with `data`, padded to a multiple of _BLOCK bytes (atomically)."""
+    text = json.dumps(data)
+    text += " " * (-len(text.encode("utf-8")) % _BLOCK)
+    fd, tmp = tempfile.mkstemp(prefix=".live-", suffix=".json", dir=str(folder))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, folder / MANIFEST)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
