@@ -68,6 +68,7 @@ TO_PREVIOUS = "ːˑ"  # length marks: to the sound before
 # Anything else (spaces, unknown symbols) shares its time between its neighbours.
 
 VOWEL_REACH = 0.85
+OPEN_PARTS = 2.0  # lips pressed or tucked while the jaw is open by 1 / this are fully parted
 LEAD_S = 0.02  # the lips move this much ahead of the sound
 REACH_S = (0.03, 0.06)  # how far a pose spreads beyond its segment (lips, rounding), seconds
 FIELDS = ("open", "width", "close", "tuck")
@@ -132,6 +133,8 @@ def pose_track(phonemes: tuple[Phoneme, ...], fps: int, n: int) -> np.ndarray:
     weights[outside > 4 * reach[None, :]] = 0.0
     total = weights.sum(axis=1, keepdims=True)
     track = np.where(total > 1e-6, weights @ poses / np.maximum(total, 1e-6), rest).astype(np.float32)
+    # A dropping jaw parts the lips: blended closure fades as the blended opening grows.
+    track[:, [CLOSE, TUCK]] *= np.clip(1 - OPEN_PARTS * track[:, [OPEN]], 0, 1)
     # Lip closures, lip-teeth contacts and open vowels are targets reached, not approached.
     for seg in segs:
         target = VISEMES[seg.viseme]
