@@ -25,7 +25,7 @@ def mode(**voice) -> Mode:
 
 
 def speaking_s(tts: PiperTTS, m: Mode) -> float:
-    runs = [tts.synthesize(TEXT, m) for _ in range(3)]  # Piper's durations vary a little
+    runs = [tts.synthesize(TEXT, m) for _ in range(5)]  # Piper's durations vary from run to run
     return float(np.median([vm.speech_and_pauses(a.samples, a.sample_rate)["speaking_s"] for a in runs]))
 
 
@@ -38,8 +38,9 @@ def test_speed_is_the_tempo_it_names(piper_tts):
     """speed goes to Piper's length_scale (squared: Piper rounds phonemes to whole frames), and
     the speaking time follows the speed."""
     normal, slow, fast = (speaking_s(piper_tts, mode(speed=s)) for s in (1.0, 0.8, 1.25))
-    assert slow / normal == pytest.approx(1 / 0.8, rel=0.1)
-    assert fast / normal == pytest.approx(1 / 1.25, rel=0.1)
+    assert slow / normal == pytest.approx(1 / 0.8, rel=0.15)
+    assert fast / normal == pytest.approx(1 / 1.25, rel=0.15)
+    assert slow / normal > 1.12 and fast / normal < 0.9  # clearly slower and faster
 
 
 def test_the_modes_pause_separates_sentences(piper_tts, settings):
