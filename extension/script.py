@@ -133,13 +133,15 @@ def _tgwui_generation() -> bool:
 
 def _start_prerender(question: str, state: dict, is_chat: bool) -> Prerenderer | None:
     """A pre-renderer for the chat reply about to stream (the last one stops); None where
-    `output_modifier` adds no video or pre-rendering is off."""
+    `output_modifier` adds no video or pre-rendering is off, and for Impersonate (the user's
+    text, which must not be spoken)."""
     if not (
         is_chat
         and params["activate"]
         and params["prerender"]
         and isinstance(state, dict)
         and "chat_style" in state
+        and _TURN in state  # set by state_modifier, which chatbot_wrapper calls; Impersonate does not
     ):
         return None
     if runtime.prerender is not None:  # a reply that never reached output_modifier

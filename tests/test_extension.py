@@ -893,6 +893,14 @@ def test_an_abandoned_stream_cancels_its_live_player(streaming, sidecar, generat
     assert json.loads(manifest.read_text())["cancelled"]  # the regenerate's new stream replaced it
 
 
+def test_impersonate_is_not_spoken(streaming, sidecar, generation):
+    """Impersonate streams the user's text through the same hook (is_chat=True) without
+    chatbot_wrapper's state_modifier: nothing is pre-rendered, so the page never speaks it."""
+    generation.reply = STREAMED
+    items = list(streaming.custom_generate_reply("You:", "You:", ui_state("chat"), None, is_chat=True))
+    assert items[-1] == STREAMED and streaming.runtime.prerender is None and sidecar.renders() == []
+
+
 def test_no_prerender_off_chat_or_when_disabled(streaming, sidecar, generation):
     generation.reply = STREAMED
     chat = ui_state("chat")
@@ -975,7 +983,8 @@ def test_custom_generate_reply_is_tgwuis_own_generation(streaming, generation):
     shared.model, generation.fail = type("LlamaServer", (), {})(), RuntimeError("out of memory")
     items = []
     with pytest.raises(RuntimeError) as raised:
-        items.extend(streaming.custom_generate_reply("q", "q", ui_state("chat"), None, is_chat=True))
+        state = streaming.state_modifier(ui_state("chat"))
+        items.extend(streaming.custom_generate_reply("q", "q", state, None, is_chat=True))
     assert raised.value is generation.fail and items == ["Hello", "Hello there,"]
     assert streaming.runtime.prerender._stopped
 
