@@ -120,7 +120,8 @@ def test_readiness_checks_the_models_of_the_configured_persona(voice_settings, t
         ("soprano", False, "RVC model not found: soprano"),
         ("bass", True, "alto.pth; bass.pth, index bass.index, content encoder contentvec, f0 pm"),
     ):
-        lab = modes.replace("warmth_db: 1.5}", f"warmth_db: 1.5, rvc_model: {lab_model}}}", 1)
+        lab = modes.replace("warmth_db: 1.5, pause_s: 0.35}", f"warmth_db: 1.5, rvc_model: {lab_model}}}", 1)
+        assert lab != modes  # the lab mode's voice line was found
         (tmp_path / "nova" / "modes.yaml").write_text(lab, encoding="utf-8")
         readiness = RvcVoice.readiness(cfg)
         assert readiness.ready is ready and detail in readiness.detail, readiness.detail
