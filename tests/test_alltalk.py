@@ -316,6 +316,25 @@ def test_request_cost_is_measured_once_and_remembered(settings, v2, tmp_path):
     assert len(Pipeline(cheap).plan(RenderRequest(text=text)).chunks) == 2
 
 
+def test_planning_on_the_event_loop_never_waits_for_alltalk(settings, v2, tmp_path):
+    """Inside `memoized_only` (the server plans there on its event loop) a plan that would need
+    AllTalk — its facts, or a first measure of its cost — says so instead of asking it."""
+    from ara_sidecar.digest import NotMemoized, memoized_only
+
+    cfg = settings.with_overrides(**{"cache.dir": str(tmp_path / "cache")})
+    render = cfg.with_overrides(tts="alltalk", lipsync="animator", **{"alltalk.url": v2.url})
+    pipeline = Pipeline(render)
+    asked = len(v2.requests)
+    with memoized_only(), pytest.raises(NotMemoized):
+        pipeline.plan(RenderRequest(text="Hello there."))
+    assert len(v2.requests) == asked  # nothing was sent
+    planned = pipeline.plan(RenderRequest(text="Hello there."))  # in the thread pool: it asks
+    with memoized_only():  # known now: planned again without a request
+        asked = len(v2.requests)
+        assert pipeline.plan(RenderRequest(text="Hello there.")).key == planned.key
+        assert len(v2.requests) == asked
+
+
 def test_double_answers_as_recorded(v2):
     """Answers recorded from the real AllTalk v2 (alltalkbeta 7a59e9c, Piper engine, the joe voice)."""
     cases = [

@@ -28,6 +28,13 @@ def memoized_only() -> Iterator[None]:
         _memoized_only.reset(token)
 
 
+def must_not_wait(what: str) -> None:
+    """Raise NotMemoized inside `memoized_only`: `what` (a file read, a request to a server) would
+    make the caller wait."""
+    if _memoized_only.get():
+        raise NotMemoized(what)
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 of a file, recomputed only when its size or mtime changes."""
     path = os.path.abspath(path)
@@ -37,8 +44,7 @@ def file_digest(path: Path) -> str:
 
 @lru_cache(maxsize=256)
 def _digest(path: str, size: int, mtime_ns: int) -> str:
-    if _memoized_only.get():
-        raise NotMemoized(path)
+    must_not_wait(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -36,6 +36,7 @@ import numpy as np
 from ara_persona import Mode, VoiceParams
 from ara_sidecar.audio import Audio, load_audio, resample, silence
 from ara_sidecar.config import Settings
+from ara_sidecar.digest import must_not_wait
 from ara_sidecar.errors import BackendUnavailable, UserError
 from ara_sidecar.registry import Readiness
 from ara_sidecar.tts.base import TTS
@@ -241,6 +242,7 @@ class AllTalkTTS(TTS):
         """The server's facts, read at most every PROBE_TTL_S seconds."""
         with self._lock:
             if self._info is None or time.monotonic() - self._probed > PROBE_TTL_S:
+                must_not_wait(f"AllTalk at {self.client.url}")  # not on the event loop (planning)
                 self._info, self._probed = self.client.probe(), time.monotonic()
             return self._info
 
@@ -393,6 +395,7 @@ class AllTalkTTS(TTS):
             if self._cost_s is None:
                 self._cost_s = _remembered_costs(self._cost_file()).get(self._cost_key())
             if self._cost_s is None:
+                must_not_wait(f"AllTalk at {self.client.url}")
                 self._generate({"text_input": COST_PROBE_TEXT, **self.mode_inputs(None)}, None)
             return self._cost_s or 0.0
 
