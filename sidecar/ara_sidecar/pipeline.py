@@ -114,7 +114,7 @@ class _ChunkPlan:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """A validated request: everything the render needs, and its cache keys."""
 
     request: RenderRequest
@@ -152,7 +152,7 @@ class Pipeline:
 
     # -- inputs -------------------------------------------------------------------------
 
-    def plan(self, request: RenderRequest) -> _Plan:
+    def plan(self, request: RenderRequest) -> Plan:
         """Validate `request`, cut its text into chunks and compute the cache keys, without
         reading any pixels or audio."""
         persona = get_persona(self.settings, request.persona)
@@ -216,7 +216,7 @@ class Pipeline:
             key = derived_key("chunk", speech_key, pause_s, picture)
             chunks.append(_ChunkPlan(piece, pause_s, speech_key, key))
         whole = derived_key("video", *(c.key for c in chunks))
-        return _Plan(request, persona, mode, text, avatar_path, tuple(chunks), whole)
+        return Plan(request, persona, mode, text, avatar_path, tuple(chunks), whole)
 
     def prepare_avatar(
         self, avatar: Avatar, no_face_ok: bool = False, cache: CacheStore | None = None
@@ -243,7 +243,7 @@ class Pipeline:
         return load_avatar(path, max_pixels=limits.max_avatar_pixels, max_side=self.settings.video_max_side)
 
     def _speech(
-        self, plan: _Plan, chunk: _ChunkPlan, timings: Timings, cache: CacheStore | None
+        self, plan: Plan, chunk: _ChunkPlan, timings: Timings, cache: CacheStore | None
     ) -> tuple[Audio, float]:
         """A chunk's speech after the voice stage, padded with its pause and silence up to a whole
         frame, and the seconds of speech plus pause in it. Text speech is cached by its key."""
@@ -278,7 +278,7 @@ class Pipeline:
 
     def _spoken(
         self,
-        plan: _Plan,
+        plan: Plan,
         timings: Timings,
         cache: CacheStore | None,
         report: ProgressFn,
@@ -355,7 +355,7 @@ class Pipeline:
 
     def _render_file(
         self,
-        plan: _Plan,
+        plan: Plan,
         out_path: Path,
         report: ProgressFn,
         cache: CacheStore | None,
@@ -513,7 +513,7 @@ def _meta(result: RenderResult) -> dict:
     }
 
 
-def _probe_meta(path: Path, plan: _Plan, fps: int) -> dict:
+def _probe_meta(path: Path, plan: Plan, fps: int) -> dict:
     """Describe a cached video whose metadata entry was evicted, from the file itself."""
     import av
 

@@ -21,7 +21,7 @@ from ara_persona import VoiceParams
 from ara_sidecar.audio import Audio, decode_speech, resample, silence, with_timing
 from ara_sidecar.cache import CacheStore, derived_key
 from ara_sidecar.config import Settings
-from ara_sidecar.pipeline import Pipeline, ProgressFn, RenderRequest, cached_speech
+from ara_sidecar.pipeline import Pipeline, Plan, ProgressFn, RenderRequest, cached_speech
 from ara_sidecar.timings import Timings
 from ara_sidecar.voice.dsp import DspVoice
 
@@ -43,9 +43,12 @@ def speed_fingerprint(settings: Settings) -> dict:
     return DspVoice(settings, "cpu").fingerprint()
 
 
-def chunk_keys(pipeline: Pipeline, request: SpeechRequest) -> tuple[str, list[SpeechChunk]]:
-    """The whole speech's key and each chunk's (validates the request, as `Pipeline.plan` does)."""
-    plan = pipeline.plan(request.render)
+def chunk_keys(
+    pipeline: Pipeline, request: SpeechRequest, plan: Plan | None = None
+) -> tuple[str, list[SpeechChunk]]:
+    """The whole speech's key and each chunk's, from the request's `plan` (made here when not
+    given: that validates the request, as `Pipeline.plan` does)."""
+    plan = plan or pipeline.plan(request.render)
     chunks = []
     for i, chunk in enumerate(plan.chunks):
         key = chunk.speech_key
@@ -65,7 +68,7 @@ def speak(
     cache = pipeline.cache
     assert cache is not None, "the HTTP service keeps speech in the cache"
     plan = pipeline.plan(request.render)
-    key, chunks = chunk_keys(pipeline, request)
+    key, chunks = chunk_keys(pipeline, request, plan)
     timings = Timings()
     mode = plan.mode if request.render.apply_voice else None
     speech_s = 0.0
