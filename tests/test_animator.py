@@ -172,3 +172,21 @@ def test_speed_report(settings, avatar, speech):
         f"animator: prepare {prepared_s * 1000:.0f} ms, animate {per_frame_ms:.2f} ms/frame ({count} frames)"
     )
     assert count == frame_count(speech.duration_s, FPS)
+
+
+def test_looks_kept_across_utterances(settings, avatar, speech):
+    """A second utterance on the same portrait reuses what the first rendered (mouths, lids,
+    turned heads) and gives the same frames."""
+    engine = animator(settings, blink_interval_s=0.5)
+    scene = engine.prepare(avatar)
+    first = list(engine.animate(scene, speech, FPS))
+    looks = engine._looks
+    kept = (len(looks.mouths), len(looks.eyes), len(looks.turned))
+    assert all(kept)
+    again = list(engine.animate(scene, speech, FPS))
+    assert engine._looks is looks and (len(looks.mouths), len(looks.eyes), len(looks.turned)) == kept
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    region, patch = next(iter(looks.mouths.values()))  # cropped to what changes
+    assert patch.shape[:2] == (region.y1 - region.y0, region.x1 - region.x0)
+    whole = scene.mouth.region
+    assert patch.size < (whole.x1 - whole.x0) * (whole.y1 - whole.y0) * 3

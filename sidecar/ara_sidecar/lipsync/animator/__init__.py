@@ -19,12 +19,12 @@ from ara_sidecar.lipsync.base import LipSync, frame_count
 from ara_sidecar.registry import Readiness
 
 if TYPE_CHECKING:
-    from ara_sidecar.lipsync.animator.scene import Mouths, Scene
+    from ara_sidecar.lipsync.animator.scene import Looks, Scene
 
 
 class Animator(LipSync):
     name = "animator"
-    _mouths: Mouths | None = None
+    _looks: Looks | None = None
 
     @classmethod
     def readiness(cls, settings: Settings) -> Readiness:
@@ -42,12 +42,12 @@ class Animator(LipSync):
     def animate(
         self, prepared: Scene, audio: Audio, fps: int, face: FaceParams | None = None
     ) -> Iterator[np.ndarray]:
-        from ara_sidecar.lipsync.animator.scene import Mouths, frames
+        from ara_sidecar.lipsync.animator.scene import Looks, frames
 
         n = frame_count(audio.duration_s, fps)
-        if self._mouths is None or self._mouths.scene is not prepared:  # the last portrait's are kept
-            self._mouths = Mouths(prepared)
-        return frames(prepared, audio, fps, n, self.settings.animator, face, self._mouths)
+        if self._looks is None or self._looks.scene is not prepared:  # the last portrait's are kept
+            self._looks = Looks(prepared)
+        return frames(prepared, audio, fps, n, self.settings.animator, face, self._looks)
 
     def fingerprint(self) -> dict:
         return {"backend": self.name, **self.settings.animator.model_dump(), "visemes": 1}

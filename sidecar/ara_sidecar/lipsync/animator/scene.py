@@ -1,13 +1,14 @@
 """One portrait's prepared scene, and the frame loop that plays per-frame controls on it.
 
 Controls are quantised; each distinct mouth, eyelid and head-turn state is rendered once per
-utterance on its small region and reused, so a frame costs one copy of a cached (possibly
-turned) portrait, a paste per changed region and, when the head is turned, a warp of just the
-pasted rectangles."""
+portrait on its small region, cropped to the pixels it changes and kept across utterances
+(`Looks`), so a frame costs one copy of a kept (possibly turned) portrait, a paste per changed
+rectangle and, when the head is turned, a warp of just the pasted rectangles."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ CLOSE_LEVELS = 4  # lip closure (and lower-lip tuck) steps
 MAX_MOUTHS = 400  # mouth patches kept per portrait (about 0.1 MB each at 512×512)
 BLINK_LEVELS = 4  # eyelid steps above open
 SWAY_LEVELS = 8  # sway angle steps each side of upright
+EYE_LOOKS = 256  # eyelid and brow patches kept per portrait
+TURNED_BYTES = 32 << 20  # turned portraits kept per scene
 
 
 @dataclass(frozen=True)
@@ -76,26 +79,74 @@ def build_scene(avatar: Avatar, *, no_face_ok: bool) -> Scene:
     )
 
 
-class Mouths:
-    """The mouth patches of one scene, rendered on first use and kept (the most recently used
-    `MAX_MOUTHS`), so that later utterances on the same portrait reuse them."""
+Patch = tuple[Region, np.ndarray]  # pixels that differ from the still portrait, and where
+
+
+def changed(region: Region, patch: np.ndarray, image: np.ndarray) -> Patch:
+    """`patch` (rendered over `region` of `image`) cropped to the pixels where it differs."""
+    diff = (patch != image[region.slices]).any(axis=2)
+    rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
+    if not len(rows):
+        return Region(region.x0, region.y0, region.x0, region.y0), patch[:0, :0]
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    crop = Region(region.x0 + x0, region.y0 + y0, region.x0 + x1, region.y0 + y1)
+    return crop, np.ascontiguousarray(patch[y0:y1, x0:x1])
+
+
+class _Kept(OrderedDict):
+    """A least-recently-used store of at most `size` items, safe for concurrent renders."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size, self.lock = size, threading.Lock()
+
+    def get_or_make(self, key, make):
+        with self.lock:
+            item = super().get(key)
+            if item is not None:
+                self.move_to_end(key)
+                return item
+        item = make()
+        with self.lock:
+            self[key] = item
+            while len(self) > self.size:
+                self.popitem(last=False)
+        return item
+
+
+class Looks:
+    """Everything rendered for one scene, kept across utterances: mouth patches (the most recently
+    used `MAX_MOUTHS`), eyelid and brow patches, and the portrait with its head turned (each
+    turn up to `TURNED_BYTES` in all). Patches are cropped to the pixels they change."""
 
     def __init__(self, scene: Scene):
         self.scene = scene
         self.renderer = MouthRenderer(scene.image, scene.mouth)
-        self.patches: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.mouths = _Kept(MAX_MOUTHS)
+        self.eyes = _Kept(EYE_LOOKS)
+        turns = max(8, TURNED_BYTES // max(1, scene.image.nbytes))
+        self.turned = _Kept(turns)
 
-    def get(self, key: tuple[int, ...], scale: np.ndarray, max_drop: float) -> np.ndarray:
-        full = (*key, max_drop)
-        patch = self.patches.get(full)
-        if patch is None:
+    def mouth(self, key: tuple[int, ...], scale: np.ndarray, max_drop: float) -> Patch:
+        def make() -> Patch:
             drop, width, close, tuck = (np.array(key) / scale + [0, 1, 0, 0]).tolist()
-            patch = self.patches[full] = self.renderer.render(drop * max_drop, width, close, tuck)
-            while len(self.patches) > MAX_MOUTHS:
-                self.patches.popitem(last=False)
-        else:
-            self.patches.move_to_end(full)
-        return patch
+            patch = self.renderer.render(drop * max_drop, width, close, tuck)
+            return changed(self.scene.mouth.region, patch, self.scene.image)
+
+        return self.mouths.get_or_make((*key, max_drop), make)
+
+    def upper(self, closure: int, brow: int) -> list[Patch]:
+        """The eyes closed `closure` steps and the brows raised `brow` pixels."""
+        scene, image = self.scene, self.scene.image
+
+        def make() -> list[Patch]:
+            lid = closure / BLINK_LEVELS
+            if brow and scene.upper is not None:
+                patch = render_upper(image, scene.upper, scene.eyes, lid, brow)
+                return [changed(scene.upper.region, patch, image)]
+            return [changed(eye.region, render_eye(image, eye, lid), image) for eye in scene.eyes]
+
+        return self.eyes.get_or_make((closure, brow), make)
 
 
 def frames(
@@ -105,11 +156,11 @@ def frames(
     n: int,
     cfg: AnimatorSettings,
     face: FaceParams | None = None,
-    mouths: Mouths | None = None,
+    looks: Looks | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield `n` fresh RGB frames of `scene` speaking `audio`, the face moving as `face` says
-    (None: as the animator settings say, without nods or brow raises). `mouths`: the scene's
-    mouth patches kept from earlier utterances."""
+    (None: as the animator settings say, without nods or brow raises). `looks`: what earlier
+    utterances rendered for this scene."""
     rng = np.random.default_rng([scene.seed, n])
     poses = mouth_track(audio, fps, n, cfg)
     scale = np.array([MOUTH_LEVELS, 1 / WIDTH_STEP, CLOSE_LEVELS, CLOSE_LEVELS], np.float32)
@@ -123,25 +174,16 @@ def frames(
     max_drop = cfg.mouth_open_max * scene.layout.frame.h
 
     image = scene.image
-    lids: dict[int, list[np.ndarray]] = {}
-    uppers: dict[tuple[int, int], np.ndarray] = {}
-    mouths = mouths if mouths is not None else Mouths(scene)
-    head = _Sway(image, scene.head, np.radians(cfg.sway_degrees) / SWAY_LEVELS) if swaying else None
+    looks = looks if looks is not None else Looks(scene)
+    head = _Sway(looks, np.radians(cfg.sway_degrees) / SWAY_LEVELS) if swaying else None
     for i in range(n):
-        patches: list[tuple[Region, np.ndarray]] = []
+        patches: list[Patch] = []
         key = tuple(mouth_levels[i].tolist())
         if any(key):
-            patches.append((scene.mouth.region, mouths.get(key, scale, max_drop)))
+            patches.append(looks.mouth(key, scale, max_drop))
         closure, brow = int(blink_levels[i]), int(brow_levels[i])
-        if brow and scene.upper is not None:
-            if (closure, brow) not in uppers:
-                lid = closure / BLINK_LEVELS
-                uppers[closure, brow] = render_upper(image, scene.upper, scene.eyes, lid, brow)
-            patches.append((scene.upper.region, uppers[closure, brow]))
-        elif closure:
-            if closure not in lids:
-                lids[closure] = [render_eye(image, eye, closure / BLINK_LEVELS) for eye in scene.eyes]
-            patches += zip((eye.region for eye in scene.eyes), lids[closure], strict=True)
+        if closure or brow:
+            patches += looks.upper(closure, brow)
         angle, nod = int(sway_levels[i]), int(nod_levels[i])
         if (angle or nod) and head is not None:
             yield head.frame(angle, nod, patches)
@@ -153,39 +195,49 @@ def frames(
 
 
 class _Sway:
-    """Frames with the head turned by a quantised angle. The still portrait turned by each
-    angle is warped once; per frame only the rectangles around pasted patches (grown by the
-    warp's largest displacement) are warped again."""
+    """Frames with the head turned by a quantised angle and lowered by a nod. The still portrait
+    so turned is warped once per scene (kept in `Looks`); per frame only the rectangles around
+    pasted patches (grown by the warp's largest displacement) are warped again."""
 
-    def __init__(self, image: np.ndarray, rig: HeadRig, radians_per_level: float):
-        self.image, self.rig, self.step = image, rig, radians_per_level
-        self.canvas = image[rig.region.slices].copy()  # the head region with the frame's patches
-        self.turned: dict[tuple[int, int], tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
+    def __init__(self, looks: Looks, radians_per_level: float):
+        self.looks, self.step = looks, radians_per_level
+        self.image, self.rig = looks.scene.image, looks.scene.head
+        rig = self.rig
+        self.canvas = self.image[rig.region.slices].copy()  # the head region with the frame's patches
         h, w = rig.mask.shape
         self.ys = np.arange(h, dtype=np.float32)[:, None]
         self.xs = np.arange(w, dtype=np.float32)[None, :]
         self.offset_x = rig.mask * (self.ys - rig.pivot_y)  # source offset per radian of turn
         self.offset_y = rig.mask * (rig.pivot_x - self.xs)
 
-    def frame(self, angle: int, nod: int, patches: list[tuple[Region, np.ndarray]]) -> np.ndarray:
+    def _maps(self, angle: int, nod: int, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Source coordinates (head-region pixels) of the turned head over `rows`, `cols`."""
+        k = np.float32(self.step * angle)  # small-angle rotation about the pivot
+        mask = self.rig.mask[rows, cols]
+        map_x = self.xs[:, cols] + k * self.offset_x[rows, cols]
+        map_y = self.ys[rows] + k * self.offset_y[rows, cols] - np.float32(nod) * mask
+        return map_x, map_y
+
+    def _turned(self, angle: int, nod: int) -> np.ndarray:
+        def make() -> np.ndarray:
+            still = self.image.copy()
+            maps = self._maps(angle, nod, slice(None), slice(None))
+            still[self.rig.region.slices] = self._warp(self.image[self.rig.region.slices], maps)
+            return still
+
+        return self.looks.turned.get_or_make((angle, nod, self.step), make)
+
+    def frame(self, angle: int, nod: int, patches: list[Patch]) -> np.ndarray:
         """The frame with the head turned by `angle` steps and lowered by `nod` pixels."""
         rig = self.rig
-        if (angle, nod) not in self.turned:
-            k = np.float32(self.step * angle)  # small-angle rotation about the pivot
-            map_y = self.ys + k * self.offset_y - np.float32(nod) * rig.mask
-            maps = cv2.convertMaps(self.xs + k * self.offset_x, map_y, cv2.CV_16SC2)
-            still = self.image.copy()
-            still[rig.region.slices] = self._warp(self.image[rig.region.slices], maps)
-            self.turned[angle, nod] = still, maps
-        still, (map1, map2) = self.turned[angle, nod]
-        frame = still.copy()
+        frame = self._turned(angle, nod).copy()
+        patches = [(region, patch) for region, patch in patches if patch.size]
         for region, patch in patches:
             self.canvas[region.within(rig.region)] = patch
         margin = int(np.ceil(abs(self.step * angle) * rig.reach)) + abs(nod) + 2
         for region, _ in patches:
             out = region.grown(margin, rig.region)
-            inner = out.within(rig.region)
-            frame[out.slices] = self._warp(self.canvas, (map1[inner], map2[inner]))
+            frame[out.slices] = self._warp(self.canvas, self._maps(angle, nod, *out.within(rig.region)))
         for region, _ in patches:
             self.canvas[region.within(rig.region)] = self.image[region.slices]
         return frame
