@@ -84,11 +84,12 @@ Patch = tuple[Region, np.ndarray]  # pixels that differ from the still portrait,
 
 def changed(region: Region, patch: np.ndarray, image: np.ndarray) -> Patch:
     """`patch` (rendered over `region` of `image`) cropped to the pixels where it differs."""
-    diff = (patch != image[region.slices]).any(axis=2)
-    rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
-    if not len(rows):
+    h, w = patch.shape[:2]
+    diff = cv2.absdiff(patch, image[region.slices]).reshape(h, w * 3)
+    x0, y0, dx, dy = cv2.boundingRect(diff)  # of the non-zero bytes
+    if not dx:
         return Region(region.x0, region.y0, region.x0, region.y0), patch[:0, :0]
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    x0, x1, y1 = x0 // 3, (x0 + dx + 2) // 3, y0 + dy
     crop = Region(region.x0 + x0, region.y0 + y0, region.x0 + x1, region.y0 + y1)
     return crop, np.ascontiguousarray(patch[y0:y1, x0:x1])
 
