@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ara_persona.cli import register as register_personas
 from ara_sidecar import __version__
+from ara_sidecar.cluster.cli import register as register_worker
 from ara_sidecar.config import Settings, settings
 from ara_sidecar.errors import UserError
 from ara_sidecar.personas import persona_roots
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_personas(sub, lambda: persona_roots(settings()))
     register_serve(sub)
+    register_worker(sub)
     return parser
 
 

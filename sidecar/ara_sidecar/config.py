@@ -132,6 +132,17 @@ class ServerSettings(_Section):
     access_log: bool
 
 
+class ClusterSettings(_Section):
+    """Scaling out (`ara-sidecar serve` and `worker` on a shared Redis; see ara_sidecar.cluster)."""
+
+    url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
+    store: Path | None = None
+    namespace: str = Field(default="ara", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    worker_timeout_s: float = Field(default=30.0, gt=0)
+    job_ttl_hours: float = Field(default=24.0, gt=0)
+
+
 class Settings(_Section):
     device: Literal["auto", "cpu", "cuda", "mps"]
     personas_dir: Path
@@ -157,6 +168,7 @@ class Settings(_Section):
     rvc: RvcSettings
     encoder: EncoderSettings
     server: ServerSettings
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path against the project root."""

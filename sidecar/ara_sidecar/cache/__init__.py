@@ -60,10 +60,17 @@ __all__ = [
 
 
 def open_cache(settings: Settings) -> CacheStore:
-    """The cache the settings describe (`cache.dir`, `cache.max_mb`, `cache.ttl_hours`)."""
+    """The cache the settings describe (`cache.dir`, `cache.max_mb`, `cache.ttl_hours`); in a
+    cluster (`cluster.url`), the shared cache with `cache.dir` as this machine's first level
+    (ara_sidecar.cluster.cache: same interface)."""
     cfg = settings.cache
-    return CacheStore(
+    store = CacheStore(
         settings.path(cfg.dir),
         max_bytes=int(cfg.max_mb * 2**20),
         ttl_s=None if cfg.ttl_hours is None else cfg.ttl_hours * 3600,
     )
+    if settings.cluster.url:
+        from ara_sidecar.cluster.cache import SharedCacheStore
+
+        return SharedCacheStore(store, settings)  # type: ignore[return-value]
+    return store

@@ -74,6 +74,11 @@ def without_waiting() -> Iterator[None]:
         _waiting.reset(token)
 
 
+def waiting_allowed() -> bool:
+    """False within `without_waiting` (for stores layered on this one, such as the cluster's)."""
+    return _waiting.get()
+
+
 class Entry(NamedTuple):
     """A cached file and whether it was already there (False: this call produced it)."""
 

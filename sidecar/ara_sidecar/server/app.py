@@ -75,7 +75,7 @@ from ara_sidecar.errors import UserError
 from ara_sidecar.pipeline import Pipeline
 from ara_sidecar.server.dependencies import Service
 from ara_sidecar.server.guards import BearerAuth, BodyLimit, add_error_handlers
-from ara_sidecar.server.jobs import JobManager
+from ara_sidecar.server.jobs import open_jobs
 from ara_sidecar.server.origin import HostOriginGuard
 from ara_sidecar.server.public import JSONErrors, PathRedactor, server_roots
 from ara_sidecar.server.routes import cache, health, personas, render, speech, uploads, videos, web
@@ -98,7 +98,7 @@ def create_app(settings: Settings, token: str | None = None, host: str | None = 
     # AllTalk's facts, part of each plan, come from its server (every 30 s): not on the event loop
     plan_inline = pipeline.tts.name != "alltalk"
     redact = PathRedactor(server_roots(settings))
-    service = Service(settings, pipeline, JobManager(settings), Uploads(pipeline), plan_inline, redact)
+    service = Service(settings, pipeline, open_jobs(settings), Uploads(pipeline), plan_inline, redact)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -47,6 +47,16 @@ STOP_TIMEOUT_S = 5.0  # on shutdown, a worker still busy after this long is kill
 STAGE_WEIGHTS = dict(zip(PROGRESS_STAGES, (0.05, 0.25, 0.70), strict=True))
 
 
+def open_jobs(settings: Settings) -> JobManager:
+    """The job table for `settings`: with `cluster.url`, one whose renders run on the cluster's
+    workers (ara_sidecar.cluster.jobs); else one that runs its own worker process."""
+    if settings.cluster.url:
+        from ara_sidecar.cluster.jobs import ClusterJobManager
+
+        return ClusterJobManager(settings)
+    return JobManager(settings)
+
+
 class QueueFull(Exception):
     """The queue holds `server.queue_size` renders; `retry_after` is a guess in seconds."""
 
@@ -73,6 +83,7 @@ class Render:
     error_kind: str | None = None  # user | storage | timeout | worker | internal
     started: float | None = None  # time.monotonic()
     ended: float | None = None
+    ref: str | None = None  # its id in the cluster's shared state (cluster mode only)
 
     @property
     def progress(self) -> float:
@@ -212,6 +223,10 @@ class JobManager:
             self._finish(render, "cancelled")
             if render is self._inflight and self._cancel is not None:
                 self._cancel.value = render.seq
+
+    def get(self, job_id: str) -> Job | None:
+        """The job `job_id`, if it is known (and not forgotten)."""
+        return self.jobs.get(job_id)
 
     def rendered(self, key: str) -> dict[str, Any] | None:
         """The worker's last result for the render `key` (its `key` is the video's: the worker's

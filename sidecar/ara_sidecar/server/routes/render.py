@@ -85,7 +85,7 @@ async def cancel_job(job_id: str, svc: Svc) -> JobView:
 
 
 def _job(svc: Service, job_id: str) -> Job:
-    job = svc.jobs.jobs.get(job_id)
+    job = svc.jobs.get(job_id)
     if job is None:
         raise HTTPException(404, f"no such job: {job_id[:64]!r} (unknown, or finished long ago)")
     return job

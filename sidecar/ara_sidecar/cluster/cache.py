@@ -1,0 +1,407 @@
+"""The shared cache of a cluster: the index and per-key locks in Redis, the files in a folder every
+machine mounts (`cluster.store`), and each machine's own `CacheStore` (`cache.dir`) as a
+read-through first level. Same interface as `CacheStore`.
+
+    {ns}:cache:e:{key}     hash: suffix, kind, size, sha256, created, hits
+    {ns}:cache:lru         sorted set: keys by last access
+    {ns}:cache:created     sorted set: keys by creation (TTL expiry)
+    {ns}:cache:bytes       the indexed files' total size
+    {ns}:cache:lock:{key}  a render's lock (renewed while held; it lapses if its holder dies)
+    {store}/objects/<key[:2]>/<key><suffix>
+
+The shared index decides what exists: a lookup asks Redis first (one round trip: the entry, its
+access time and hit count), then serves the machine's local copy, copying the shared file once
+(checked against the indexed SHA-256) where the machine has none. A miss takes the key's lock
+in Redis, so identical renders run once across the cluster; the file is produced into the local
+level, copied into the shared folder (a temporary name, then an atomic rename) and only then
+indexed. Eviction, TTL, `clear` and `verify` act on the shared index and folder (and on this
+machine's first level); readers never pin shared files, as they read their local copies.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from ara_sidecar.cache.key import is_key
+from ara_sidecar.cache.store import CacheBusy, CacheStore, CacheUnwritable, Entry, Producer, waiting_allowed
+from ara_sidecar.cluster.state import connect
+from ara_sidecar.config import Settings
+from ara_sidecar.errors import AraError
+
+LOCK_TTL_S = 30.0  # a render's lock lapses this long after its holder died (renewed every third)
+TEMP_PREFIX = ".tmp-"
+STALE_TEMP_S = 3600  # `verify` deletes temporary files older than this (a writer died)
+BATCH = 500
+
+# the entry (as a flat list) after counting the hit, or nil on a miss
+_TOUCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+redis.call('HINCRBY', KEYS[1], 'hits', 1)
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"""
+# drop an entry; returns its suffix (nil if it was not indexed)
+_REMOVE = """
+local entry = redis.call('HMGET', KEYS[1], 'suffix', 'size')
+if not entry[1] then return nil end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DECRBY', KEYS[4], entry[2])
+return entry[1]
+"""
+
+
+class _Corrupt(Exception):
+    pass
+
+
+class SharedCacheStore:
+    """A `CacheStore` for a cluster (see the module docstring)."""
+
+    read_only = False
+
+    def __init__(self, local: CacheStore, settings: Settings, clock: Callable[[], float] = time.time):
+        assert settings.cluster.store is not None
+        self.local = local
+        self.root = settings.path(settings.cluster.store)
+        self.max_bytes = local.max_bytes
+        self.ttl_s = local.ttl_s
+        self._clock = clock
+        self._objects = self.root / "objects"
+        self._objects.mkdir(parents=True, exist_ok=True)
+        self.redis = connect(settings)
+        ns = f"{settings.cluster.namespace}:cache"
+        self._prefix, self._lru, self._created = f"{ns}:e:", f"{ns}:lru", f"{ns}:created"
+        self._bytes, self._locks, self._evicting = f"{ns}:bytes", f"{ns}:lock:", f"{ns}:evicting"
+        self._touch = self.redis.register_script(_TOUCH)
+        self._remove_script = self.redis.register_script(_REMOVE)
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Path | None:
+        """The entry's (local) file, or None. Within `without_waiting` a copy still to be made
+        raises CacheBusy (it would wait for the shared folder)."""
+        meta = self._lookup(key)
+        if meta is None:
+            return None
+        path = self.local.get(key)
+        if path is not None:
+            return path
+        if not waiting_allowed():
+            raise CacheBusy(f"{key} is still to be copied from the shared store")
+        return self._copy_in(key, meta)
+
+    def get_or_create(self, key: str, suffix: str, produce: Producer, kind: str = "video") -> Entry:
+        """As `CacheStore.get_or_create`, once across the cluster."""
+        path = self.get(key)
+        if path is not None:
+            return Entry(path, True)
+        with self._locked(key):
+            path = self.get(key)
+            if path is not None:
+                return Entry(path, True)
+            entry = self.local.get_or_create(key, suffix, produce, kind)
+            self._publish(key, entry.path, suffix, kind)
+        self._evict(keep=key)
+        return Entry(entry.path, False)
+
+    @contextmanager
+    def reading(
+        self, key: str, produce: Producer | None = None, *, suffix: str = "", kind: str = "video"
+    ) -> Iterator[Entry | None]:
+        """As `CacheStore.reading`: the local copy is pinned for the block."""
+        with ExitStack() as stack:
+            for _ in range(2):  # the local copy may be evicted between making and pinning it
+                if produce is None:
+                    hit = self.get(key) is not None
+                    if not hit:
+                        yield None
+                        return
+                else:
+                    hit = self.get_or_create(key, suffix, produce, kind).hit
+                pinned = stack.enter_context(self.local.reading(key))
+                if pinned is not None:
+                    yield Entry(pinned.path, hit)
+                    return
+            raise AraError(f"cache entry {key} keeps vanishing from {self.local.root}")
+
+    def get_bytes(self, key: str) -> bytes | None:
+        return None if self.get(key) is None else self.local.get_bytes(key)
+
+    def get_or_create_bytes(
+        self, key: str, produce: Callable[[], bytes], *, suffix: str = ".bin", kind: str = "data"
+    ) -> bytes:
+        def write(path: Path) -> None:
+            path.write_bytes(produce())
+
+        for _ in range(2):
+            self.get_or_create(key, suffix, write, kind)
+            data = self.local.get_bytes(key)
+            if data is not None:
+                return data
+        raise AraError(f"cache entry {key} is corrupt right after it was written")
+
+    # -- maintenance -----------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """As `CacheStore.stats`, for the shared store (`pinned`: this machine's local copies)."""
+        by_kind: dict[str, dict[str, int]] = {}
+        created = []
+        hits = 0
+        for _, meta in self._all():
+            row = by_kind.setdefault(meta["kind"], {"entries": 0, "bytes": 0, "hits": 0})
+            row["entries"] += 1
+            row["bytes"] += int(meta["size"])
+            row["hits"] += int(meta.get("hits", 0))
+            hits += int(meta.get("hits", 0))
+            created.append(float(meta["created"]))
+        return {
+            "root": str(self.root),
+            "read_only": False,
+            "shared": True,
+            "entries": sum(r["entries"] for r in by_kind.values()),
+            "bytes": sum(r["bytes"] for r in by_kind.values()),
+            "max_bytes": self.max_bytes,
+            "ttl_s": self.ttl_s,
+            "hits": hits,
+            "pinned": self.local.stats()["pinned"],
+            "oldest": min(created, default=None),
+            "newest": max(created, default=None),
+            "by_kind": dict(sorted(by_kind.items())),
+        }
+
+    def entries(self, kind: str) -> list[tuple[str, str, float]]:
+        now = self._clock()
+        rows = [
+            (key, meta["sha256"], float(meta["created"]))
+            for key, meta in self._all()
+            if meta["kind"] == kind and not self._expired(meta, now)
+        ]
+        return sorted(rows, key=lambda row: row[2])
+
+    def clear(self, keep_kinds: Collection[str] = ()) -> int:
+        """Remove every shared entry (but those of `keep_kinds`) no render is writing, and this
+        machine's local copies; returns how many shared entries were removed."""
+        victims = [(key, meta) for key, meta in self._all() if meta["kind"] not in keep_kinds]
+        removed = sum(self._remove(key) for key, _ in victims)
+        self.local.clear(keep_kinds)
+        return removed
+
+    def release_pins(self, pid: int) -> int:
+        return self.local.release_pins(pid)
+
+    def verify(self) -> dict[str, int]:
+        """Check every shared file against its SHA-256 (dropping missing and corrupt entries),
+        delete unindexed files and stale temporary ones, then verify this machine's local level
+        (its counts prefixed `local_`)."""
+        counts = dict.fromkeys(("checked", "ok", "missing", "corrupt", "orphans", "temps"), 0)
+        known = set()
+        for key, meta in self._all():
+            counts["checked"] += 1
+            actual = _file_sha256(self._path(key, meta["suffix"]))
+            if actual == meta["sha256"]:
+                counts["ok"] += 1
+                known.add(key + meta["suffix"])
+            elif self._remove(key):
+                counts["missing" if actual is None else "corrupt"] += 1
+        now = time.time()
+        for path in self._objects.glob("*/*"):
+            if path.name.startswith(TEMP_PREFIX):
+                with suppress(OSError):
+                    if now - path.stat().st_mtime > STALE_TEMP_S:
+                        path.unlink()
+                        counts["temps"] += 1
+            elif path.name not in known:
+                key = path.name.split(".", 1)[0]
+                if (
+                    is_key(key)
+                    and not self.redis.exists(self._prefix + key)
+                    and self._unlink_unless_locked(key, path)
+                ):
+                    counts["orphans"] += 1
+        local = self.local.verify()
+        return {**counts, **{f"local_{name}": count for name, count in local.items()}}
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _lookup(self, key: str) -> dict[str, str] | None:
+        """The shared index entry (hit counted, access time bumped); None if absent or expired."""
+        if not is_key(key):
+            raise ValueError(f"not a cache key: {key!r}")
+        flat = self._touch(keys=[self._prefix + key, self._lru], args=[self._clock(), key])
+        if not flat:
+            return None
+        meta = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+        if self._expired(meta, self._clock()):
+            self._remove(key)
+            return None
+        return meta
+
+    def _copy_in(self, key: str, meta: dict[str, str]) -> Path | None:
+        """Copy the shared file into the local level (checked); a missing or corrupt one is dropped."""
+        source = self._path(key, meta["suffix"])
+
+        def copy(tmp: Path) -> None:
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                digest = hashlib.sha256()
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(block)
+                    dst.write(block)
+            if digest.hexdigest() != meta["sha256"]:
+                raise _Corrupt(key)
+
+        try:
+            return self.local.get_or_create(key, meta["suffix"], copy, meta["kind"]).path
+        except (FileNotFoundError, _Corrupt):
+            self._remove(key)
+            return None
+
+    def _publish(self, key: str, path: Path, suffix: str, kind: str) -> None:
+        """Copy a local file into the shared folder, then index it (the key's lock is held)."""
+        final = self._path(key, suffix)
+        tmp = final.parent / f"{TEMP_PREFIX}{key}-{uuid.uuid4().hex[:8]}{suffix}"
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            with suppress(OSError):
+                tmp.unlink()
+            raise self._unwritable(exc) from exc
+        size, sha256 = final.stat().st_size, _file_sha256(final)
+        now = self._clock()
+        fields = {"suffix": suffix, "kind": kind, "size": size, "sha256": sha256, "created": now, "hits": 0}
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._prefix + key, mapping=fields)
+            pipe.zadd(self._lru, {key: now})
+            pipe.zadd(self._created, {key: now})
+            pipe.incrby(self._bytes, size)
+            pipe.execute()
+
+    def _evict(self, keep: str) -> None:
+        """Drop expired entries, then the least recently used until the total fits (one machine
+        at a time; the others skip it meanwhile)."""
+        if not self.redis.set(self._evicting, "1", nx=True, px=int(LOCK_TTL_S * 1000)):
+            return
+        try:
+            if self.ttl_s is not None:
+                expired = self.redis.zrangebyscore(self._created, 0, self._clock() - self.ttl_s)
+                for key in expired:
+                    if key.decode() != keep:
+                        self._remove(key.decode())
+            start = 0
+            while int(self.redis.get(self._bytes) or 0) > self.max_bytes:
+                batch = [k.decode() for k in self.redis.zrange(self._lru, start, start + 49)]
+                if not batch:
+                    break
+                skipped = 0
+                for key in batch:
+                    if int(self.redis.get(self._bytes) or 0) <= self.max_bytes:
+                        break
+                    if key == keep or not self._remove(key):
+                        skipped += 1
+                start += skipped
+        finally:
+            self.redis.delete(self._evicting)
+
+    def _remove(self, key: str) -> bool:
+        """Unindex and delete an entry unless a render holds its lock; True if removed."""
+        lock = self.redis.lock(self._locks + key, timeout=LOCK_TTL_S, blocking=False)
+        if not lock.acquire():
+            return False
+        try:
+            keys = [self._prefix + key, self._lru, self._created, self._bytes]
+            suffix = self._remove_script(keys=keys, args=[key])
+            if suffix is not None:
+                with suppress(OSError):
+                    self._path(key, suffix.decode()).unlink(missing_ok=True)
+            return suffix is not None
+        finally:
+            with suppress(Exception):
+                lock.release()
+
+    def _unlink_unless_locked(self, key: str, path: Path) -> bool:
+        lock = self.redis.lock(self._locks + key, timeout=LOCK_TTL_S, blocking=False)
+        if not lock.acquire():
+            return False
+        try:
+            if self.redis.exists(self._prefix + key):
+                return False
+            path.unlink(missing_ok=True)
+            return True
+        finally:
+            with suppress(Exception):
+                lock.release()
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        """Hold the key's lock in Redis, renewed every LOCK_TTL_S / 3 while the block runs."""
+        lock = self.redis.lock(self._locks + key, timeout=LOCK_TTL_S, sleep=0.02)
+        lock.acquire()
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(LOCK_TTL_S / 3):
+                with suppress(Exception):
+                    lock.reacquire()
+
+        renewer = threading.Thread(target=renew, name="ara-cache-lock", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+            with suppress(Exception):
+                lock.release()
+
+    def _all(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """Every indexed entry, in batches."""
+        keys = [k.decode() for k, _ in self.redis.zscan_iter(self._lru, count=BATCH)]
+        for i in range(0, len(keys), BATCH):
+            batch = keys[i : i + BATCH]
+            with self.redis.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.hgetall(self._prefix + key)
+                rows = pipe.execute()
+            for key, raw in zip(batch, rows, strict=True):
+                if raw:
+                    yield key, {k.decode(): v.decode() for k, v in raw.items()}
+
+    def _expired(self, meta: dict[str, Any], now: float) -> bool:
+        return self.ttl_s is not None and now - float(meta["created"]) > self.ttl_s
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return Path(os.path.join(self._objects, key[:2], key + suffix))
+
+    def _unwritable(self, exc: OSError) -> Exception:
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return CacheUnwritable(f"the shared store {self.root} is full: {exc.strerror}")
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return CacheUnwritable(f"the shared store {self.root} is read-only: {exc.strerror}")
+        return exc
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256()
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+            return digest.hexdigest()
+    except FileNotFoundError:
+        return None

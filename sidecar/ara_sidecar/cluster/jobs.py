@@ -1,0 +1,313 @@
+"""The API server's job table in cluster mode: jobs and renders live in Redis, workers elsewhere.
+
+`ClusterJobManager` keeps `JobManager`'s model (a `Job` follows a shared `Render`; routes wait on
+`Job.changes`) and replaces its local worker: a new render is written to Redis and queued
+(Dramatiq); identical requests through any API server join the render queued or running for
+their key; a listener thread hears the workers' doorbell (pub/sub), reads the render's state and
+applies it on the event loop. Jobs are loaded from Redis when this server does not know them (a
+job made by another API server, or before a restart), so any API server answers for any job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from ara_sidecar.cluster.queue import enqueue, make_broker
+from ara_sidecar.cluster.state import TERMINAL, Keys, connect, decode_state, encode_request
+from ara_sidecar.config import Settings
+from ara_sidecar.pipeline import RenderRequest
+from ara_sidecar.server.jobs import Job, JobManager, QueueFull, Render
+from ara_sidecar.server.speech import SpeechRequest
+
+log = logging.getLogger(__name__)
+
+RESYNC_S = 5.0  # the followed renders are read again this often (a missed doorbell costs no more)
+LISTEN_POLL_S = 0.5
+
+
+class ClusterJobManager(JobManager):
+    """Jobs whose renders run on the cluster's workers. Use from the event loop only."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.keys = Keys(settings)
+        self.redis = connect(settings)
+        self.broker = make_broker(settings, self.keys)
+        self._followed: dict[str, Render] = {}  # rid -> unfinished render with jobs here
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._listen, name="ara-cluster-listener", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Stop listening; the renders go on in the cluster (another API server may follow them)."""
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5.0)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def submit(
+        self,
+        key: str,
+        request: RenderRequest | SpeechRequest,
+        mode_reason: str,
+        chunk_count: int,
+        cached: dict[str, Any] | None = None,
+    ) -> Job:
+        now = time.time()
+        if cached is not None:
+            rid = uuid.uuid4().hex
+            render = Render(0, key, request, chunk_count, status="done", chunks=cached.get("chunks", []))
+            render.result, render.ref = cached, rid
+            self._write_render(rid, key, request, chunk_count, status="done", result=json.dumps(cached))
+        else:
+            render = self._follow(self._join_or_queue(key, request, chunk_count), request)
+        job = Job(uuid.uuid4().hex, render, mode_reason, created=now)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                self.keys.job(job.id),
+                mapping={"rid": render.ref, "mode_reason": mode_reason, "created": repr(now)},
+            )
+            pipe.expire(self.keys.job(job.id), self.keys.ttl_s)
+            pipe.sadd(self.keys.render_jobs(render.ref), job.id)
+            pipe.expire(self.keys.render_jobs(render.ref), self.keys.ttl_s)
+            pipe.execute()
+        if render.status in TERMINAL:
+            job.finished = now
+        render.jobs.append(job)
+        self.jobs[job.id] = job
+        self._forget_old_jobs()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Cancel `job` (made here or by any API server); the render stops, on whichever worker
+        runs it, if no other job waits for it."""
+        if job.finished is not None:
+            return
+        job.cancelled, job.finished = True, time.time()
+        render = job.render
+        if job in render.jobs:
+            render.jobs.remove(job)
+        job.notify()
+        rid = render.ref
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.job(job.id), mapping={"cancelled": "1", "finished": repr(job.finished)})
+            pipe.srem(self.keys.render_jobs(rid), job.id)
+            pipe.scard(self.keys.render_jobs(rid))
+            waiting = pipe.execute()[-1]
+        if waiting == 0 and render.status not in TERMINAL:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(self.keys.render(rid), "cancel", "1")
+                pipe.eval(_CANCEL, 1, self.keys.render(rid), repr(time.time()))
+                pipe.eval(_DELETE_IF, 1, self.keys.active(render.key), rid)
+                pipe.execute()
+            self._finish(render, "cancelled")
+            self._followed.pop(rid, None)
+        self.redis.publish(self.keys.events, f"{rid} {job.id}")
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, from memory or else from Redis (made by another API server, or before a restart)."""
+        job = self.jobs.get(job_id)
+        if job is not None or len(job_id) != 32 or not job_id.isalnum():
+            return job
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        if not raw:
+            return None
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        render = self._follow(data["rid"], None)
+        finished = float(data["finished"]) if "finished" in data else None
+        job = Job(job_id, render, data["mode_reason"], created=float(data["created"]), finished=finished)
+        job.cancelled = data.get("cancelled") == "1"
+        if job.finished is None and render.status in TERMINAL:
+            job.finished = time.time()
+        if job.finished is None:
+            render.jobs.append(job)
+        self.jobs[job_id] = job
+        self._forget_old_jobs()
+        return job
+
+    def rendered(self, key: str) -> dict[str, Any] | None:
+        data = self.redis.get(self.keys.result(key))
+        return None if data is None else json.loads(data)
+
+    def stats(self) -> dict[str, Any]:
+        workers = self.workers()
+        pending = self.redis.hlen(self.keys.queue_messages())  # queued or being rendered
+        running = sum(w.get("busy") is not None for w in workers)
+        first = workers[0] if workers else {}
+        return {
+            "queue": {"queued": max(0, pending - running), "running": running, "size": self.queue_size},
+            "worker": {
+                "ready": bool(workers),
+                "pid": None,
+                "device": first.get("device"),
+                "uptime_s": round(time.time() - first["since"], 1) if first else None,
+                "restarts": 0,
+            },
+            "workers": workers,
+        }
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The workers that announced themselves within `cluster.worker_timeout_s`, by id."""
+        now = time.time()
+        ids = self.redis.zrangebyscore(
+            self.keys.workers, now - self.settings.cluster.worker_timeout_s, "+inf"
+        )
+        if not ids:
+            return []
+        found = self.redis.mget([self.keys.worker(i.decode()) for i in ids])
+        workers = [json.loads(data) for data in found if data is not None]
+        for worker in workers:
+            worker["last_seen_s"] = round(max(0.0, now - worker.pop("last_seen")), 2)
+        return sorted(workers, key=lambda w: w["id"])
+
+    def retry_after(self) -> int:
+        return max(1, min(60, round(self._avg_render_s)))
+
+    # -- Redis --------------------------------------------------------------------------------
+
+    def _join_or_queue(self, key: str, request: RenderRequest | SpeechRequest, chunk_count: int) -> str:
+        """The id of the render of `key` queued or running anywhere, else of a new one, queued.
+        Raises QueueFull when `server.queue_size` renders are queued or running in the cluster."""
+        active = self.redis.get(self.keys.active(key))
+        if active is not None:
+            return active.decode()
+        if self.redis.hlen(self.keys.queue_messages()) >= self.queue_size:
+            raise QueueFull(self.queue_size, self.retry_after())
+        rid = uuid.uuid4().hex
+        self._write_render(rid, key, request, chunk_count, status="queued")
+        if not self.redis.set(self.keys.active(key), rid, nx=True, ex=self.keys.ttl_s):
+            self.redis.delete(self.keys.render(rid))  # another API server was first: join its render
+            active = self.redis.get(self.keys.active(key))
+            if active is not None:
+                return active.decode()
+            self._write_render(rid, key, request, chunk_count, status="queued")
+        enqueue(self.broker, self.keys, rid)
+        return rid
+
+    def _write_render(self, rid: str, key: str, request, chunk_count: int, **fields: str) -> None:
+        mapping = {
+            "key": key,
+            "request": encode_request(request),
+            "chunk_count": str(chunk_count),
+            "fractions": "{}",
+            "chunks": "[]",
+            "deliveries": "0",
+            "created": repr(time.time()),
+            **fields,
+        }
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.render(rid), mapping=mapping)
+            pipe.expire(self.keys.render(rid), self.keys.ttl_s)
+            pipe.execute()
+
+    def _follow(self, rid: str, request: RenderRequest | SpeechRequest | None) -> Render:
+        """The local `Render` of `rid`, followed until it ends (its state read from Redis now)."""
+        render = self._followed.get(rid)
+        if render is not None:
+            return render
+        state = decode_state(self.redis.hgetall(self.keys.render(rid)))
+        if "key" not in state:  # expired meanwhile (a day later): an honest failure
+            state = {
+                "key": "0" * 64,
+                "status": "failed",
+                "error": "the render's state expired",
+                "error_kind": "internal",
+                "chunk_count": 0,
+            }
+        render = Render(0, state["key"], request, state.get("chunk_count", 0), ref=rid)  # type: ignore[arg-type]
+        self._apply(render, state)
+        if render.status not in TERMINAL:
+            self._followed[rid] = render
+        return render
+
+    def _apply(self, render: Render, state: dict[str, Any]) -> None:
+        """Bring `render` up to the state read from Redis, telling its jobs."""
+        fractions = state.get("fractions") or {}
+        render.fractions = {s: float(f) for s, f in fractions.items()}
+        render.stage = state.get("stage") or render.stage
+        render.chunks = state.get("chunks") or render.chunks
+        status = state.get("status", "queued")
+        if status == "running" and render.started is None:
+            render.started = time.monotonic()
+        if status in TERMINAL and render.status not in TERMINAL:
+            if status == "done" and render.started is not None:
+                self._avg_render_s = 0.8 * self._avg_render_s + 0.2 * (time.monotonic() - render.started)
+            self._finish(
+                render,
+                status,
+                result=state.get("result"),
+                error=state.get("error"),
+                kind=state.get("error_kind"),
+            )
+            self._followed.pop(render.ref, None)
+            return
+        if render.status not in TERMINAL:
+            render.status = status
+        self._changed(render)
+
+    def _on_state(self, rid: str, state: dict[str, Any], job_id: str | None, cancelled: bool) -> None:
+        """On the loop: apply a render's state read by the listener (and a job cancelled elsewhere)."""
+        render = self._followed.get(rid)
+        if render is not None and state:
+            self._apply(render, state)
+        job = self.jobs.get(job_id) if job_id else None
+        if job is not None and cancelled and job.finished is None:
+            job.cancelled, job.finished = True, time.time()
+            if job in job.render.jobs:
+                job.render.jobs.remove(job)
+            job.notify()
+
+    # -- listener thread --------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Hear the doorbell; read the state of each followed render it names and post it to the
+        loop. After (re)subscribing, and every RESYNC_S, every followed render is read again."""
+        import redis
+
+        while not self._stopping.is_set():
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.keys.events)
+                resynced = 0.0
+                while not self._stopping.is_set():
+                    if time.monotonic() - resynced > RESYNC_S:
+                        resynced = time.monotonic()
+                        for rid in list(self._followed):
+                            self._read(rid, None)
+                    message = pubsub.get_message(timeout=LISTEN_POLL_S)
+                    if message is None:
+                        continue
+                    rid, _, job_id = message["data"].decode().partition(" ")
+                    if rid in self._followed or job_id in self.jobs:
+                        self._read(rid, None if job_id == "-" else job_id)
+            except redis.RedisError as exc:
+                log.warning("lost the cluster's event channel (%s); reconnecting", exc)
+                self._stopping.wait(1.0)
+            finally:
+                pubsub.close()
+
+    def _read(self, rid: str, job_id: str | None) -> None:
+        state = decode_state(self.redis.hgetall(self.keys.render(rid))) if rid in self._followed else {}
+        cancelled = job_id is not None and self.redis.hget(self.keys.job(job_id), "cancelled") == b"1"
+        self._post(self._on_state, rid, state, job_id, cancelled)
+
+
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' or status == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'ended', ARGV[1])
+end
+return 0
+"""
+_DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
