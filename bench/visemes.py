@@ -258,6 +258,82 @@ def mode_motion(modes: tuple[str, ...] = ("cathedral", "cockpit", "playful"), re
     return out
 
 
+def smile_measure(frame: np.ndarray, still: np.ndarray, layout: Layout) -> float:
+    """How much higher the mouth's corners sit relative to its centre than in the still portrait,
+    pixels (> 0: a wider smile): the vertical shift of each corner and of the centre, found by
+    matching the still portrait's patch around it in the frame (grey, sub-pixel)."""
+    import cv2
+
+    grey, still_grey = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in (frame, still))
+    fh, hw = layout.frame.h, layout.mouth_half_width
+    corner_y = layout.mouth_y - layout.smile
+    half_w, half_h, reach = round(0.25 * hw), round(0.06 * fh), round(0.06 * fh)
+    shifts = []
+    for x, y in ((layout.mouth_x - 0.9 * hw, corner_y), (layout.mouth_x + 0.9 * hw, corner_y)):
+        shifts.append(_shift(grey, still_grey, round(x), round(y), half_w, half_h, reach))
+    centre = _shift(grey, still_grey, round(layout.mouth_x), round(layout.mouth_y), half_w, half_h, reach)
+    return -(float(np.mean(shifts)) - centre)
+
+
+def _shift(
+    grey: np.ndarray, still: np.ndarray, x: int, y: int, half_w: int, half_h: int, reach: int
+) -> float:
+    """Rows by which the still's patch around (x, y) has moved in `grey` (> 0: down)."""
+    import cv2
+
+    template = still[y - half_h : y + half_h, x - half_w : x + half_w]
+    area = grey[y - half_h - reach : y + half_h + reach, x - half_w - reach : x + half_w + reach]
+    score = cv2.matchTemplate(area, template, cv2.TM_CCOEFF_NORMED)
+    row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+    shift = float(row - reach)
+    if 0 < row < score.shape[0] - 1:
+        a, b, c = score[row - 1, col], score[row, col], score[row + 1, col]
+        shift += float(0.5 * (a - c) / (a - 2 * b + c - 1e-9))
+    return shift
+
+
+def mode_smile(
+    modes: tuple[str, ...] = ("lab", "teaching", "cockpit", "cathedral", "comfort", "playful"),
+) -> dict:
+    """Per mode of the shipped persona: the smile measured on decoded MP4 frames (`smile_measure`,
+    median over the frames) while speaking a sentence and while listening after it (printed)."""
+    from ara_persona import load_persona
+    from ara_sidecar.avatar import load_avatar
+    from ara_sidecar.config import load_settings
+    from ara_sidecar.encode import REGISTRY as ENCODERS
+    from ara_sidecar.lipsync.animator import Animator
+    from ara_sidecar.tts.piper import PiperTTS
+
+    settings = load_settings()
+    fps = settings.fps
+    persona = load_persona(ROOT / "personas" / "ara")
+    speech = PiperTTS(settings, "cpu").synthesize(TEXT.split(". ")[0] + ".")
+    listening = np.zeros(speech.sample_rate, np.float32)
+    audio = Audio(np.concatenate([speech.samples, listening]), speech.sample_rate, speech.phonemes)
+    spoken = round(speech.duration_s * fps)
+    avatar = load_avatar(ROOT / "personas" / "ara" / "avatar.png", max_pixels=10**7, max_side=512)
+    still = {"animator.sway_degrees": 0, "animator.blink_interval_s": 0}
+    animator = Animator(settings.with_overrides(**still), "cpu")
+    scene = animator.prepare(avatar)
+    encoder = ENCODERS.load("mp4")(settings)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in modes:
+            face = persona.mode(name).face
+            path = Path(tmp) / f"{name}.mp4"
+            with encoder.open(path, fps, speech_rate=audio.sample_rate) as writer:
+                for frame in animator.animate(scene, audio, fps, face):
+                    writer.write_frame(frame)
+                writer.write_audio(audio)
+            lifts = [smile_measure(f, avatar.image, scene.layout) for f in decoded_frames(path)]
+            out[name] = (float(np.median(lifts[:spoken])), float(np.median(lifts[spoken:])))
+            print(
+                f"{name:<9} smile {face.smile:4.1f}: corners above the centre, relative to the portrait, "
+                f"{out[name][0]:+5.2f} px speaking, {out[name][1]:+5.2f} px listening"
+            )
+    return out
+
+
 def contact_sheet(frames: list[np.ndarray], at: dict[str, list[int]], layout: Layout, path: Path) -> None:
     """One row per group (bilabial, open, rounded, spread): the lower face at up to 8 instants."""
     from PIL import Image, ImageDraw
@@ -288,6 +364,7 @@ def main() -> None:
     print(machine_line())
     run(sheet=args.sheet)
     mode_motion()
+    mode_smile()
 
 
 if __name__ == "__main__":

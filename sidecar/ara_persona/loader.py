@@ -53,6 +53,7 @@ FACE_RANGES = {
     "motion_speed": (0.25, 3.0),
     "blink_rate_per_min": (0.0, 60.0),
     "brow": (0.0, 3.0),
+    "smile": (-0.5, 1.5),
 }
 TOP_KEYS = ("display_name", "default_mode", "rvc_model", "voice", "modes", "selector", "prompt")
 MODE_KEYS = (

@@ -96,6 +96,7 @@ class FaceParams:
     motion_speed: float = 1.0  # tempo of the head's sway (1 = its natural periods)
     blink_rate_per_min: float = 15.0  # mean blinks per minute
     brow: float = 1.0  # eyebrow raises on questions and emphasis, × a natural raise (0: none)
+    smile: float = 0.0  # mouth corners lifted, × a warm smile (0: the portrait's own mouth)
 
 
 @dataclass(frozen=True)

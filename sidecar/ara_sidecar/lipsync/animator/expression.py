@@ -1,11 +1,12 @@
-"""The face around the mouth, per mode (`ara_persona.FaceParams`): head sway and nods, blinks and
-eyebrow raises, each a per-frame track.
+"""The face around the mouth, per mode (`ara_persona.FaceParams`): head sway and nods, blinks,
+eyebrow raises and the smile, each a per-frame track.
 
-The head sways with the mode's amplitude and tempo, at half amplitude while the avatar is silent
-(listening), and nods at the end of each statement; the brows rise over a question's last words
-and flash on the most stressed syllable of each sentence (emphasis). Questions, sentence ends and
-stress come from the phoneme timing (Piper writes "?", "." and "ˈ"); without it, sentence ends
-are where the sound stops for `PAUSE_S`, and the brows stay still."""
+The mouth's corners are lifted by the mode's smile throughout. The head sways with the mode's
+amplitude and tempo, at half amplitude while the avatar is silent (listening), and nods at the
+end of each statement; the brows rise over a question's last words and flash on the most
+stressed syllable of each sentence (emphasis). Questions, sentence ends and stress come from the
+phoneme timing (Piper writes "?", "." and "ˈ"); without it, sentence ends are where the sound
+stops for `PAUSE_S`, and the brows stay still."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ QUESTION_S = 0.7  # the brows rise over this much of a question's end …
 EMPHASIS_S = 0.35  # … and flash this long on a sentence's most stressed syllable
 PAUSE_S = 0.3  # silence that ends a sentence when there is no phoneme timing
 LISTENING = 0.5  # sway amplitude while silent, relative to speaking
+SMILE_LIFT = 0.03  # the mouth corners' lift at smile 1, fraction of the face height
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Expression:
     nod: np.ndarray  # head drop, pixels
     blink: np.ndarray  # eyelid closure, [0, 1]
     brow: np.ndarray  # brow raise, pixels
+    smile: np.ndarray  # mouth corners' lift, pixels (< 0: lowered)
 
 
 def expression(
@@ -43,7 +46,8 @@ def expression(
     times = np.arange(n) / fps
     if face is None:
         blink = blink_track(n, fps, cfg.blink_interval_s, rng)
-        return Expression(sway_track(n, fps, rng), np.zeros(n, np.float32), blink, np.zeros(n, np.float32))
+        still = np.zeros(n, np.float32)
+        return Expression(sway_track(n, fps, rng), still, blink, still, still)
     rate = face.blink_rate_per_min if cfg.blink_interval_s > 0 else 0.0
     interval = 60 / rate if rate > 0 else 0.0
     blink = blink_track(n, fps, interval, rng)
@@ -63,6 +67,7 @@ def expression(
         (nod * NOD_DEPTH * face.head_motion * face_h).astype(np.float32),
         blink,
         (brow * BROW_RAISE * face.brow * face_h).astype(np.float32),
+        np.full(n, SMILE_LIFT * face.smile * face_h, np.float32),
     )
 
 

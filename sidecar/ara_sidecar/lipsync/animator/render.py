@@ -18,6 +18,8 @@ CAVITY_LIPS = np.array([160, 88, 80], np.float32)  # RGB of the inner lips at th
 TONGUE = np.array([140, 62, 56], np.float32)
 TEETH = np.array([226, 218, 204], np.float32)
 LIP_SEAM = np.array([120, 62, 60], np.float32)  # RGB where pressed lips meet
+SMILE_OUT = 0.3  # a smiling corner moves out by this fraction of its lift
+SMILE_ROUNDING = 3.0  # the smile fades by this fraction per unit of lip narrowing
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,13 @@ class MouthRenderer:
         self.gap = CLOSE_OVERSHOOT * rig.gap * np.sqrt(1 - u**4)
         self.rest = self._fields(rig.line)
         self.rest_seam = _smoothstep((1 - np.abs(self.dx) / (1.05 * rig.half_width)) / 0.2) * 0.8
+        # A smile lifts the corners (and draws them out a little): nothing at the centre, most at
+        # the corners, fading out beyond them and away from the lips; source offset per pixel.
+        along = np.abs(self.dx) / rig.half_width
+        along = _smoothstep((along - 0.15) / 0.85) * (1 - _smoothstep((along - 1.0) / 0.9))
+        near = 1 - _smoothstep((np.abs(self.ys - rig.line) - 0.04 * rig.face_h) / (0.14 * rig.face_h))
+        self.smile_y = (along * near).astype(np.float32)
+        self.smile_x = (-SMILE_OUT * np.sign(self.dx) * self.smile_y).astype(np.float32)
 
     def _fields(self, line: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per-pixel fields around the parting line `line` (1, w): distance below it, the jaw's
@@ -152,10 +161,22 @@ class MouthRenderer:
         pinch = self.dx * across * (1 - _smoothstep((np.abs(rel) - 0.06 * fh) / (0.14 * fh)))
         return rel, jaw, follow, lifted, pinch
 
-    def render(self, drop_px: float, width: float, close: float = 0.0, tuck: float = 0.0) -> np.ndarray:
+    def render(
+        self, drop_px: float, width: float, close: float = 0.0, tuck: float = 0.0, smile_px: float = 0.0
+    ) -> np.ndarray:
         """The mouth region with the jaw dropped by `drop_px`, the lips `width` times as wide
-        (narrower ones rounder), and the portrait's own lip gap `close`d (both lips meet) or the
-        lower lip `tuck`ed under the upper teeth (fractions of the gap)."""
+        (narrower ones rounder), the portrait's own lip gap `close`d (both lips meet) or the
+        lower lip `tuck`ed under the upper teeth (fractions of the gap), and the corners lifted
+        by `smile_px` pixels (less as the lips round)."""
+        warped = self._mouth(drop_px, width, close, tuck)
+        smile_px *= float(np.clip(1 - SMILE_ROUNDING * (1 - width), 0.2, 1.0))
+        if abs(smile_px) < 0.05:
+            return warped
+        map_x = self.xs + smile_px * self.smile_x
+        map_y = self.ys + smile_px * self.smile_y
+        return cv2.remap(warped, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _mouth(self, drop_px: float, width: float, close: float, tuck: float) -> np.ndarray:
         rig, fh = self.rig, self.rig.face_h
         gap = self.gap
         lower_up = np.minimum((0.55 * close + 0.75 * tuck) * gap, gap)  # the lower lip rises …
