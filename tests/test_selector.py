@@ -76,6 +76,23 @@ def test_idioms_are_not_a_crisis(ara, text):
     assert not select_mode(ara, text, now="12:00").crisis
 
 
+@pytest.mark.parametrize(
+    ("text", "crisis"),
+    [
+        ("suicide.", True),  # the subject named, about nobody else: a crisis
+        ("i keep thinking about suicide for my own life", True),
+        ("I'm writing my essay on suicide but honestly I'm suicidal", True),  # first person wins
+        ("pourquoi Van Gogh s'est suicidé ? on l'étudie en arts plastiques", False),
+        ("summarise this article about the overdose crisis for my newsletter", False),
+        ("what is apoptosis? my bio teacher called it cell suicide", False),
+    ],
+)
+def test_the_subject_as_a_topic(ara, text, crisis):
+    """A mention of suicide or an overdose counts unless the message is about a class, a book or
+    the news (crisis.yaml's `mentions` and `topics`); first-person statements always count."""
+    assert select_mode(ara, text, now="12:00", previous="teaching").crisis is crisis
+
+
 def test_forced_and_disabled_modes(ara):
     assert select_mode(ara, "haha roast me", now="12:00", force="lab", disabled=["lab"]).mode == "lab"
     assert select_mode(ara, "haha roast me, tell me a joke", now="12:00").mode == "playful"

@@ -3,7 +3,9 @@
 Two independent detectors; either one fires:
 
 1. The patterns of `selector/crisis.yaml` (six languages), then its concept combinations
-   ("no point" + "living", "without me" + "better", "pills" + "took" + "a whole box"…), over
+   ("no point" + "living", "without me" + "better", "pills" + "took" + "a whole box"…), then
+   its mentions of the subject ("suicide", "overdose") unless a topic word makes the message
+   one about a class, a book or the news, over
    the folded message and over a copy in which words one typo away from a `fuzzy` word are
    corrected ("sucide" → suicide, "wnat" → want) — only words that are not common words of
    the training corpus, so that "will" never becomes "kill".
@@ -33,7 +35,7 @@ class CrisisHit:
     """Why a message counts as a crisis: the phrase found, and by which detector."""
 
     phrase: str
-    source: str  # "pattern", "combination" or "model"
+    source: str  # "pattern", "combination", "mention" or "model"
 
 
 def _near(word: str, target: str) -> bool:
@@ -99,4 +101,8 @@ def find_pattern(patterns: CrisisPatterns, text: str, known: Collection[str] = (
         words = patterns.combination(candidate)
         if words:
             return CrisisHit(" + ".join(words), "combination")
+    for candidate in texts:
+        word = patterns.mention(candidate)
+        if word:
+            return CrisisHit(word, "mention")
     return None

@@ -99,14 +99,25 @@ def _concepts(groups: dict[str, list[str]]) -> dict[str, re.Pattern]:
 
 @dataclass(frozen=True)
 class CrisisPatterns:
-    """The crisis patterns of `crisis.yaml` (one regular expression), its typo targets, and its
-    concept combinations (each a tuple of concept names that must all be found)."""
+    """The crisis patterns of `crisis.yaml` (one regular expression), its typo targets, its
+    concept combinations (each a tuple of concept names that must all be found), and its
+    mentions of the subject, which count unless a `topics` word says the message is about a
+    subject of study or the news (None: no mentions)."""
 
     rx: re.Pattern
     fuzzy: frozenset[str]
     digest: str
     concepts: dict[str, re.Pattern]
     combinations: tuple[tuple[str, ...], ...]
+    mentions: re.Pattern | None = None
+    topics: re.Pattern | None = None
+
+    def mention(self, folded: str) -> str | None:
+        """The subject's word in `folded` when no topic word is there too, else None."""
+        match = self.mentions.search(folded) if self.mentions else None
+        if match is None or (self.topics is not None and self.topics.search(folded)):
+            return None
+        return match.group()
 
     def combination(self, folded: str) -> tuple[str, ...] | None:
         """The words of the first combination whose concepts are all in `folded`, else None."""
@@ -145,9 +156,24 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
         unknown = [name for name in combo if name not in concepts]
         if unknown:
             raise doc.error(("combinations", n), f"names of concepts (unknown: {unknown[0]!r})")
+    mentions = doc.data.get("mentions", [])
+    if not isinstance(mentions, list) or not all(isinstance(m, str) for m in mentions):
+        raise doc.error(("mentions",), "a list of regular expressions")
+    mention_rx = None
+    if mentions:
+        parts = [
+            _regex(doc, ("mentions", n), m.replace("<end>", END)).pattern for n, m in enumerate(mentions)
+        ]
+        mention_rx = re.compile(rf"(?<!\w)(?:{'|'.join(f'(?:{m})' for m in parts)})(?!\w)")
+    topics = doc.data.get("topics", [])
+    if not isinstance(topics, list) or not all(isinstance(w, str) for w in topics):
+        raise doc.error(("topics",), "a list of words")
+    topic_rx = _concepts({"topics": topics})["topics"] if topics else None
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     fuzzy_words = frozenset(w.casefold() for w in fuzzy)
-    return CrisisPatterns(rx, fuzzy_words, digest, concepts, tuple(tuple(c) for c in combos))
+    return CrisisPatterns(
+        rx, fuzzy_words, digest, concepts, tuple(tuple(c) for c in combos), mention_rx, topic_rx
+    )
 
 
 def load_crisis(path: Path) -> CrisisPatterns:
