@@ -7,6 +7,7 @@ read-through first level. Same interface as `CacheStore`.
     {ns}:cache:created     sorted set: keys by creation (TTL expiry)
     {ns}:cache:bytes       the indexed files' total size
     {ns}:cache:lock:{key}  a render's lock (renewed while held; it lapses if its holder dies)
+    {ns}:cache:evicting    held by the machine evicting
     {store}/objects/<key[:2]>/<key><suffix>
 
 The shared index decides what exists: a lookup asks Redis first (one round trip: the entry, its
@@ -38,7 +39,8 @@ from ara_sidecar.cluster.state import connect
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import AraError
 
-LOCK_TTL_S = 30.0  # a render's lock lapses this long after its holder died (renewed every third)
+# A render's lock lapses cluster.worker_timeout_s after its holder died (it is renewed every third
+# of that): the retry on another worker need not wait longer than the queue does.
 TEMP_PREFIX = ".tmp-"
 STALE_TEMP_S = 3600  # `verify` deletes temporary files older than this (a writer died)
 BATCH = 500
@@ -84,6 +86,7 @@ class SharedCacheStore:
         ns = f"{settings.cluster.namespace}:cache"
         self._prefix, self._lru, self._created = f"{ns}:e:", f"{ns}:lru", f"{ns}:created"
         self._bytes, self._locks, self._evicting = f"{ns}:bytes", f"{ns}:lock:", f"{ns}:evicting"
+        self._lock_s = settings.cluster.worker_timeout_s
         self._touch = self.redis.register_script(_TOUCH)
         self._remove_script = self.redis.register_script(_REMOVE)
 
@@ -295,7 +298,7 @@ class SharedCacheStore:
     def _evict(self, keep: str) -> None:
         """Drop expired entries, then the least recently used until the total fits (one machine
         at a time; the others skip it meanwhile)."""
-        if not self.redis.set(self._evicting, "1", nx=True, px=int(LOCK_TTL_S * 1000)):
+        if not self.redis.set(self._evicting, "1", nx=True, px=int(self._lock_s * 1000)):
             return
         try:
             if self.ttl_s is not None:
@@ -320,7 +323,7 @@ class SharedCacheStore:
 
     def _remove(self, key: str) -> bool:
         """Unindex and delete an entry unless a render holds its lock; True if removed."""
-        lock = self.redis.lock(self._locks + key, timeout=LOCK_TTL_S, blocking=False)
+        lock = self.redis.lock(self._locks + key, timeout=self._lock_s, blocking=False)
         if not lock.acquire():
             return False
         try:
@@ -335,7 +338,7 @@ class SharedCacheStore:
                 lock.release()
 
     def _unlink_unless_locked(self, key: str, path: Path) -> bool:
-        lock = self.redis.lock(self._locks + key, timeout=LOCK_TTL_S, blocking=False)
+        lock = self.redis.lock(self._locks + key, timeout=self._lock_s, blocking=False)
         if not lock.acquire():
             return False
         try:
@@ -349,13 +352,13 @@ class SharedCacheStore:
 
     @contextmanager
     def _locked(self, key: str) -> Iterator[None]:
-        """Hold the key's lock in Redis, renewed every LOCK_TTL_S / 3 while the block runs."""
-        lock = self.redis.lock(self._locks + key, timeout=LOCK_TTL_S, sleep=0.02)
+        """Hold the key's lock in Redis, renewed every self._lock_s / 3 while the block runs."""
+        lock = self.redis.lock(self._locks + key, timeout=self._lock_s, sleep=0.02)
         lock.acquire()
         done = threading.Event()
 
         def renew() -> None:
-            while not done.wait(LOCK_TTL_S / 3):
+            while not done.wait(self._lock_s / 3):
                 with suppress(Exception):
                     lock.reacquire()
 

@@ -1,0 +1,126 @@
+"""The cluster's shared cache (cluster/cache.py) on a real Redis and a shared folder: two
+"machines" (each its own local first level) share entries, render a key once, and eviction,
+TTL, verify and clear act on the whole cluster."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from cluster_helpers import cluster_env, redis_server
+
+from ara_sidecar.cache import CacheStore, cache_key, open_cache
+from ara_sidecar.config import load_settings
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def machines(redis_url, tmp_path, request):
+    """Two shared stores on one Redis namespace and folder, each with its own local level."""
+    import redis
+
+    namespace = f"t{abs(hash(request.node.name)) % 10**8}"
+    env = {**cluster_env(redis_url, tmp_path / "shared", namespace), "ARA_CACHE_MAX_MB": "0.01"}
+
+    def machine(name: str, **extra: str):
+        settings = load_settings({**env, "ARA_CACHE_DIR": str(tmp_path / name), **extra})
+        return open_cache(settings)
+
+    yield machine
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{namespace}:*"):
+        client.delete(key)
+
+
+def test_one_machine_reads_what_another_made_once(machines):
+    a, b = machines("a"), machines("b")
+    assert not isinstance(a, CacheStore) and a.root == b.root
+    key = cache_key({"t": "shared", "i": 1})
+    made = []
+
+    def produce(path: Path) -> None:
+        made.append(1)
+        path.write_bytes(b"video" * 100)
+
+    entry = a.get_or_create(key, ".mp4", produce)
+    assert not entry.hit and entry.path.read_bytes() == b"video" * 100
+    hit = b.get_or_create(key, ".mp4", produce)
+    assert hit.hit and hit.path != entry.path and hit.path.read_bytes() == b"video" * 100  # b's own copy
+    assert made == [1]
+    with b.reading(key) as pinned:
+        assert pinned is not None and pinned.path == hit.path
+    assert b.get_bytes(key) == b"video" * 100
+    stats = b.stats()
+    assert stats["shared"] and stats["entries"] == 1 and stats["hits"] >= 2
+
+
+def test_identical_requests_on_two_machines_produce_once(machines):
+    stores = [machines("a"), machines("b")]
+    key = cache_key({"t": "concurrent", "i": 2})
+    made = []
+    start = threading.Barrier(8)
+
+    def produce(path: Path) -> None:
+        made.append(1)
+        path.write_bytes(b"x" * 1000)
+
+    def ask(i: int) -> None:
+        start.wait()
+        stores[i % 2].get_or_create(key, ".mp4", produce)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert made == [1]
+
+
+def test_eviction_and_clear_are_cluster_wide(machines):
+    a, b = machines("a"), machines("b")  # cache.max_mb 0.01: about 10 KB in all
+    keys = [cache_key({"t": "evict", "i": i}) for i in range(3)]
+    for key in keys[:2]:
+        a.get_or_create(key, ".bin", lambda p: p.write_bytes(b"y" * 4000))
+    assert b.get(keys[1]) is not None  # b's access makes keys[0] the least recently used
+    b.get_or_create(keys[2], ".bin", lambda p: p.write_bytes(b"z" * 4000))  # 12 KB: one must go
+    assert a.get(keys[0]) is None and a.get(keys[1]) is not None and a.get(keys[2]) is not None
+    assert b.clear() == 2
+    assert a.get(keys[1]) is None and b.get(keys[2]) is None and a.stats()["entries"] == 0
+
+
+def test_ttl_expires_entries_everywhere(machines):
+    a = machines("a", ARA_CACHE_TTL_HOURS="1")
+    b = machines("b", ARA_CACHE_TTL_HOURS="1")
+    key = cache_key({"t": "ttl", "i": 3})
+    a.get_or_create(key, ".bin", lambda p: p.write_bytes(b"t" * 10))
+    assert b.get(key) is not None
+    b._clock = lambda: __import__("time").time() + 7200
+    assert b.get(key) is None and a.get(key) is None
+
+
+def test_verify_drops_corrupt_and_missing_shared_files_and_orphans(machines):
+    a = machines("a")
+    keys = [cache_key({"t": "verify", "i": i}) for i in range(3)]
+    for key in keys:
+        a.get_or_create(key, ".bin", lambda p: p.write_bytes(b"v" * 100))
+    shared = a.root / "objects"
+    (shared / keys[0][:2] / f"{keys[0]}.bin").write_bytes(b"w" * 100)  # same size, other content
+    (shared / keys[1][:2] / f"{keys[1]}.bin").unlink()
+    orphan = shared / "ab" / f"{'ab' + '0' * 62}.bin"
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"o")
+    report = machines("b").verify()
+    assert (report["checked"], report["ok"], report["corrupt"], report["missing"], report["orphans"]) == (
+        3,
+        1,
+        1,
+        1,
+        1,
+    )
+    assert not orphan.exists() and a.get(keys[0]) is None and a.get(keys[2]) is not None
