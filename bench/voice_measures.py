@@ -8,8 +8,9 @@ range; several channels are averaged); `rate` is the sample rate in Hz. Times ar
 frequencies in Hz, levels in dB.
 
 Praat settings (the program's standard values unless noted):
-  pitch        `To Pitch (ac)`, time step 10 ms, floor 60 Hz, ceiling 500 Hz (wider than Praat's
-               75-600 default at the bottom, for deep male voices).
+  pitch        `To Pitch (ac)`, time step 10 ms, two passes: floor 60 Hz, ceiling 500 Hz (wider
+               than Praat's 75-600 default at the bottom, for deep male voices), then the
+               speaker's own range, 0.75 × Q1 to 1.5 × Q3 of the first (Hirst 2011).
   formants     `To Formant (burg)`, time step 10 ms, 5 formants, 25 ms window, pre-emphasis from
                50 Hz; the ceiling follows the voice: 5000 Hz when the median f0 is below 160 Hz
                (male), else 5500 Hz (female), as Praat's manual advises; it can be overridden.
@@ -63,9 +64,21 @@ def _pitch(sound: parselmouth.Sound, floor_hz: float, ceiling_hz: float) -> pars
 def pitch_track(
     samples: np.ndarray, rate: int, floor_hz: float = FLOOR_HZ, ceiling_hz: float = CEILING_HZ
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Praat's autocorrelation pitch every 10 ms: (frame centre times in s, f0 in Hz, 0 where unvoiced)."""
-    pitch = _pitch(_sound(samples, rate), floor_hz, ceiling_hz)
+    """Praat's autocorrelation pitch every 10 ms: (frame centre times in s, f0 in Hz, 0 where unvoiced).
+
+    Two passes, as Hirst (2011) and De Looze & Hirst (2008) set Praat up for a speaker: the first
+    over `floor_hz`–`ceiling_hz`, the second over 0.75 × its first quartile to 1.5 × its third
+    (within the first range), which keeps octave errors (creak read as half the pitch) out."""
+    sound = _sound(samples, rate)
+    pitch = _pitch(sound, floor_hz, ceiling_hz)
     f0 = np.nan_to_num(pitch.selected_array["frequency"].astype(np.float64))
+    voiced = f0[f0 > 0]
+    if voiced.size >= 10:
+        q1, q3 = np.percentile(voiced, [25, 75])
+        low, high = max(floor_hz, 0.75 * q1), min(ceiling_hz, 1.5 * q3)
+        if high > low:
+            pitch = _pitch(sound, low, high)
+            f0 = np.nan_to_num(pitch.selected_array["frequency"].astype(np.float64))
     return np.asarray(pitch.xs(), dtype=np.float64), f0
 
 

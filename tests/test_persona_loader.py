@@ -43,7 +43,7 @@ def test_ara_modes_and_voices(ara):
     for mode in ara.modes.values():
         assert 0.8 <= mode.voice.speed <= 1.15
         assert -12 <= mode.voice.pitch_semitones <= 12
-        assert mode.voice.target_f0_hz == 205 and mode.voice.formant_ratio == 1.2  # her base voice
+        assert mode.voice.target_f0_hz == 205 and mode.voice.formant_ratio == 1.25  # her base voice
         assert mode.guidance and mode.description and mode.scenarios
     voice = {name: mode.voice for name, mode in ara.modes.items()}
     # the documented direction of the modes (measured by bench/voice_character.py)
@@ -519,7 +519,7 @@ def test_base_voice_reaches_every_mode_and_modes_refine_it(tmp_path):
     persona = load_persona(make_persona(tmp_path, "modes.yaml", base))
     for mode in persona.modes.values():
         assert mode.voice.piper_voice == "en_US-someone-medium"
-        assert mode.voice.target_f0_hz == 120 and mode.voice.formant_ratio == 1.2
+        assert mode.voice.target_f0_hz == 120 and mode.voice.formant_ratio == 1.25
     assert persona.mode("playful").voice.pitch_range == 1.35
     assert persona.mode("lab").voice.pitch_range == 1.0 and persona.mode("lab").voice.noise_scale is None
 
@@ -528,8 +528,8 @@ def test_base_voice_reaches_every_mode_and_modes_refine_it(tmp_path):
     ("edit", "field", "expected"),
     [
         (sub("  target_f0_hz: 205", "  target_f0_hz: 900"), "voice.target_f0_hz", "from 50 to 500, got 900"),
-        (sub("  formant_ratio: 1.2", "  formant_ratio: 2"), "voice.formant_ratio", "from 0.7 to 1.5, got 2"),
-        (sub("  formant_ratio: 1.2", "  formants: 1.2"), "voice.formants", "unknown key 'formants'"),
+        (sub("  formant_ratio: 1.25", "  formant_ratio: 2"), "voice.formant_ratio", "from 0.7 to 1.5, got 2"),
+        (sub("  formant_ratio: 1.25", "  formants: 1.25"), "voice.formants", "unknown key 'formants'"),
         (sub("pitch_range: 1.35", "pitch_range: wide"), "modes.playful.voice.pitch_range", "a number"),
         (sub("pause_s: 0.85", "pause_s: 9"), "modes.cathedral.voice.pause_s", "from 0 to 3, got 9"),
     ],
