@@ -24,7 +24,7 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ from ara_sidecar.lipsync.animator.visemes import expected_openness, segments  # 
 TEXT = (
     "Maybe my mother bought a puppy. Bob, please pass me the map by the pump. "
     "Who would move the blue boat to the pool? We meet each week, and she sees the tree. "
-    "Put my pen back in the box, Pam."
+    "Put my pen back in the box, Pam. Five of the vans arrived, full of fresh food."
 )
 OPEN_VISEMES = ("aa", "E", "oh")
 ROUNDED, SPREAD = ("ou", "oh"), ("ih", "E")
@@ -51,6 +51,8 @@ class Figures:
     rounded_narrower: float  # share of rounded cases narrower than the median spread width
     correlation: float  # measured aperture vs expected openness
     lipsync_rtf: float  # lip-sync stage seconds per second of speech
+    rounded_fuller: float = 0.0  # share of rounded cases with taller lips than the median spread
+    labiodental_ratios: np.ndarray = field(default_factory=lambda: np.zeros(0))  # f v vs open vowels
 
     @property
     def closed_share(self) -> float:
@@ -86,6 +88,20 @@ def mouth_measure(frame: np.ndarray, still: np.ndarray, layout: Layout) -> tuple
     return aperture, width
 
 
+def lip_height(frame: np.ndarray, still: np.ndarray, layout: Layout) -> float:
+    """Rows of lip per column across the mouth's middle: pixels redder than half-way from the
+    still portrait's skin to its lips (red minus green), not in shadow. Pushed-forward lips show
+    taller from the front."""
+    fh, hw = layout.frame.h, layout.mouth_half_width
+    rows = slice(round(layout.mouth_y - 0.15 * fh), round(layout.mouth_y + 0.25 * fh))
+    cols = slice(round(layout.mouth_x - 0.3 * hw), round(layout.mouth_x + 0.3 * hw))
+    box, ref = frame[rows, cols].astype(np.float32), still[rows, cols].astype(np.float32)
+    red, ref_red = box[..., 0] - box[..., 1], ref[..., 0] - ref[..., 1]
+    skin, lip = np.percentile(ref_red, 20), np.percentile(ref_red, 97)
+    lips = (red > skin + 0.5 * (lip - skin)) & (box.max(axis=2) > 0.55 * np.median(ref.max(axis=2)))
+    return float(lips.sum() / lips.shape[1])
+
+
 def decoded_frames(path: Path) -> list[np.ndarray]:
     import av
 
@@ -115,12 +131,14 @@ def evaluate(
     """Figures from per-frame (aperture, width) measures and the speech's phoneme timing; also the
     frames measured, by group, for the contact sheet."""
     n = len(measures)
-    at = {name: [] for name in ("bilabial", "open", "rounded", "spread")}
+    at = {name: [] for name in ("bilabial", "labiodental", "open", "rounded", "spread")}
     for seg in segments(phonemes):
         i = min(n - 1, round(seg.centre * fps))
         group = (
             "bilabial"
             if seg.viseme == "PP"
+            else "labiodental"
+            if seg.viseme == "FF"
             else "rounded"
             if seg.viseme in ROUNDED
             else "spread"
@@ -131,16 +149,19 @@ def evaluate(
             at[group].append(i)
         if seg.viseme in OPEN_VISEMES:
             at["open"].append(i)
-    aperture, width = measures[:, 0], measures[:, 1]
+    aperture, width, lips = measures[:, 0], measures[:, 1], measures[:, 2]
     open_median = float(np.median(aperture[at["open"]])) if at["open"] else 1.0
     ratios = aperture[at["bilabial"]] / max(open_median, 1e-6)
     spread_width = float(np.median(width[at["spread"]])) if at["spread"] else 0.0
     narrower = float(np.mean(width[at["rounded"]] < spread_width)) if at["rounded"] else 0.0
+    spread_lips = float(np.median(lips[at["spread"]])) if at["spread"] else 0.0
+    fuller = float(np.mean(lips[at["rounded"]] > spread_lips)) if at["rounded"] else 0.0
     expected = expected_openness(phonemes, np.arange(n) / fps)
     speaking = ~np.isnan(expected)  # silences rest in the portrait's own pose (teeth may show)
     pair = aperture[speaking], expected[speaking]
     correlation = float(np.corrcoef(*pair)[0, 1]) if pair[0].std() > 0 else 0.0
-    return Figures(ratios, narrower, correlation, lipsync_s / duration_s), at
+    labiodental = aperture[at["labiodental"]] / max(open_median, 1e-6)
+    return Figures(ratios, narrower, correlation, lipsync_s / duration_s, fuller, labiodental), at
 
 
 def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
@@ -169,7 +190,12 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
             path = Path(tmp) / f"{label}.mp4"
             spent = render_mp4(animator, scene, audio, fps, encoder, path)
             frames = decoded_frames(path)
-            measures = np.array([mouth_measure(f, avatar.image, scene.layout) for f in frames])
+            measures = np.array(
+                [
+                    (*mouth_measure(f, avatar.image, scene.layout), lip_height(f, avatar.image, scene.layout))
+                    for f in frames
+                ]
+            )
             figures, at = evaluate(measures, speech.phonemes, fps, spent, speech.duration_s)
             results[label] = figures
             print(
@@ -178,6 +204,12 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
                 f" | rounded narrower than spread {figures.rounded_narrower:6.1%} "
                 f"| corr(aperture, expected) {figures.correlation:5.2f} "
                 f"| lip-sync {figures.lipsync_rtf:.4f} × real time"
+            )
+            print(
+                f"{'':<10} rounded lips taller (pushed forward) than spread {figures.rounded_fuller:6.1%} "
+                f"| f v aperture (upper teeth on the lower lip) median "
+                f"{np.median(figures.labiodental_ratios):.2f} of open vowels' "
+                f"({len(figures.labiodental_ratios)} cases)"
             )
             if label == "phonemes" and sheet is not None:
                 contact_sheet(frames, at, scene.layout, sheet)

@@ -8,7 +8,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ara_sidecar.audio import Audio
 from ara_sidecar.config import AnimatorSettings
-from ara_sidecar.lipsync.animator.visemes import pose_track
+from ara_sidecar.lipsync.animator.visemes import FIELDS, pose_track
 
 WIDE, NEUTRAL, ROUND = 0, 1, 2  # mouth shapes from the sound alone
 SHAPES = np.array([(1.08, 0.75), (1.0, 1.0), (0.84, 0.95)], np.float32)  # (lip width, opening scale)
@@ -22,13 +22,13 @@ def _frames(samples: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
 
 
 def mouth_track(audio: Audio, fps: int, n: int, cfg: AnimatorSettings) -> np.ndarray:
-    """(n, 4) mouth poses (open, width, close, tuck; see `visemes.FIELDS`): from the phoneme
+    """(n, 5) mouth poses (open, width, close, tuck, pout: `visemes.FIELDS`): from the phoneme
     timing when the speech carries it, else from loudness and spectral balance (`mouth_controls`)."""
     if audio.phonemes:
         return pose_track(audio.phonemes, fps, n)
     openness, shapes = mouth_controls(audio, fps, n, cfg)
     width, scale = SHAPES[shapes].T
-    track = np.zeros((n, 4), np.float32)
+    track = np.zeros((n, len(FIELDS)), np.float32)
     track[:, 0] = openness * scale
     track[:, 1] = np.where(openness > 0, width, 1.0)
     return track

@@ -17,9 +17,15 @@ CAVITY_DEEP = np.array([30, 10, 13], np.float32)  # RGB deep in the mouth
 CAVITY_LIPS = np.array([160, 88, 80], np.float32)  # RGB of the inner lips at the gap's edges
 TONGUE = np.array([140, 62, 56], np.float32)
 TEETH = np.array([226, 218, 204], np.float32)
+TOOTH_EDGES = (0.0, 0.3, 0.55, 0.75, 0.9)  # where upper teeth meet, × the mouth's half width from its centre
 LIP_SEAM = np.array([120, 62, 60], np.float32)  # RGB where pressed lips meet
 SMILE_OUT = 0.3  # a smiling corner moves out by this fraction of its lift
 SMILE_ROUNDING = 3.0  # the smile fades by this fraction per unit of lip narrowing
+ROUND_FLATTEN = 0.4  # the roundest lips (width 0.74) lower the portrait's own smiling corners this much
+POUT_GAIN = 0.35  # pouted lips are this much taller (at pout 1) …
+LIP_DEPTH = 0.06  # … than a lip's height, this fraction of the face height
+BARE_GAP = 0.02  # a portrait whose lip gap is under this fraction of the face height shows no teeth …
+BITE = 0.03  # … so a tucked lower lip shows the upper teeth's edge this tall (fraction, at tuck 1)
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,11 @@ class MouthRenderer:
         along = _smoothstep((along - 0.15) / 0.85) * (1 - _smoothstep((along - 1.0) / 0.9))
         near = 1 - _smoothstep((np.abs(self.ys - rig.line) - 0.04 * rig.face_h) / (0.14 * rig.face_h))
         self.smile_y = (along * near).astype(np.float32)
+        self.corner_rise = float(rig.line.max() - rig.line.min())  # the portrait's own smile, pixels
         self.smile_x = (-SMILE_OUT * np.sign(self.dx) * self.smile_y).astype(np.float32)
+        # A pout makes each lip taller, away from the teeth, most at the centre.
+        self.pout_across = np.clip(1 - (self.dx / (1.1 * rig.half_width)) ** 2, 0, 1)
+        self.teeth_gap = rig.gap * np.sqrt(1 - np.clip(np.abs(self.dx) / rig.half_width, 0, 1) ** 4)
 
     def _fields(self, line: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per-pixel fields around the parting line `line` (1, w): distance below it, the jaw's
@@ -155,28 +165,55 @@ class MouthRenderer:
         )
         follow = _smoothstep(rel / (0.22 * fh))  # lower lip (lens) → chin (jaw) profile
         lifted = _smoothstep(1 + rel / (0.12 * fh))  # how much of the lip lift each pixel gets
-        # Source x offset per unit of lip narrowing (round) or widening: around the mouth,
-        # strongest near the parting line.
-        across = 1 - _smoothstep((np.abs(self.dx) - 1.1 * rig.half_width) / (0.8 * rig.half_width))
-        pinch = self.dx * across * (1 - _smoothstep((np.abs(rel) - 0.06 * fh) / (0.14 * fh)))
+        # Source x offset per unit of lip narrowing (round) or widening: the lips scale about the
+        # centre up to the corners; beyond them the offset eases off over 1.5 half widths (the
+        # cheeks stretch at most 1.5× for the roundest lips, no smear); strongest near the line.
+        hw, ax = rig.half_width, np.abs(self.dx)
+        reach = np.where(ax <= hw, ax, hw * (1 - _smoothstep((ax - hw) / (1.5 * hw))))
+        pinch = np.sign(self.dx) * reach * (1 - _smoothstep((np.abs(rel) - 0.06 * fh) / (0.14 * fh)))
         return rel, jaw, follow, lifted, pinch
 
     def render(
-        self, drop_px: float, width: float, close: float = 0.0, tuck: float = 0.0, smile_px: float = 0.0
+        self,
+        drop_px: float,
+        width: float,
+        close: float = 0.0,
+        tuck: float = 0.0,
+        pout: float = 0.0,
+        smile_px: float = 0.0,
     ) -> np.ndarray:
         """The mouth region with the jaw dropped by `drop_px`, the lips `width` times as wide
         (narrower ones rounder), the portrait's own lip gap `close`d (both lips meet) or the
-        lower lip `tuck`ed under the upper teeth (fractions of the gap), and the corners lifted
-        by `smile_px` pixels (less as the lips round)."""
-        warped = self._mouth(drop_px, width, close, tuck)
+        lower lip `tuck`ed under the upper teeth (fractions of the gap; a portrait without a lip
+        gap shows the teeth's edge above the lower lip), the lips `pout`ed (taller, pushed
+        forward) and the corners lifted by `smile_px` pixels (less as the lips round)."""
+        warped = self._mouth(drop_px, width, close, tuck, pout)
+        # Rounding lips draw the corners in and level them: the smile fades, and the portrait's
+        # own smile (its corners' rise) partly flattens.
+        rounding = float(np.clip((1 - width) / 0.26, 0.0, 1.0))
         smile_px *= float(np.clip(1 - SMILE_ROUNDING * (1 - width), 0.2, 1.0))
+        smile_px -= ROUND_FLATTEN * rounding * self.corner_rise
         if abs(smile_px) < 0.05:
             return warped
         map_x = self.xs + smile_px * self.smile_x
         map_y = self.ys + smile_px * self.smile_y
         return cv2.remap(warped, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def _mouth(self, drop_px: float, width: float, close: float, tuck: float) -> np.ndarray:
+    def _pouted(self, map_y: np.ndarray, pout: float) -> np.ndarray:
+        """Source rows (of the portrait) with the lips pushed forward by `pout`: from the front,
+        each lip grows taller away from the teeth, and the skin beyond it gives way."""
+        rel = map_y - self.rig.line
+        depth = LIP_DEPTH * self.rig.face_h
+        upper = (-self.teeth_gap - rel) / depth  # 0 at the upper lip's inner edge, 1 at its outer
+        lower = rel / depth  # the same for the lower lip
+
+        def ramp(a: np.ndarray) -> np.ndarray:
+            return np.where(a <= 1, _smoothstep(a), 1 - _smoothstep((a - 1) / 1.5))
+
+        shift = POUT_GAIN * depth * pout * self.pout_across
+        return map_y + shift * (ramp(upper) - ramp(lower))
+
+    def _mouth(self, drop_px: float, width: float, close: float, tuck: float, pout: float) -> np.ndarray:
         rig, fh = self.rig, self.rig.face_h
         gap = self.gap
         lower_up = np.minimum((0.55 * close + 0.75 * tuck) * gap, gap)  # the lower lip rises …
@@ -185,7 +222,11 @@ class MouthRenderer:
         line = rig.line - lower_up if closing else rig.line
         rel, jaw, follow, lifted, pinch = self._fields(line) if closing else self.rest
         below = rel >= 0
-        lift = UPPER_LIFT * drop_px
+        # Without a lip gap of its own the portrait shows no teeth: for a tuck the upper lip lifts
+        # off the upper teeth, whose edge then rests on the lower lip.
+        bare = rig.gap < BARE_GAP * fh and not rig.teeth_visible
+        bite = BITE * fh * tuck if bare else 0.0
+        lift = UPPER_LIFT * drop_px + bite
         lens = np.clip(1 - (self.dx / (rig.half_width * width)) ** 2, 0, 1) ** (0.7 if width >= 1 else 0.5)
         down = drop_px * (lens + (jaw - lens) * follow)
         up = lift * lens * lifted
@@ -197,6 +238,8 @@ class MouthRenderer:
             lower = lower_up * (1 - _smoothstep((r - 0.08 * fh) / (0.14 * fh)))
             upper = upper_down * (1 - _smoothstep((edge - r - 0.05 * fh) / (0.12 * fh)))
             map_y = map_y + np.where(r >= 0, lower, -upper)
+        if pout > 0:
+            map_y = self._pouted(map_y, pout)
         warped = cv2.remap(
             self.base,
             map_x.astype(np.float32),
@@ -219,15 +262,24 @@ class MouthRenderer:
         if not len(rows):
             return warped
         window = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-        cavity = _cavity(rig, lens[:, window[1]], rel[window], drop_px, lift)
+        cavity = _cavity(rig, self.dx[:, window[1]], lens[:, window[1]], rel[window], drop_px, lift, bite)
         a = alpha[window][..., None]
         warped[window] = (warped[window] * (1 - a) + cavity * a + 0.5).astype(np.uint8)
         return warped
 
 
-def _cavity(rig: MouthRig, lens: np.ndarray, rel: np.ndarray, drop: float, lift: float) -> np.ndarray:
+def _cavity(
+    rig: MouthRig,
+    dx: np.ndarray,
+    lens: np.ndarray,
+    rel: np.ndarray,
+    drop: float,
+    lift: float,
+    bite: float = 0.0,
+) -> np.ndarray:
     """Colours inside the open mouth: dark under the upper lip or teeth, the tongue catching
-    some light low down, the inner lower lip's rim, and upper teeth if the portrait shows none."""
+    some light low down, the inner lower lip's rim, and upper teeth if the portrait shows none
+    (at least `bite` pixels of them: down to a tucked lower lip)."""
     gap = (drop + lift) * lens
     from_top = rel + lift * lens  # pixels below the upper lip's edge
     from_bottom = gap - from_top  # pixels above the lower lip's edge
@@ -240,9 +292,16 @@ def _cavity(rig: MouthRig, lens: np.ndarray, rel: np.ndarray, drop: float, lift:
     shade = (0.45 + 0.55 * lens)[..., None]  # the corners are in shadow
     colour *= shade
     if not rig.teeth_visible:  # upper teeth just under the upper lip
-        height = np.minimum(0.3 * gap, 0.045 * rig.face_h)
+        height = np.maximum(np.minimum(0.3 * gap, 0.045 * rig.face_h), bite * lens)
+        # Each tooth's edge is rounded at its sides, and neighbours meet in a shadowed seam.
+        seam = np.zeros_like(dx)
+        for edge in TOOTH_EDGES:
+            seam = np.maximum(seam, np.exp(-(((np.abs(dx) - edge * rig.half_width) / 0.9) ** 2)))
+        height = height * (1 - 0.25 * seam)
         teeth = (1 - _smoothstep((from_top - height) / soft)) * _smoothstep((lens - 0.25) / 0.35)
-        colour += (TEETH * shade - colour) * teeth[..., None]
+        lit = 0.72 + 0.28 * _smoothstep(from_top / np.maximum(0.6 * height, 1.0))  # under the lip: shade
+        tooth = TEETH * shade * (lit * (1 - 0.3 * seam))[..., None]
+        colour += (tooth - colour) * teeth[..., None]
     return colour
 
 

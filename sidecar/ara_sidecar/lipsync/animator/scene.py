@@ -41,7 +41,9 @@ from ara_sidecar.lipsync.animator.render import (
 MOUTH_LEVELS = 16  # openness steps above closed
 WIDTH_STEP = 0.04  # lip width quantum
 CLOSE_LEVELS = 4  # lip closure (and lower-lip tuck) steps
+POUT_LEVELS = 4  # lip protrusion steps
 SMILE_STEP = 0.5  # smile quantum, pixels of corner lift
+REST = np.array([0, 1, 0, 0, 0, 0], np.float32)  # the portrait's own mouth (`visemes.FIELDS`, smile)
 MAX_MOUTHS = 400  # mouth patches kept per portrait (about 0.1 MB each at 512×512)
 BLINK_LEVELS = 4  # eyelid steps above open
 SWAY_LEVELS = 8  # sway angle steps each side of upright
@@ -130,11 +132,11 @@ class Looks:
         self.turned = _Kept(turns)
 
     def mouth(self, key: tuple[int, ...], scale: np.ndarray, max_drop: float) -> Patch:
-        """The mouth posed as `key` says: quantised (open, width, close, tuck, smile) levels."""
+        """The mouth posed as `key` says: quantised (`visemes.FIELDS`, smile) levels."""
 
         def make() -> Patch:
-            drop, width, close, tuck, smile = (np.array(key) / scale + [0, 1, 0, 0, 0]).tolist()
-            patch = self.renderer.render(drop * max_drop, width, close, tuck, smile)
+            drop, width, close, tuck, pout, smile = (np.array(key) / scale + REST).tolist()
+            patch = self.renderer.render(drop * max_drop, width, close, tuck, pout, smile)
             return changed(self.scene.mouth.region, patch, self.scene.image)
 
         return self.mouths.get_or_make((*key, max_drop), make)
@@ -169,8 +171,10 @@ def frames(
     poses = mouth_track(audio, fps, n, cfg)
     moves = expression(audio, fps, n, face, cfg, scene.layout.frame.h, rng)
     poses = np.column_stack([poses, moves.smile])
-    scale = np.array([MOUTH_LEVELS, 1 / WIDTH_STEP, CLOSE_LEVELS, CLOSE_LEVELS, 1 / SMILE_STEP], np.float32)
-    mouth_levels = np.round((poses - [0, 1, 0, 0, 0]) * scale).astype(np.int64)
+    scale = np.array(
+        [MOUTH_LEVELS, 1 / WIDTH_STEP, CLOSE_LEVELS, CLOSE_LEVELS, POUT_LEVELS, 1 / SMILE_STEP], np.float32
+    )
+    mouth_levels = np.round((poses - REST) * scale).astype(np.int64)
     blink_levels = np.round(moves.blink * BLINK_LEVELS).astype(np.int64) if scene.eyes else np.zeros(n, int)
     brow_levels = np.round(moves.brow).astype(np.int64) if scene.upper else np.zeros(n, int)
     swaying = scene.head is not None and cfg.sway_degrees > 0

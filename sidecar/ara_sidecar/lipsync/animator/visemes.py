@@ -22,27 +22,28 @@ class Viseme:
     open: float  # jaw drop, as a fraction of the animator's largest (`mouth_open_max`)
     width: float  # lip width scale: < 1 rounded and narrowed, > 1 spread
     close: float  # fraction of the portrait's own lip gap closed (1: lips pressed together)
-    tuck: float  # lower lip raised under the upper teeth, fraction of the gap
+    tuck: float  # lower lip raised under the upper teeth (whose edge shows), fraction of the gap
+    pout: float  # lips pushed forward: taller (fuller) from the front, 1 = `render.POUT_GAIN`
     dominance: float  # how strongly it imposes its pose on its neighbours
 
 
-#                    open  width close tuck  dominance
+#                    open  width close tuck  pout  dominance
 VISEMES: dict[str, Viseme] = {
-    "sil": Viseme(0.00, 1.00, 0.0, 0.0, 1.0),  # rest: the portrait's own mouth
-    "PP": Viseme(0.00, 0.98, 1.0, 0.0, 4.0),  # p b m: lips pressed
-    "FF": Viseme(0.06, 1.00, 0.0, 0.8, 3.0),  # f v: lower lip under the upper teeth
-    "TH": Viseme(0.18, 1.00, 0.0, 0.0, 1.0),  # θ ð: tongue between the teeth
-    "DD": Viseme(0.24, 1.02, 0.0, 0.0, 0.5),  # t d
-    "kk": Viseme(0.30, 1.00, 0.0, 0.0, 0.4),  # k g ŋ h
-    "CH": Viseme(0.20, 0.88, 0.0, 0.0, 1.5),  # ʃ ʒ tʃ dʒ: lips pushed forward
-    "SS": Viseme(0.12, 1.05, 0.0, 0.0, 1.2),  # s z: teeth nearly together
-    "nn": Viseme(0.18, 1.00, 0.0, 0.0, 0.5),  # n l
-    "RR": Viseme(0.22, 0.88, 0.0, 0.0, 1.0),  # ɹ ɚ ɝ
-    "aa": Viseme(1.00, 1.02, 0.0, 0.0, 1.0),  # a ɑ æ ʌ: jaw dropped
-    "E": Viseme(0.62, 1.08, 0.0, 0.0, 1.0),  # e ɛ
-    "ih": Viseme(0.38, 1.10, 0.0, 0.0, 0.9),  # i ɪ ə j
-    "oh": Viseme(0.62, 0.84, 0.0, 0.0, 1.3),  # o ɔ
-    "ou": Viseme(0.30, 0.74, 0.0, 0.0, 1.6),  # u ʊ w: rounded and narrow
+    "sil": Viseme(0.00, 1.00, 0.0, 0.0, 0.0, 1.0),  # rest: the portrait's own mouth
+    "PP": Viseme(0.00, 0.98, 1.0, 0.0, 0.0, 4.0),  # p b m: lips pressed
+    "FF": Viseme(0.00, 1.00, 0.0, 0.8, 0.0, 3.0),  # f v: lower lip under the upper teeth
+    "TH": Viseme(0.18, 1.00, 0.0, 0.0, 0.0, 1.0),  # θ ð: tongue between the teeth
+    "DD": Viseme(0.24, 1.02, 0.0, 0.0, 0.0, 0.5),  # t d
+    "kk": Viseme(0.30, 1.00, 0.0, 0.0, 0.0, 0.4),  # k g ŋ h
+    "CH": Viseme(0.20, 0.88, 0.0, 0.0, 0.6, 1.5),  # ʃ ʒ tʃ dʒ: lips pushed forward
+    "SS": Viseme(0.12, 1.05, 0.0, 0.0, 0.0, 1.2),  # s z: teeth nearly together
+    "nn": Viseme(0.18, 1.00, 0.0, 0.0, 0.0, 0.5),  # n l
+    "RR": Viseme(0.22, 0.88, 0.0, 0.0, 0.4, 1.0),  # ɹ ɚ ɝ
+    "aa": Viseme(1.00, 1.02, 0.0, 0.0, 0.0, 1.0),  # a ɑ æ ʌ: jaw dropped
+    "E": Viseme(0.62, 1.08, 0.0, 0.0, 0.0, 1.0),  # e ɛ
+    "ih": Viseme(0.38, 1.10, 0.0, 0.0, 0.0, 0.9),  # i ɪ ə j
+    "oh": Viseme(0.62, 0.84, 0.0, 0.0, 0.6, 1.3),  # o ɔ: rounded, pushed forward
+    "ou": Viseme(0.30, 0.74, 0.0, 0.0, 1.0, 1.6),  # u ʊ w: rounded, narrow and protruded
 }
 
 # espeak IPA symbols (as Piper's phonemes list them, one code point each) → viseme.
@@ -71,8 +72,8 @@ VOWEL_REACH = 0.85
 OPEN_PARTS = 2.0  # lips pressed or tucked while the jaw is open by 1 / this are fully parted
 LEAD_S = 0.02  # the lips move this much ahead of the sound
 REACH_S = (0.03, 0.06)  # how far a pose spreads beyond its segment (lips, rounding), seconds
-FIELDS = ("open", "width", "close", "tuck")
-OPEN, WIDTH, CLOSE, TUCK = range(4)
+FIELDS = ("open", "width", "close", "tuck", "pout")
+OPEN, WIDTH, CLOSE, TUCK, POUT = range(5)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def segments(phonemes: tuple[Phoneme, ...]) -> list[Segment]:
 
 
 def pose_track(phonemes: tuple[Phoneme, ...], fps: int, n: int) -> np.ndarray:
-    """(n, 4) poses (`FIELDS`) per frame for speech timed by `phonemes`."""
+    """(n, 5) poses (`FIELDS`) per frame for speech timed by `phonemes`."""
     rest = np.array([[getattr(VISEMES["sil"], f) for f in FIELDS]] * n, np.float32)
     segs = segments(phonemes)
     if not segs or n == 0:
