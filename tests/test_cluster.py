@@ -185,6 +185,32 @@ def test_events_from_any_worker_reach_either_api(cluster):
     assert [c["index"] for c in chunks] == list(range(last["chunk_count"])) and len(chunks) >= 2
 
 
+def test_an_upload_to_one_api_renders_through_the_other(cluster, astronaut_png):
+    files = {"file": ("me.png", astronaut_png.read_bytes(), "image/png")}
+    upload = httpx.post(f"{cluster.api('api1')}/v1/avatars", files=files, timeout=60)
+    assert upload.status_code == 201, upload.text
+    body = {
+        "text": "A face uploaded to one server, rendered through another.",
+        "avatar_id": upload.json()["avatar_id"],
+    }
+    r = httpx.post(f"{cluster.api('api2')}/v1/render", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    video = httpx.get(f"{cluster.api('api1')}{r.json()['video_url']}", timeout=10)
+    assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+
+
+def test_openai_speech_is_made_by_a_worker(cluster):
+    body = {
+        "model": "tts-1",
+        "input": "Speech only, spoken by a cluster worker.",
+        "voice": "ara",
+        "response_format": "wav",
+    }
+    r = httpx.post(f"{cluster.api('api2')}/v1/audio/speech", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.content[:4] == b"RIFF" and len(r.content) > 24_000  # about a second of 24 kHz audio at least
+
+
 def test_cancel_through_the_other_api_stops_the_render(cluster):
     job_id = submit(cluster.api("api1"), LONG + " Cancelled.")
     wait_until(lambda: cluster.render_state(job_id).get("status") == "running", 60)

@@ -181,7 +181,11 @@ class ClusterJobManager(JobManager):
         Raises QueueFull when `server.queue_size` renders are queued or running in the cluster."""
         active = self.redis.get(self.keys.active(key))
         if active is not None:
-            return active.decode()
+            status = self.redis.hget(self.keys.render(active.decode()), "status")
+            if status not in (b"failed", b"cancelled"):
+                return active.decode()
+            # it has just ended without a video and its key is about to be freed: a new render
+            self.redis.eval(_DELETE_IF, 1, self.keys.active(key), active)
         if self.redis.hlen(self.keys.queue_messages()) >= self.queue_size:
             raise QueueFull(self.queue_size, self.retry_after())
         rid = uuid.uuid4().hex

@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 ACTOR = "ara_render"
 MAX_DELIVERIES = 2  # a render whose worker died is retried once (on another worker), then fails
 # Share of broker commands that also look for dead workers and requeue their messages (of a
-# million): an idle worker polls about once a second, so a dead one is noticed within seconds of
-# cluster.worker_timeout_s. The check is two sorted-set range queries when nobody died.
-MAINTENANCE_CHANCE = 100_000
+# million): each worker polls dozens of times a second (see worker.POLL_MS), so a dead one is
+# noticed within a second of cluster.worker_timeout_s. The check is two sorted-set range queries
+# when nobody died.
+MAINTENANCE_CHANCE = 10_000
 
 
 def make_broker(settings: Settings, keys: Keys) -> RedisBroker:

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 CANCEL_CHECK_S = 0.2  # how often a render asks Redis whether it was cancelled
 STOP_GRACE_MS = 30_000  # on SIGTERM, a running render gets this long to finish
+# An idle worker asks the queue for work at least this often (Dramatiq polls, backing off up to
+# this): the most a queued render waits for an idle worker. About 100 cheap Redis commands a second
+# per idle worker (the queue and Dramatiq's delay queue).
+POLL_MS = 20
 # Write the outcome unless the render already ended (an API server cancelled it meanwhile).
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -199,7 +203,7 @@ def run_worker(cfg: Settings, device: str, name: str | None) -> int:
         max_retries=0,
         time_limit=time_limit_ms(cfg),
     )
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=500)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=POLL_MS)
     worker.queue_prefetch = 1  # take a render only when idle: the others go to idle workers
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,243 @@
+"""Benchmark: the cluster (#23) on one machine: one API server, one then two render workers, a real
+redis-server and a shared folder, all on loopback.
+
+    .venv/bin/python bench/cluster.py [--renders 8] [--jobs 30] [--hits 2000]
+
+- Throughput of distinct renders (short replies no cache holds), all queued at once, with one
+  worker and then two (target on a 2-core machine when CPU-bound: ≈ 1.8×).
+- The queue's overhead per job, one job at a time on an idle worker: from the API server writing
+  the render to a worker starting it, plus from the worker's finish to the client's event stream
+  hearing of it (target ≤ 20 ms). The POST /v1/jobs round trip is shown beside it.
+- Cache-hit latency through the shared index: `get` of a rendered video in this process (Redis
+  round trip + the local first level), p50 and p99 (target p50 ≤ 2 ms); and the whole
+  POST /v1/render of a rendered reply through the API server.
+Raw output: bench/results/cluster-YYYY-MM-DD.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from render import machine_line
+
+HOST = "127.0.0.1"
+SIDECAR = Path(sys.executable).with_name("ara-sidecar")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=300)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        conn.request(method, path, data, {"Content-Type": "application/json"} if data else {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen([str(SIDECAR), *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_for(check, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def workers(port: int) -> int:
+    return len(call(port, "GET", "/health/detailed")[1]["workers"])
+
+
+def run_jobs(port: int, texts: list[str]) -> float:
+    """Queue every text at once; seconds until the last is done."""
+    start_s = time.perf_counter()
+    ids = []
+    for text in texts:
+        status, body = call(port, "POST", "/v1/jobs", {"text": text})
+        assert status == 202, body
+        ids.append(body["job_id"])
+    pending = set(ids)
+    while pending:
+        for job_id in list(pending):
+            status = call(port, "GET", f"/v1/jobs/{job_id}")[1]["status"]
+            assert status in ("queued", "running", "done"), status
+            if status == "done":
+                pending.discard(job_id)
+        time.sleep(0.02)
+    return time.perf_counter() - start_s
+
+
+def texts(tag: str, n: int) -> list[str]:
+    return [f"Reply {tag} {i}, made for this run only. Nobody has heard it before." for i in range(n)]
+
+
+def wait_done_events(port: int, job_id: str) -> float:
+    """Follow the job's event stream; time.time() when the finished job arrives."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=300)
+    try:
+        conn.request("GET", f"/v1/jobs/{job_id}/events")
+        response = conn.getresponse()
+        while True:
+            line = response.readline()
+            if not line:
+                raise SystemExit("the event stream ended early")
+            if line.startswith(b"data:") and b'"status":"done"' in line:
+                return time.time()
+    finally:
+        conn.close()
+
+
+def pct(values: list[float], scale: float = 1e3) -> str:
+    values = sorted(values)
+    p50, p99 = statistics.median(values), values[int(len(values) * 0.99)]
+    return f"p50 {p50 * scale:.2f} ms, p99 {p99 * scale:.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--renders", type=int, default=8, help="distinct renders per throughput run")
+    parser.add_argument("--jobs", type=int, default=30, help="jobs timed one by one for the queue overhead")
+    parser.add_argument("--hits", type=int, default=2000, help="cache hits timed through the shared index")
+    args = parser.parse_args()
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+    import redis
+
+    from ara_sidecar.cache import open_cache
+    from ara_sidecar.config import load_settings
+
+    print(machine_line())
+    run = uuid.uuid4().hex[:6]
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        rport = free_port()
+        procs.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(rport),
+                    "--bind",
+                    HOST,
+                    "--save",
+                    "",
+                    "--dir",
+                    tmp_name,
+                    "--appendonly",
+                    "no",
+                    "--logfile",
+                    str(tmp / "redis.log"),
+                ]
+            )
+        )
+        client = redis.Redis(port=rport)
+        wait_for(client.ping, 20, "redis-server")
+        env = {k: v for k, v in os.environ.items() if k != "ARA_SERVER_TOKEN"}
+        env.update(ARA_CLUSTER_URL=f"redis://{HOST}:{rport}/0", ARA_CLUSTER_STORE=str(tmp / "shared"))
+
+        def machine(name: str) -> dict[str, str]:
+            return {**env, "ARA_CACHE_DIR": str(tmp / name)}
+
+        try:
+            port = free_port()
+            procs.append(start(["serve", "--port", str(port)], machine("api"), tmp / "api.log"))
+            procs.append(start(["worker", "--device", "cpu", "--name", "w1"], machine("w1"), tmp / "w1.log"))
+            wait_for(lambda: workers(port) == 1, 120, "the first worker")
+            run_jobs(port, texts(f"warm {run}", 1))
+
+            one = run_jobs(port, texts(f"one {run}", args.renders))
+            procs.append(start(["worker", "--device", "cpu", "--name", "w2"], machine("w2"), tmp / "w2.log"))
+            wait_for(lambda: workers(port) == 2, 120, "the second worker")
+            run_jobs(port, texts(f"warm2 {run}", 2))
+            two = run_jobs(port, texts(f"two {run}", args.renders))
+            print(f"throughput, {args.renders} distinct renders queued at once:")
+            print(f"  1 worker : {args.renders / one:.3f} renders/s ({one:.2f} s)")
+            print(
+                f"  2 workers: {args.renders / two:.3f} renders/s ({two:.2f} s); "
+                f"×{one / two:.2f} (target ≈ 1.8×)"
+            )
+
+            overhead, pickup, notify, posts = [], [], [], []
+            for i in range(args.jobs):
+                time.sleep(0.3)  # the workers idle, as between a chat's replies
+                t0 = time.perf_counter()
+                status, body = call(port, "POST", "/v1/jobs", {"text": f"Short one {run} {i}."})
+                posts.append(time.perf_counter() - t0)
+                heard = wait_done_events(port, body["job_id"])
+                rid = client.hget(f"ara:job:{body['job_id']}", "rid").decode()
+                created, started, ended = (
+                    float(x) for x in client.hmget(f"ara:render:{rid}", "created", "started", "ended")
+                )
+                pickup.append(started - created)
+                notify.append(heard - ended)
+                overhead.append(started - created + heard - ended)
+            print(
+                f"queue overhead per job ({args.jobs} jobs, one at a time): {pct(overhead)} (target ≤ 20 ms)"
+            )
+            print(
+                f"  queued → a worker starts it: {pct(pickup)}; its end → the client's event: {pct(notify)}"
+            )
+            print(f"  POST /v1/jobs round trip: {pct(posts)}")
+
+            settings = load_settings(machine("bench"))
+            cache = open_cache(settings)
+            _, done = call(port, "POST", "/v1/render", {"text": f"Short one {run} 0."})
+            key = done["key"]
+            assert cache.get(key) is not None  # the first copy into this "machine"'s local level
+            hits = []
+            for _ in range(args.hits):
+                t0 = time.perf_counter()
+                assert cache.get(key) is not None
+                hits.append(time.perf_counter() - t0)
+            print(f"cache hit through the shared index ({args.hits}×): {pct(hits)} (target p50 ≤ 2 ms)")
+            http_hits = []
+            for _ in range(min(500, args.hits)):
+                t0 = time.perf_counter()
+                status, body = call(port, "POST", "/v1/render", {"text": f"Short one {run} 0."})
+                http_hits.append(time.perf_counter() - t0)
+                assert status == 200 and body["cached"], body
+            print(f"  the same hit as POST /v1/render through the API server: {pct(http_hits)}")
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(40)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+if __name__ == "__main__":
+    from record import recorded
+
+    with recorded("cluster"):
+        main()
