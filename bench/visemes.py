@@ -9,18 +9,24 @@ pixels inside the rest-pose mouth box, none of the animator's control values). T
 without its timing (the loudness-driven mouth, the path of uploaded audio) is the baseline; the
 same speech with timing estimated from its text (`lipsync.align`, AllTalk's path) is in between.
 
-Prints, for both: the aperture at the centre of each /p b m/ relative to the median aperture
-of open vowels (target ≤ 25 % in ≥ 90 % of cases), the share of rounded-vowel frames (/u o w/)
-narrower than the median spread vowel (/i e/) (target ≥ 85 %), the correlation between the
+Prints, for each path: the aperture at the centre of each /p b m/ relative to the median
+aperture of open vowels (target ≤ 25 % in ≥ 90 % of cases), the share of rounded-vowel frames
+(/u o w/) narrower than the median spread vowel (/i e/) (target ≥ 85 %) and with taller
+(pushed-forward) lips (`lip_height`), the aperture at /f v/, the correlation between the
 measured aperture and the openness the phoneme timing expects, over the frames of speech
-(target ≥ 0.7), and the lip-sync
-stage's time as a fraction of the speech's duration (target ≤ 0.03). Saves a contact sheet of
-the mouth at the measured instants under bench/results/.
+(target ≥ 0.7), and the lip-sync stage's time as a fraction of the speech's duration (target
+≤ 0.03). Then, per mode of the shipped persona: head-motion energy and blink rate
+(`mode_motion`), and the smile (`smile_measure`: the corners' height against the mouth's
+centre, on decoded frames); and the aligner's accuracy against Piper's own timing
+(`aligner_accuracy`: boundary and centre errors, frames with the same viseme). Saves a contact
+sheet of the mouth at the measured instants under bench/results/, and the figures as JSON
+(bench/results/visemes-figures-DATE.json) beside the printed output (visemes-DATE.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -237,6 +243,87 @@ def timing_error(truth, estimated) -> str:
     return f"estimated timing vs Piper's, viseme segment centres: {figures} ({len(error)} segments)"
 
 
+def viseme_at(phonemes, times: np.ndarray) -> np.ndarray:
+    """The viseme sounding at each of `times` ("sil" between segments)."""
+    out = np.full(len(times), "sil", dtype=object)
+    for seg in segments(phonemes or ()):
+        out[(times >= seg.start) & (times < seg.end)] = seg.viseme
+    return out
+
+
+def boundary_error(truth, estimated) -> np.ndarray | None:
+    """Seconds between the boundaries (starts and ends) of the viseme segments of two timings of one
+    text (None when their segments differ)."""
+    a = [s for s in segments(truth) if s.viseme != "sil"]
+    b = [s for s in segments(estimated or ()) if s.viseme != "sil"]
+    if [s.viseme for s in a] != [s.viseme for s in b]:
+        return None
+    edges = lambda segs: np.array([t for s in segs for t in (s.start, s.end)])  # noqa: E731
+    return np.abs(edges(a) - edges(b))
+
+
+ALIGN_TEXTS = (
+    TEXT,
+    "Good evening. I looked at the build logs while you were away, and the failure is in the "
+    "audio tests, not in the encoder. The fix is small. Shall I walk you through it?",
+    "It is late, and the house is quiet. Tell me what you would like your life to look like "
+    "a year from now, and we will see which small step comes first.",
+    "Quick question: do you want the fast version or the thorough one? Either way, we start "
+    "with the numbers from yesterday's run.",
+)
+
+
+def aligner_accuracy(texts: tuple[str, ...] = ALIGN_TEXTS, fps: int = 25) -> dict:
+    """AllTalk's path measured against Piper's own timing as the truth: each text spoken by Piper,
+    its timing thrown away and estimated from the text (`lipsync.align`). Pools, over the texts:
+    the boundary and centre errors of the viseme segments (where both timings have the same
+    segments) and the share of speech frames (`fps`) showing the same viseme (printed)."""
+    from ara_sidecar.config import load_settings
+    from ara_sidecar.lipsync.align import estimate
+    from ara_sidecar.tts.piper import PiperTTS
+
+    tts = PiperTTS(load_settings(), "cpu")
+    bounds, centres, matches, frames, compared = [], [], 0, 0, 0
+    for text in texts:
+        speech = tts.synthesize(text)
+        estimated = estimate(replace(speech, phonemes=None), text)
+        times = np.arange(round(speech.duration_s * fps)) / fps
+        truth, guess = viseme_at(speech.phonemes, times), viseme_at(estimated, times)
+        speaking = truth != "sil"
+        matches += int((truth[speaking] == guess[speaking]).sum())
+        frames += int(speaking.sum())
+        edge, centre = boundary_error(speech.phonemes, estimated), segment_error(speech.phonemes, estimated)
+        if edge is not None and centre is not None:
+            bounds.append(edge)
+            centres.append(centre)
+            compared += 1
+    edge = np.concatenate(bounds) if bounds else np.zeros(0)
+    centre = np.concatenate(centres) if centres else np.zeros(0)
+    out = {
+        "texts": len(texts),
+        "texts_with_the_same_segments": compared,
+        "segments": len(centre),
+        "boundary_ms_median": float(np.median(edge) * 1000) if len(edge) else None,
+        "boundary_ms_p90": float(np.percentile(edge, 90) * 1000) if len(edge) else None,
+        "centre_ms_median": float(np.median(centre) * 1000) if len(centre) else None,
+        "centre_ms_p90": float(np.percentile(centre, 90) * 1000) if len(centre) else None,
+        "frames": frames,
+        "frame_viseme_match": matches / max(frames, 1),
+    }
+    if len(edge):
+        print(
+            f"aligner (AllTalk's path) vs Piper's timing, {len(texts)} texts ({compared} with the same "
+            f"segments, {len(centre)} segments): boundaries median {out['boundary_ms_median']:.0f} ms, "
+            f"90th percentile {out['boundary_ms_p90']:.0f} ms; centres median "
+            f"{out['centre_ms_median']:.0f} ms, 90th percentile {out['centre_ms_p90']:.0f} ms"
+        )
+    print(
+        f"aligner: the same viseme as Piper's timing on {out['frame_viseme_match']:.1%} of {frames} "
+        f"speech frames at {fps} fps"
+    )
+    return out
+
+
 def motion_measures(
     frames: list[np.ndarray], still: np.ndarray, layout: Layout, fps: int
 ) -> tuple[float, float]:
@@ -394,9 +481,30 @@ def main() -> None:
     from render import machine_line
 
     print(machine_line())
-    run(sheet=args.sheet)
-    mode_motion()
-    mode_smile()
+    paths = run(sheet=args.sheet)
+    figures = {
+        "paths": {name: summary(f) for name, f in paths.items()},
+        "modes_motion": mode_motion(),
+        "modes_smile": mode_smile(),
+        "aligner": aligner_accuracy(),
+    }
+    out = ROOT / "bench" / "results" / f"visemes-figures-{time.strftime('%Y-%m-%d')}.json"
+    out.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    print(f"figures: {out.relative_to(ROOT)}")
+
+
+def summary(figures: Figures) -> dict:
+    """A path's figures as plain numbers (for the raw JSON)."""
+    return {
+        "bilabials_closed_share": figures.closed_share,
+        "bilabial_ratio_median": float(np.median(figures.closure_ratios)),
+        "bilabial_cases": len(figures.closure_ratios),
+        "rounded_narrower_share": figures.rounded_narrower,
+        "rounded_fuller_share": figures.rounded_fuller,
+        "labiodental_ratio_median": float(np.median(figures.labiodental_ratios)),
+        "correlation": figures.correlation,
+        "lipsync_rtf": figures.lipsync_rtf,
+    }
 
 
 if __name__ == "__main__":

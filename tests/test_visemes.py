@@ -80,3 +80,22 @@ def test_timing_estimated_from_the_text_for_a_tts_without_it(timed):
     assert error is not None  # the same visemes in the same order
     assert np.median(error) < 0.05 and np.percentile(error, 90) < 0.15
     assert estimate_phonemes(Audio(np.zeros(2205, np.float32), 22050), TEXT) is None  # too short
+
+
+def test_the_aligner_speaks_the_language_of_the_text():
+    """espeak-ng's voice follows the language code given (AllTalk's), else the text's script."""
+    from ara_sidecar.lipsync.align import espeak_voice
+
+    assert espeak_voice(None, "Good evening") == espeak_voice("en") == espeak_voice("auto") == "en-us"
+    assert espeak_voice("de") == "de" and espeak_voice("pt-BR") == "pt-br" and espeak_voice("zh") == "cmn"
+    assert espeak_voice(None, "Добрый вечер") == "ru" and espeak_voice("auto", "こんばんは、世界") == "ja"
+    rate = 22050
+    t = np.arange(3 * rate) / rate
+    voiced = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > -0.3)).astype(np.float32)
+    german = estimate_phonemes(Audio(voiced, rate), "Schöne Grüße aus München.", "de")
+    symbols = {p for p, _, _ in german}
+    assert {"ø", "y", "ʏ"} & symbols and all(start <= end for _, start, end in german)
+    segs = segments(german)
+    assert {"ou", "oh"} & {s.viseme for s in segs}  # front rounded vowels round the lips
+    fallback = estimate_phonemes(Audio(voiced, rate), "Hello there.", "xx")  # no such voice: English
+    assert fallback is not None

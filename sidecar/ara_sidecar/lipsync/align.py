@@ -1,6 +1,7 @@
 """Phoneme timing estimated from speech and its known text, for a TTS that gives none (AllTalk).
 
-The text is phonemized with espeak-ng (Piper's own phonemizer, `en-us`), then aligned to the
+The text is phonemized with espeak-ng (Piper's own phonemizer) in the speech's language (the
+caller's language code, else guessed from the text's script, else `en-us`), then aligned to the
 audio by Viterbi over a left-to-right chain of phonemes with a crude acoustic model: every 10 ms
 frame's loudness (relative to the utterance) and high-frequency share, against what each class
 of sound should show (`CLASSES`): vowels loud, stops near silent, fricatives hissing, pauses
@@ -9,36 +10,74 @@ time. Accuracy against Piper's own timing is measured by bench/visemes.py."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ara_sidecar.audio import Audio, Phoneme
 
+log = logging.getLogger(__name__)
+
 HOP_S = 0.01
 # class: (loudness 0–1, high-frequency share 0–1, minimum frames, symbols)
 CLASSES: dict[str, tuple[float, float, int, str]] = {
-    "vowel": (0.9, 0.05, 3, "aɑæɐʌeɛəiɪᵻɨoɔɒuʊɵɚɝ"),
-    "approximant": (0.75, 0.05, 2, "lɫɹrwj"),
-    "nasal": (0.6, 0.02, 2, "mnŋ"),
-    "voiced stop": (0.35, 0.1, 2, "bdgɡɾ"),
-    "stop": (0.15, 0.3, 2, "ptkʔ"),
-    "voiced fricative": (0.5, 0.4, 2, "vðzʒ"),
-    "fricative": (0.35, 0.7, 2, "fθsʃhx"),
-    "pause": (0.0, 0.3, 1, ".,;:!?… "),
+    "vowel": (0.9, 0.05, 3, "aɑæɐʌeɛəɜiɪᵻɨoɔɒuʊɵɚɝyʏøœɯɤɘɞɶ"),
+    "approximant": (0.75, 0.05, 2, "lɫɹrwjɥʎʋɰɭɻ"),
+    "nasal": (0.6, 0.02, 2, "mnŋɲɴɱ"),
+    "voiced stop": (0.35, 0.1, 2, "bdgɡɾɟɢɖ"),
+    "stop": (0.15, 0.3, 2, "ptkʔcqʈ"),
+    "voiced fricative": (0.5, 0.4, 2, "vðzʒβɣʝʁʀɦ"),
+    "fricative": (0.35, 0.7, 2, "fθsʃhxçχɸʂɕħ"),
+    "pause": (0.0, 0.3, 1, ".,;:!?…¿¡ "),
 }
 MIN_SHARE = 0.9  # a sound lasts at least this share of the average sound
 MARKS = "ˈˌːˑ"  # stress and length: no time of their own
-OPTIONAL = ".,;:!?… "  # pauses and word gaps may take no time
+OPTIONAL = ".,;:!?…¿¡ "  # pauses and word gaps may take no time
+# Language codes (AllTalk's `language`, ISO 639-1) whose espeak-ng voice has another name.
+ESPEAK_VOICES = {"en": "en-us", "zh": "cmn", "auto": "en-us"}
+# Scripts that name their language (text in them with no language given or "auto").
+SCRIPTS = (
+    ("\u0400", "\u04ff", "ru"),
+    ("\u0370", "\u03ff", "el"),
+    ("\u0590", "\u05ff", "he"),
+    ("\u0600", "\u06ff", "ar"),
+    ("\u0900", "\u097f", "hi"),
+    ("\u3040", "\u30ff", "ja"),
+    ("\uac00", "\ud7af", "ko"),
+    ("\u4e00", "\u9fff", "cmn"),
+)
 
 
 def _class_of(symbol: str) -> str | None:
     return next((name for name, (*_, symbols) in CLASSES.items() if symbol in symbols), None)
 
 
+def espeak_voice(language: str | None, text: str = "") -> str:
+    """The espeak-ng voice for a language code (`en`, `de`, `pt-br`, …; None or `auto`: the
+    language of the text's script if it has one of `SCRIPTS` (Japanese before Chinese: kana), else
+    American English)."""
+    if language is None or language == "auto":
+        counts = {code: sum(lo <= ch <= hi for ch in text) for lo, hi, code in SCRIPTS}
+        if counts["ja"]:
+            return "ja"
+        best = max(counts, key=counts.__getitem__)
+        return best if counts[best] > 0 else "en-us"
+    language = language.lower()
+    return ESPEAK_VOICES.get(language, language)
+
+
 def phonemize(text: str, voice: str = "en-us") -> list[str]:
-    """espeak-ng phonemes of `text`, one code point each, sentences ended by their punctuation."""
+    """espeak-ng phonemes of `text`, one code point each, sentences ended by their punctuation
+    (in American English when espeak-ng has no `voice`, nor one for its base language)."""
     from piper.phonemize_espeak import EspeakPhonemizer
 
-    sentences = EspeakPhonemizer().phonemize(voice, text)
+    phonemizer = EspeakPhonemizer()
+    for name in dict.fromkeys((voice, voice.split("-")[0], "en-us")):
+        try:
+            sentences = phonemizer.phonemize(name, text)
+            break
+        except RuntimeError:  # espeak-ng has no such voice
+            log.warning("align: espeak-ng has no voice %r", name)
     return [symbol for sentence in sentences for symbol in [*sentence, " "]]
 
 
@@ -60,9 +99,10 @@ def features(audio: Audio) -> np.ndarray:
     return np.stack([loudness, high], axis=1)
 
 
-def estimate(audio: Audio, text: str, voice: str = "en-us") -> tuple[Phoneme, ...] | None:
-    """Timed phonemes of `text` spoken in `audio` (None when the text has none)."""
-    symbols = ["^", *phonemize(text, voice), "$"]
+def estimate(audio: Audio, text: str, language: str | None = None) -> tuple[Phoneme, ...] | None:
+    """Timed phonemes of `text` spoken in `audio` (None when the text has none), phonemized in
+    `language` (a code such as `de`; None or `auto`: see `espeak_voice`)."""
+    symbols = ["^", *phonemize(text, espeak_voice(language, text)), "$"]
     timed = [s for s in symbols if s not in MARKS and (_class_of(s) or s in "^$")]
     if len(timed) <= 2:
         return None

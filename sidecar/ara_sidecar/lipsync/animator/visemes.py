@@ -46,23 +46,24 @@ VISEMES: dict[str, Viseme] = {
     "ou": Viseme(0.30, 0.74, 0.0, 0.0, 1.0, 1.6),  # u ʊ w: rounded, narrow and protruded
 }
 
-# espeak IPA symbols (as Piper's phonemes list them, one code point each) → viseme.
+# espeak IPA symbols (as Piper's phonemes list them, one code point each, English and the other
+# languages espeak-ng speaks) → viseme. Front rounded vowels (y ø) round the lips.
 PHONEME_VISEMES: dict[str, str] = {
-    **dict.fromkeys("pbm", "PP"),
-    **dict.fromkeys("fv", "FF"),
+    **dict.fromkeys("pbmβɱ", "PP"),
+    **dict.fromkeys("fvʋ", "FF"),
     **dict.fromkeys("θð", "TH"),
-    **dict.fromkeys("tdɾ", "DD"),
-    **dict.fromkeys("kgɡŋhxʔ", "kk"),
-    **dict.fromkeys("ʃʒ", "CH"),
-    **dict.fromkeys("sz", "SS"),
-    **dict.fromkeys("nlɫ", "nn"),
-    **dict.fromkeys("ɹrɚɝ", "RR"),
-    **dict.fromkeys("aɑæɐʌ", "aa"),
-    **dict.fromkeys("eɛ", "E"),
-    **dict.fromkeys("iɪəᵻɨj", "ih"),
-    **dict.fromkeys("oɔɒ", "oh"),
-    **dict.fromkeys("uʊwɵ", "ou"),
-    **dict.fromkeys("^$.,;:!?…—-", "sil"),
+    **dict.fromkeys("tdɾʈɖ", "DD"),
+    **dict.fromkeys("kgɡŋhxʔcɟqɢɴχʁʀħɣɦ", "kk"),
+    **dict.fromkeys("ʃʒɕʑʂʐ", "CH"),
+    **dict.fromkeys("szçʝ", "SS"),
+    **dict.fromkeys("nlɫɲʎɭ", "nn"),
+    **dict.fromkeys("ɹrɚɝɻ", "RR"),
+    **dict.fromkeys("aɑæɐʌɶ", "aa"),
+    **dict.fromkeys("eɛɜɞ", "E"),
+    **dict.fromkeys("iɪəᵻɨjɯɤɘɰ", "ih"),
+    **dict.fromkeys("oɔɒøœ", "oh"),
+    **dict.fromkeys("uʊwɵyʏɥɸ", "ou"),
+    **dict.fromkeys("^$.,;:!?…—-¿¡", "sil"),
 }
 TO_NEXT = "ˈˌ"  # stress marks: their time belongs to the vowel after them
 TO_PREVIOUS = "ːˑ"  # length marks: to the sound before
