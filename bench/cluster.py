@@ -1,10 +1,11 @@
 """Benchmark: the cluster (#23) on one machine: one API server, one then two render workers, a real
 redis-server and a shared folder, all on loopback.
 
-    .venv/bin/python bench/cluster.py [--renders 8] [--jobs 30] [--hits 2000]
+    .venv/bin/python bench/cluster.py [--renders 12] [--jobs 30] [--hits 2000] [--threads 1]
 
 - Throughput of distinct renders (short replies no cache holds), all queued at once, with one
-  worker and then two (target on a 2-core machine when CPU-bound: ≈ 1.8×).
+  worker and then two (target on a 2-core machine when CPU-bound: ≈ 1.8×). Each worker is one
+  CPU slot: `--threads` threads for Piper, the encoder and the numeric libraries.
 - The queue's overhead per job, one job at a time on an idle worker: from the API server writing
   the render to a worker starting it, plus from the worker's finish to the client's event stream
   hearing of it (target ≤ 20 ms). The POST /v1/jobs round trip is shown beside it.
@@ -122,7 +123,8 @@ def pct(values: list[float], scale: float = 1e3) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--renders", type=int, default=8, help="distinct renders per throughput run")
+    parser.add_argument("--renders", type=int, default=12, help="distinct renders per throughput run")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (a CPU slot)")
     parser.add_argument("--jobs", type=int, default=30, help="jobs timed one by one for the queue overhead")
     parser.add_argument("--hits", type=int, default=2000, help="cache hits timed through the shared index")
     args = parser.parse_args()
@@ -167,19 +169,30 @@ def main() -> None:
         def machine(name: str) -> dict[str, str]:
             return {**env, "ARA_CACHE_DIR": str(tmp / name)}
 
+        def worker_env(name: str) -> dict[str, str]:
+            n = str(args.threads)
+            limits = {"ARA_PIPER_THREADS": n, "ARA_ENCODER_THREADS": n, "OMP_NUM_THREADS": n}
+            return {**machine(name), **limits, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
         try:
             port = free_port()
             procs.append(start(["serve", "--port", str(port)], machine("api"), tmp / "api.log"))
-            procs.append(start(["worker", "--device", "cpu", "--name", "w1"], machine("w1"), tmp / "w1.log"))
+            procs.append(
+                start(["worker", "--device", "cpu", "--name", "w1"], worker_env("w1"), tmp / "w1.log")
+            )
             wait_for(lambda: workers(port) == 1, 120, "the first worker")
             run_jobs(port, texts(f"warm {run}", 1))
 
             one = run_jobs(port, texts(f"one {run}", args.renders))
-            procs.append(start(["worker", "--device", "cpu", "--name", "w2"], machine("w2"), tmp / "w2.log"))
+            procs.append(
+                start(["worker", "--device", "cpu", "--name", "w2"], worker_env("w2"), tmp / "w2.log")
+            )
             wait_for(lambda: workers(port) == 2, 120, "the second worker")
             run_jobs(port, texts(f"warm2 {run}", 2))
             two = run_jobs(port, texts(f"two {run}", args.renders))
-            print(f"throughput, {args.renders} distinct renders queued at once:")
+            print(
+                f"throughput, {args.renders} distinct renders queued at once ({args.threads} thread/worker):"
+            )
             print(f"  1 worker : {args.renders / one:.3f} renders/s ({one:.2f} s)")
             print(
                 f"  2 workers: {args.renders / two:.3f} renders/s ({two:.2f} s); "
