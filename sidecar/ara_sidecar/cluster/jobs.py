@@ -280,8 +280,8 @@ class ClusterJobManager(JobManager):
         import redis
 
         while not self._stopping.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.keys.events)
                 resynced = 0.0
                 while not self._stopping.is_set():

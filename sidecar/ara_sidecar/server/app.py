@@ -1,6 +1,7 @@
 """The HTTP API of `ara-sidecar serve` (FastAPI; interactive documentation at /docs).
 
-Rendering runs in a separate worker process that keeps the models loaded; the server itself
+Rendering runs in a separate worker process that keeps the models loaded (in a cluster, in
+`ara-sidecar worker` processes on any machine: see ara_sidecar.cluster); the server itself
 only validates, queues and serves files, so it answers (e.g. `GET /health`) while a render runs.
 Bodies are JSON. Errors are `{"error": "message"}` with a 4xx or 5xx status, whoever answers
 (a route, the router's 404 and 405, a Range check, CORS: see public.py; schema errors add
@@ -12,7 +13,9 @@ and the static pages (`/`, `/docs`, `/openapi.json`) needs `Authorization: Beare
 
     GET    /health                 {"status": "ok"}, at once
     GET    /health/detailed        device; each backend, installed and loaded; queue length;
-                                   worker pid, uptime and restarts; cache stats
+                                   worker pid, uptime and restarts; cache stats. In a cluster
+                                   (cluster.url) also `workers`: each live worker's id, host, device,
+                                   models, queue_depth, renders and last_seen_s
     POST   /v1/render              {text | audio_id, persona?, mode?, avatar_id?, user_message?,
                                     previous_mode?, voice?}
                                    waits, then {key, video_url, duration_s, mode, mode_reason, cached,

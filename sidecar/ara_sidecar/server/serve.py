@@ -42,6 +42,11 @@ def serve(cfg: Settings, host: str, port: int, token: str | None, insecure: bool
     shown = f"[{host}]" if ":" in host else host
     auth = "a bearer token" if token else "no token"
     print(f"Ara sidecar on http://{shown}:{port} (API docs at /docs; {auth})", flush=True)
+    if cfg.cluster.url:
+        print(
+            f"cluster mode: renders run on `ara-sidecar worker`s ({cfg.cluster.namespace} on Redis)",
+            flush=True,
+        )
     server = uvicorn.Server(uvicorn_config(app, cfg, host, port))
     server.run()
     return 0 if server.started else 1
