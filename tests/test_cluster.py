@@ -232,6 +232,10 @@ def test_api_restart_keeps_jobs_and_videos_reachable(cluster):
     video = httpx.get(f"{base}{done['result']['video_url']}", timeout=10)
     assert video.status_code == 200 and video.content[4:8] == b"ftyp"
     assert httpx.get(f"{base}/v1/jobs/{'f' * 32}", timeout=10).status_code == 404
+    hit = submit(base, "Jobs outlive the API server that took them. So do videos.")
+    elsewhere = httpx.get(f"{cluster.api('api2')}/v1/jobs/{hit}", timeout=10).json()
+    assert elsewhere["status"] == "done" and elsewhere["result"]["cached"]
+    assert elsewhere["result"]["key"] == done["result"]["key"]
 
 
 def test_a_worker_killed_mid_render_its_job_finishes_on_the_other(cluster):

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RESYNC_S = 5.0  # the followed renders are read again this often (a missed doorbell costs no more)
 LISTEN_POLL_S = 0.5
+HIT_JOB_TTL_S = 3600  # a cache hit's job is kept this long (a small record; hits can be many)
 
 
 class ClusterJobManager(JobManager):
@@ -65,22 +66,25 @@ class ClusterJobManager(JobManager):
         cached: dict[str, Any] | None = None,
     ) -> Job:
         now = time.time()
-        if cached is not None:
-            rid = uuid.uuid4().hex
+        job_id = uuid.uuid4().hex
+        if cached is not None:  # a hit: only a small job record (from the result of its video)
             render = Render(0, key, request, chunk_count, status="done", chunks=cached.get("chunks", []))
-            render.result, render.ref = cached, rid
-            self._write_render(rid, key, request, chunk_count, status="done", result=json.dumps(cached))
+            render.result = cached
+            names = json.dumps({"mode": cached["mode"], "persona": cached["persona"]})
+            record = {"key": key, "hit": names, "chunk_count": str(chunk_count)}
+            ttl = min(self.keys.ttl_s, HIT_JOB_TTL_S)
         else:
             render = self._follow(self._join_or_queue(key, request, chunk_count), request)
-        job = Job(uuid.uuid4().hex, render, mode_reason, created=now)
+            record, ttl = {"rid": render.ref}, self.keys.ttl_s
+        job = Job(job_id, render, mode_reason, created=now)
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(
-                self.keys.job(job.id),
-                mapping={"rid": render.ref, "mode_reason": mode_reason, "created": repr(now)},
+                self.keys.job(job.id), mapping={**record, "mode_reason": mode_reason, "created": repr(now)}
             )
-            pipe.expire(self.keys.job(job.id), self.keys.ttl_s)
-            pipe.sadd(self.keys.render_jobs(render.ref), job.id)
-            pipe.expire(self.keys.render_jobs(render.ref), self.keys.ttl_s)
+            pipe.expire(self.keys.job(job.id), ttl)
+            if render.ref is not None:
+                pipe.sadd(self.keys.render_jobs(render.ref), job.id)
+                pipe.expire(self.keys.render_jobs(render.ref), self.keys.ttl_s)
             pipe.execute()
         if render.status in TERMINAL:
             job.finished = now
@@ -110,9 +114,12 @@ class ClusterJobManager(JobManager):
                 pipe.hset(self.keys.render(rid), "cancel", "1")
                 pipe.eval(_CANCEL, 1, self.keys.render(rid), repr(time.time()))
                 pipe.eval(_DELETE_IF, 1, self.keys.active(render.key), rid)
-                pipe.execute()
-            self._finish(render, "cancelled")
-            self._followed.pop(rid, None)
+                cancelled = pipe.execute()[1]
+            if cancelled:
+                self._finish(render, "cancelled")
+                self._followed.pop(rid, None)
+            else:  # it ended meanwhile: as it ended
+                self._apply(render, decode_state(self.redis.hgetall(self.keys.render(rid))))
         self.redis.publish(self.keys.events, f"{rid} {job.id}")
 
     def get(self, job_id: str) -> Job | None:
@@ -124,7 +131,12 @@ class ClusterJobManager(JobManager):
         if not raw:
             return None
         data = {k.decode(): v.decode() for k, v in raw.items()}
-        render = self._follow(data["rid"], None)
+        if "hit" in data:
+            render = self._hit(data)
+            if render is None:
+                return None
+        else:
+            render = self._follow(data["rid"], None)
         finished = float(data["finished"]) if "finished" in data else None
         job = Job(job_id, render, data["mode_reason"], created=float(data["created"]), finished=finished)
         job.cancelled = data.get("cancelled") == "1"
@@ -135,6 +147,16 @@ class ClusterJobManager(JobManager):
         self.jobs[job_id] = job
         self._forget_old_jobs()
         return job
+
+    def _hit(self, data: dict[str, str]) -> Render | None:
+        """The finished render of a cache-hit job, from its video's result (None if forgotten)."""
+        result = self.rendered(data["key"])
+        if result is None:
+            return None
+        result = {**result, "cached": True, "timings": {}, **json.loads(data["hit"])}
+        render = Render(0, data["key"], None, int(data["chunk_count"]), status="done")  # type: ignore[arg-type]
+        render.chunks, render.result = result.get("chunks", []), result
+        return render
 
     def rendered(self, key: str) -> dict[str, Any] | None:
         data = self.redis.get(self.keys.result(key))
@@ -311,6 +333,7 @@ _CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'ended', ARGV[1])
+  return 1
 end
 return 0
 """

@@ -3,7 +3,9 @@
     {ns}:render:{rid}         hash: key, request (JSON), chunk_count, status, stage, fractions,
                               chunks, result, error, error_kind, cancel, deliveries, worker, created
     {ns}:render:{rid}:jobs    set: the ids of the jobs still waiting for the render
-    {ns}:job:{id}             hash: rid, mode_reason, created, finished, cancelled
+    {ns}:job:{id}             hash: rid, mode_reason, created, finished, cancelled; for a cache
+                              hit instead of rid: key, hit (its mode and persona), chunk_count
+                              (kept an hour: the result is under {ns}:result:{key})
     {ns}:active:{key}         the rid of the queued or running render of the video `key`
     {ns}:result:{key}         the finished render's result (JSON): repeated requests are answered at once
     {ns}:worker:{id}          a worker's announcement (JSON), expiring after cluster.worker_timeout_s
