@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "sidecar"))
 
 from ara_sidecar.audio import Audio  # noqa: E402
+from ara_sidecar.lipsync.animator import features  # noqa: E402
 from ara_sidecar.lipsync.animator.face import Layout  # noqa: E402
 from ara_sidecar.lipsync.animator.visemes import expected_openness, segments  # noqa: E402
 
@@ -191,10 +192,13 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
     results: dict[str, Figures] = {}
     with tempfile.TemporaryDirectory() as tmp:
         estimated = replace(speech, phonemes=estimate(speech, text))
-        paths = (("phonemes", speech), ("estimated", estimated), ("loudness", replace(speech, phonemes=None)))
+        untimed = replace(speech, phonemes=None)
+        paths = (("phonemes", speech), ("estimated", estimated), ("acoustic", untimed), ("loudness", untimed))
         for label, audio in paths:
             path = Path(tmp) / f"{label}.mp4"
+            features.CLASSIFY = label != "loudness"  # the loudness-driven mouth: the old baseline
             spent = render_mp4(animator, scene, audio, fps, encoder, path)
+            features.CLASSIFY = True
             frames = decoded_frames(path)
             measures = np.array(
                 [
@@ -274,53 +278,75 @@ ALIGN_TEXTS = (
 
 
 def aligner_accuracy(texts: tuple[str, ...] = ALIGN_TEXTS, fps: int = 25) -> dict:
-    """AllTalk's path measured against Piper's own timing as the truth: each text spoken by Piper,
-    its timing thrown away and estimated from the text (`lipsync.align`). Pools, over the texts:
-    the boundary and centre errors of the viseme segments (where both timings have the same
-    segments) and the share of speech frames (`fps`) showing the same viseme (printed)."""
+    """The paths without timing measured against Piper's own timing as the truth: each text spoken
+    by Piper, its timing thrown away and estimated from the text (`lipsync.align`, AllTalk's path)
+    or classified from the sound alone (`lipsync.acoustic`, uploaded audio's path). Pools, over
+    the texts: the boundary and centre errors of the viseme segments (where both timings have the
+    same segments: the aligner's), the share of speech frames (`fps`) showing the same viseme, and
+    how the frames of /p b m/ are found (recall; precision: the share of frames shown as /p b m/
+    that are) (printed)."""
     from ara_sidecar.config import load_settings
+    from ara_sidecar.lipsync import acoustic
     from ara_sidecar.lipsync.align import estimate
     from ara_sidecar.tts.piper import PiperTTS
 
     tts = PiperTTS(load_settings(), "cpu")
-    bounds, centres, matches, frames, compared = [], [], 0, 0, 0
-    for text in texts:
-        speech = tts.synthesize(text)
-        estimated = estimate(replace(speech, phonemes=None), text)
-        times = np.arange(round(speech.duration_s * fps)) / fps
-        truth, guess = viseme_at(speech.phonemes, times), viseme_at(estimated, times)
-        speaking = truth != "sil"
-        matches += int((truth[speaking] == guess[speaking]).sum())
-        frames += int(speaking.sum())
-        edge, centre = boundary_error(speech.phonemes, estimated), segment_error(speech.phonemes, estimated)
-        if edge is not None and centre is not None:
-            bounds.append(edge)
-            centres.append(centre)
-            compared += 1
-    edge = np.concatenate(bounds) if bounds else np.zeros(0)
-    centre = np.concatenate(centres) if centres else np.zeros(0)
-    out = {
-        "texts": len(texts),
-        "texts_with_the_same_segments": compared,
-        "segments": len(centre),
-        "boundary_ms_median": float(np.median(edge) * 1000) if len(edge) else None,
-        "boundary_ms_p90": float(np.percentile(edge, 90) * 1000) if len(edge) else None,
-        "centre_ms_median": float(np.median(centre) * 1000) if len(centre) else None,
-        "centre_ms_p90": float(np.percentile(centre, 90) * 1000) if len(centre) else None,
-        "frames": frames,
-        "frame_viseme_match": matches / max(frames, 1),
+    speeches = [(text, tts.synthesize(text)) for text in texts]
+    paths = {
+        "aligner": lambda speech, text: estimate(replace(speech, phonemes=None), text),
+        "acoustic": lambda speech, text: acoustic.phonemes(replace(speech, phonemes=None)),
     }
-    if len(edge):
+    out = {}
+    for name, guessed in paths.items():
+        bounds, centres, compared = [], [], 0
+        counts = {"frames": 0, "match": 0, "pp": 0, "pp_found": 0, "pp_shown": 0}
+        for text, speech in speeches:
+            estimated = guessed(speech, text)
+            times = np.arange(round(speech.duration_s * fps)) / fps
+            truth, guess = viseme_at(speech.phonemes, times), viseme_at(estimated, times)
+            speaking = truth != "sil"
+            counts["frames"] += int(speaking.sum())
+            counts["match"] += int((truth[speaking] == guess[speaking]).sum())
+            counts["pp"] += int((truth == "PP").sum())
+            counts["pp_found"] += int(((truth == "PP") & (guess == "PP")).sum())
+            counts["pp_shown"] += int((guess == "PP").sum())
+            edge, centre = (
+                boundary_error(speech.phonemes, estimated),
+                segment_error(speech.phonemes, estimated),
+            )
+            if edge is not None and centre is not None:
+                bounds.append(edge)
+                centres.append(centre)
+                compared += 1
+        edge = np.concatenate(bounds) if bounds else np.zeros(0)
+        centre = np.concatenate(centres) if centres else np.zeros(0)
+        ms = lambda x, q: float(np.percentile(x, q) * 1000) if len(x) else None  # noqa: E731
+        figures = out[name] = {
+            "texts": len(texts),
+            "texts_with_the_same_segments": compared,
+            "segments": len(centre),
+            "boundary_ms_median": ms(edge, 50),
+            "boundary_ms_p90": ms(edge, 90),
+            "centre_ms_median": ms(centre, 50),
+            "centre_ms_p90": ms(centre, 90),
+            "frames": counts["frames"],
+            "frame_viseme_match": counts["match"] / max(counts["frames"], 1),
+            "bilabial_recall": counts["pp_found"] / max(counts["pp"], 1),
+            "bilabial_precision": counts["pp_found"] / max(counts["pp_shown"], 1),
+        }
+        if len(edge):
+            print(
+                f"{name}: vs Piper's timing, {len(texts)} texts ({compared} with the same segments, "
+                f"{len(centre)} segments): boundaries median {figures['boundary_ms_median']:.0f} ms, "
+                f"90th percentile {figures['boundary_ms_p90']:.0f} ms; centres median "
+                f"{figures['centre_ms_median']:.0f} ms, 90th percentile {figures['centre_ms_p90']:.0f} ms"
+            )
         print(
-            f"aligner (AllTalk's path) vs Piper's timing, {len(texts)} texts ({compared} with the same "
-            f"segments, {len(centre)} segments): boundaries median {out['boundary_ms_median']:.0f} ms, "
-            f"90th percentile {out['boundary_ms_p90']:.0f} ms; centres median "
-            f"{out['centre_ms_median']:.0f} ms, 90th percentile {out['centre_ms_p90']:.0f} ms"
+            f"{name}: the same viseme as Piper's timing on {figures['frame_viseme_match']:.1%} of "
+            f"{counts['frames']} speech frames at {fps} fps; /p b m/ frames found "
+            f"{figures['bilabial_recall']:.0%}, frames shown as /p b m/ that are "
+            f"{figures['bilabial_precision']:.0%}"
         )
-    print(
-        f"aligner: the same viseme as Piper's timing on {out['frame_viseme_match']:.1%} of {frames} "
-        f"speech frames at {fps} fps"
-    )
     return out
 
 
@@ -486,7 +512,7 @@ def main() -> None:
         "paths": {name: summary(f) for name, f in paths.items()},
         "modes_motion": mode_motion(),
         "modes_smile": mode_smile(),
-        "aligner": aligner_accuracy(),
+        "untimed": aligner_accuracy(),
     }
     out = ROOT / "bench" / "results" / f"visemes-figures-{time.strftime('%Y-%m-%d')}.json"
     out.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")

@@ -3,6 +3,7 @@ measured on decoded MP4 frames (bench/visemes.py's image measure, looser thresho
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -71,6 +72,9 @@ def test_the_mouth_follows_the_phonemes_on_decoded_frames():
     assert timed.closed_share >= 0.8
     assert timed.rounded_narrower >= 0.7
     assert timed.correlation >= 0.55 and timed.correlation > loudness.correlation
+    # Uploaded audio's path (visemes classified from the sound) beats the loudness-driven mouth.
+    sound = figures["acoustic"]
+    assert sound.closed_share > loudness.closed_share + 0.2 and sound.correlation > loudness.correlation
 
 
 def test_timing_estimated_from_the_text_for_a_tts_without_it(timed):
@@ -99,3 +103,17 @@ def test_the_aligner_speaks_the_language_of_the_text():
     assert {"ou", "oh"} & {s.viseme for s in segs}  # front rounded vowels round the lips
     fallback = estimate_phonemes(Audio(voiced, rate), "Hello there.", "xx")  # no such voice: English
     assert fallback is not None
+
+
+def test_visemes_classified_from_the_sound_alone(timed):
+    """Uploaded audio (no timing, no text): pseudo-phonemes covering the speech, lips shut on some
+    closures, rounded and open vowels among them; nothing for silence or a too-short clip."""
+    from ara_sidecar.lipsync import acoustic
+
+    guessed = acoustic.phonemes(replace(timed, phonemes=None))
+    assert guessed and guessed[0][1] == 0 and guessed[-1][2] == pytest.approx(timed.duration_s, abs=0.02)
+    assert all(a <= b for _, a, b in guessed) and all(p[2] == q[1] for p, q in itertools.pairwise(guessed))
+    shown = {s.viseme for s in segments(guessed)}
+    assert {"PP", "aa", "ou", "sil"} <= shown
+    assert acoustic.phonemes(Audio(np.zeros(22050, np.float32), 22050)) is None
+    assert acoustic.phonemes(Audio(timed.samples[:1000], timed.sample_rate)) is None

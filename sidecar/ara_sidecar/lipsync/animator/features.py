@@ -13,6 +13,7 @@ from ara_sidecar.lipsync.animator.visemes import FIELDS, pose_track
 WIDE, NEUTRAL, ROUND = 0, 1, 2  # mouth shapes from the sound alone
 SHAPES = np.array([(1.08, 0.75), (1.0, 1.0), (0.84, 0.95)], np.float32)  # (lip width, opening scale)
 DYNAMIC_RANGE_DB = 30.0  # openness spans this many dB below the utterance's loud level
+CLASSIFY = True  # speech without timing: visemes classified from its sound (False: loudness alone)
 
 
 def _frames(samples: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
@@ -23,9 +24,17 @@ def _frames(samples: np.ndarray, centres: np.ndarray, size: int) -> np.ndarray:
 
 def mouth_track(audio: Audio, fps: int, n: int, cfg: AnimatorSettings) -> np.ndarray:
     """(n, 5) mouth poses (open, width, close, tuck, pout: `visemes.FIELDS`): from the phoneme
-    timing when the speech carries it, else from loudness and spectral balance (`mouth_controls`)."""
+    timing when the speech carries it, else from visemes classified from its sound
+    (`lipsync.acoustic`), else (too short or silent; or CLASSIFY off) from loudness and spectral
+    balance (`mouth_controls`)."""
     if audio.phonemes:
         return pose_track(audio.phonemes, fps, n)
+    if CLASSIFY:
+        from ara_sidecar.lipsync.acoustic import phonemes
+
+        guessed = phonemes(audio)
+        if guessed:
+            return pose_track(guessed, fps, n)
     openness, shapes = mouth_controls(audio, fps, n, cfg)
     width, scale = SHAPES[shapes].T
     track = np.zeros((n, len(FIELDS)), np.float32)
