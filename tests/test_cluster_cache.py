@@ -58,6 +58,8 @@ def test_one_machine_reads_what_another_made_once(machines):
     assert b.get_bytes(key) == b"video" * 100
     stats = b.stats()
     assert stats["shared"] and stats["entries"] == 1 and stats["hits"] >= 2
+    assert stats["by_kind"]["video"]["bytes"] == 500 and stats["oldest"] == stats["newest"]
+    assert [row[0] for row in a.entries("video")] == [key] and a.entries("avatar") == []
 
 
 def test_identical_requests_on_two_machines_produce_once(machines):
@@ -91,7 +93,9 @@ def test_eviction_and_clear_are_cluster_wide(machines):
     b.get_or_create(keys[2], ".bin", lambda p: p.write_bytes(b"z" * 4000))  # 12 KB: one must go
     assert a.get(keys[0]) is None and a.get(keys[1]) is not None and a.get(keys[2]) is not None
     assert b.clear() == 2
-    assert a.get(keys[1]) is None and b.get(keys[2]) is None and a.stats()["entries"] == 0
+    assert a.get(keys[1]) is None and b.get(keys[2]) is None
+    stats = a.stats()
+    assert stats["entries"] == 0 and stats["bytes"] == 0 and stats["by_kind"] == {}
 
 
 def test_ttl_expires_entries_everywhere(machines):

@@ -6,6 +6,8 @@ read-through first level. Same interface as `CacheStore`.
     {ns}:cache:lru         sorted set: keys by last access
     {ns}:cache:created     sorted set: keys by creation (TTL expiry)
     {ns}:cache:bytes       the indexed files' total size
+    {ns}:cache:kinds       hash: entries, bytes and hits of each kind ("video:bytes", …)
+    {ns}:cache:kind:{kind} sorted set: the keys of a kind by creation
     {ns}:cache:lock:{key}  a render's lock (renewed while held; it lapses if its holder dies)
     {ns}:cache:evicting    held by the machine evicting
     {store}/objects/<key[:2]>/<key><suffix>
@@ -49,18 +51,23 @@ BATCH = 500
 _TOUCH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 redis.call('HINCRBY', KEYS[1], 'hits', 1)
+redis.call('HINCRBY', KEYS[3], redis.call('HGET', KEYS[1], 'kind') .. ':hits', 1)
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
 # drop an entry; returns its suffix (nil if it was not indexed)
 _REMOVE = """
-local entry = redis.call('HMGET', KEYS[1], 'suffix', 'size')
-if not entry[1] then return nil end
+local e = redis.call('HMGET', KEYS[1], 'suffix', 'size', 'kind', 'hits')
+if not e[1] then return nil end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('DECRBY', KEYS[4], entry[2])
-return entry[1]
+redis.call('ZREM', KEYS[6] .. e[3], ARGV[1])
+redis.call('DECRBY', KEYS[4], e[2])
+redis.call('HINCRBY', KEYS[5], e[3] .. ':entries', -1)
+redis.call('HINCRBY', KEYS[5], e[3] .. ':bytes', 0 - tonumber(e[2]))
+redis.call('HINCRBY', KEYS[5], e[3] .. ':hits', 0 - tonumber(e[4] or 0))  -- (0 - x: never -0)
+return e[1]
 """
 
 
@@ -86,6 +93,7 @@ class SharedCacheStore:
         ns = f"{settings.cluster.namespace}:cache"
         self._prefix, self._lru, self._created = f"{ns}:e:", f"{ns}:lru", f"{ns}:created"
         self._bytes, self._locks, self._evicting = f"{ns}:bytes", f"{ns}:lock:", f"{ns}:evicting"
+        self._kinds, self._kind = f"{ns}:kinds", f"{ns}:kind:"
         self._lock_s = settings.cluster.worker_timeout_s
         self._touch = self.redis.register_script(_TOUCH)
         self._remove_script = self.redis.register_script(_REMOVE)
@@ -158,17 +166,15 @@ class SharedCacheStore:
     # -- maintenance -----------------------------------------------------------------------------
 
     def stats(self) -> dict:
-        """As `CacheStore.stats`, for the shared store (`pinned`: this machine's local copies)."""
+        """As `CacheStore.stats`, for the shared store (`pinned`: this machine's local copies);
+        from counters kept with the index, whatever its size."""
         by_kind: dict[str, dict[str, int]] = {}
-        created = []
-        hits = 0
-        for _, meta in self._all():
-            row = by_kind.setdefault(meta["kind"], {"entries": 0, "bytes": 0, "hits": 0})
-            row["entries"] += 1
-            row["bytes"] += int(meta["size"])
-            row["hits"] += int(meta.get("hits", 0))
-            hits += int(meta.get("hits", 0))
-            created.append(float(meta["created"]))
+        for field, value in self.redis.hgetall(self._kinds).items():
+            kind, _, name = field.decode().rpartition(":")
+            by_kind.setdefault(kind, {"entries": 0, "bytes": 0, "hits": 0})[name] = int(value)
+        by_kind = {kind: row for kind, row in sorted(by_kind.items()) if row["entries"] > 0}
+        oldest = self.redis.zrange(self._created, 0, 0, withscores=True)
+        newest = self.redis.zrange(self._created, -1, -1, withscores=True)
         return {
             "root": str(self.root),
             "read_only": False,
@@ -177,21 +183,22 @@ class SharedCacheStore:
             "bytes": sum(r["bytes"] for r in by_kind.values()),
             "max_bytes": self.max_bytes,
             "ttl_s": self.ttl_s,
-            "hits": hits,
+            "hits": sum(r["hits"] for r in by_kind.values()),
             "pinned": self.local.stats()["pinned"],
-            "oldest": min(created, default=None),
-            "newest": max(created, default=None),
-            "by_kind": dict(sorted(by_kind.items())),
+            "oldest": oldest[0][1] if oldest else None,
+            "newest": newest[0][1] if newest else None,
+            "by_kind": by_kind,
         }
 
     def entries(self, kind: str) -> list[tuple[str, str, float]]:
-        now = self._clock()
-        rows = [
-            (key, meta["sha256"], float(meta["created"]))
-            for key, meta in self._all()
-            if meta["kind"] == kind and not self._expired(meta, now)
-        ]
-        return sorted(rows, key=lambda row: row[2])
+        """(key, SHA-256, creation time) of every unexpired entry of `kind`, oldest first."""
+        low = "-inf" if self.ttl_s is None else self._clock() - self.ttl_s
+        rows = self.redis.zrangebyscore(self._kind + kind, low, "+inf", withscores=True)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key, _ in rows:
+                pipe.hget(self._prefix + key.decode(), "sha256")
+            digests = pipe.execute()
+        return [(k.decode(), d.decode(), c) for (k, c), d in zip(rows, digests, strict=True) if d is not None]
 
     def clear(self, keep_kinds: Collection[str] = ()) -> int:
         """Remove every shared entry (but those of `keep_kinds`) no render is writing, and this
@@ -242,7 +249,7 @@ class SharedCacheStore:
         """The shared index entry (hit counted, access time bumped); None if absent or expired."""
         if not is_key(key):
             raise ValueError(f"not a cache key: {key!r}")
-        flat = self._touch(keys=[self._prefix + key, self._lru], args=[self._clock(), key])
+        flat = self._touch(keys=[self._prefix + key, self._lru, self._kinds], args=[self._clock(), key])
         if not flat:
             return None
         meta = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
@@ -292,7 +299,10 @@ class SharedCacheStore:
             pipe.hset(self._prefix + key, mapping=fields)
             pipe.zadd(self._lru, {key: now})
             pipe.zadd(self._created, {key: now})
+            pipe.zadd(self._kind + kind, {key: now})
             pipe.incrby(self._bytes, size)
+            pipe.hincrby(self._kinds, f"{kind}:entries", 1)
+            pipe.hincrby(self._kinds, f"{kind}:bytes", size)
             pipe.execute()
 
     def _evict(self, keep: str) -> None:
@@ -327,7 +337,7 @@ class SharedCacheStore:
         if not lock.acquire():
             return False
         try:
-            keys = [self._prefix + key, self._lru, self._created, self._bytes]
+            keys = [self._prefix + key, self._lru, self._created, self._bytes, self._kinds, self._kind]
             suffix = self._remove_script(keys=keys, args=[key])
             if suffix is not None:
                 with suppress(OSError):

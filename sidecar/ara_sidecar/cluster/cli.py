@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ara_sidecar.cluster import EXTRA_HINT
 from ara_sidecar.config import settings
 from ara_sidecar.errors import UserError
 
@@ -21,7 +22,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         cfg = settings().with_overrides(device=device)
     else:
         raise UserError(f"bad --device {device!r}: auto, cpu, cuda, cuda:N or mps")
-    from ara_sidecar.cluster.worker import run_worker
+    try:
+        from ara_sidecar.cluster.worker import run_worker
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("dramatiq", "redis"):
+            raise
+        raise UserError(f"the cluster worker needs {exc.name}: {EXTRA_HINT}") from None
 
     return run_worker(cfg, device, args.name)
 

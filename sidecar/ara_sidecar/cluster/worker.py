@@ -18,7 +18,11 @@ import socket
 import threading
 import time
 import uuid
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
+
+import dramatiq
+from dramatiq.threading import Interrupt
 
 from ara_sidecar.cluster.queue import ACTOR, MAX_DELIVERIES, make_broker, time_limit_ms
 from ara_sidecar.cluster.state import TERMINAL, Keys, connect, decode_request, decode_state
@@ -140,6 +144,14 @@ class Renderer:
             self.update(rid, status="running", worker=self.worker_id, started=repr(time.time()))
             tracker = Tracker(self, rid, state)
             tracker.finish(_render(self.pipeline, WorkerJob(0, request), tracker, tracker))
+        except Interrupt as exc:  # Dramatiq's hard time limit interrupted it
+            error = (
+                f"render interrupted ({type(exc).__name__}): it ran far past server.job_timeout_s "
+                f"({self.settings.server.job_timeout_s:g} s) without reaching a point where it could stop"
+            )
+            with suppress(Exception):
+                self.finish(rid, "failed", error=error, kind="timeout")
+            raise
         finally:
             self.busy = None
             self.renders += 1
@@ -186,8 +198,6 @@ def announce(client: redis.Redis, keys: Keys, settings: Settings, info: dict[str
 
 def run_worker(cfg: Settings, device: str, name: str | None) -> int:
     """Load the models, then render from the queue until SIGTERM or SIGINT."""
-    import dramatiq
-
     client = connect(cfg)
     keys = Keys(cfg)
     pipeline = Pipeline(cfg)
