@@ -50,4 +50,5 @@ class Animator(LipSync):
         return frames(prepared, audio, fps, n, self.settings.animator, face, self._looks)
 
     def fingerprint(self) -> dict:
-        return {"backend": self.name, **self.settings.animator.model_dump(), "visemes": 1}
+        # "visemes": the renderer's version (2: smile, pout, teeth on f/v, visemes from the sound)
+        return {"backend": self.name, **self.settings.animator.model_dump(), "visemes": 2}
