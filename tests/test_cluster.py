@@ -258,6 +258,32 @@ def test_a_worker_killed_mid_render_its_job_finishes_on_the_other(cluster):
     cluster.wait_workers({"w1", "w2"})
 
 
+def test_a_render_whose_worker_dies_twice_fails_clearly(cluster):
+    job_id = submit(cluster.api("api1"), "Twice unlucky. " + LONG)
+    state: dict = {}
+
+    def running_on(other_than: str | None) -> bool:
+        state.update(cluster.render_state(job_id))
+        worker = state.get("worker", "").split("-")[0]
+        return state.get("status") == "running" and worker not in ("", other_than)
+
+    killed = []
+    for _ in range(2):
+        wait_until(lambda: running_on(killed[-1] if killed else None), 60, lambda: json.dumps(state))
+        killed.append(state["worker"].split("-")[0])
+        os.kill(cluster.workers[killed[-1]].popen.pid, signal.SIGKILL)
+    assert sorted(killed) == ["w1", "w2"]
+    for name in killed:
+        cluster.start_worker(name)
+    failed = wait_job(cluster.api("api2"), job_id, 90)
+    assert failed["status"] == "failed"
+    assert "render worker died while rendering this, 2 times" in failed["error"]
+    assert "not retried again" in failed["error"]
+    r = httpx.post(f"{cluster.api('api1')}/v1/render", json={"text": "Alive again."}, timeout=120)
+    assert r.status_code == 200, r.text
+    cluster.wait_workers({"w1", "w2"})
+
+
 def test_cache_commands_act_on_the_shared_store(cluster):
     text = "A video that the cache commands will clear from every machine."
     first = wait_job(cluster.api("api1"), submit(cluster.api("api1"), text))
