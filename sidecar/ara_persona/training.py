@@ -37,11 +37,11 @@ SCALE = 10_000
 DEFAULTS = SelectorSettings()
 MIN_DOCS = 2  # a feature must occur in at least this many training messages
 L2_MODE = 0.03
-L2_CRISIS = 0.1
+L2_CRISIS = 0.03
 HARD_NEGATIVE_WEIGHT = 3.0
 FOLDS = 5
-HARD_NEGATIVE_ALARMS = 0.01  # the crisis head's false-alarm budget in cross-validation: hard negatives …
-OTHER_ALARMS = 0.005  # … and other messages
+HARD_NEGATIVE_ALARMS = 0.015  # the crisis head's false-alarm budget in cross-validation: hard negatives …
+OTHER_ALARMS = 0.01  # … and other messages
 THRESHOLD_MARGIN = 0.0  # logits added to the threshold those budgets give
 
 
