@@ -139,14 +139,15 @@ def _classes(obs: dict[str, np.ndarray]) -> list[str]:
 
 def _dips(db: np.ndarray, candidate: np.ndarray) -> list[tuple[int, int]]:
     """Frame ranges of closures: runs up to CLOSURE_MAX_S that are DIP_DB quieter than the
-    loudest frames within 50 ms on both sides (and are not hiss)."""
+    loudest frames within DIP_REACH on both sides, which are speech (and are not hiss)."""
     n, quiet = len(db), np.zeros(len(db), bool)
     reach = DIP_REACH
     for i in range(n):
         before = db[max(0, i - reach) : i]
         after = db[i + 1 : i + 1 + reach]
         if len(before) and len(after) and candidate[i]:
-            quiet[i] = db[i] < min(before.max(), after.max()) - DIP_DB
+            around = min(before.max(), after.max())  # speech on both sides, not a pause's edge
+            quiet[i] = around > -SILENCE_DB and db[i] < around - DIP_DB
     out = []
     i = 0
     while i < n:
