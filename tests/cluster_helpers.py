@@ -49,7 +49,7 @@ def redis_server(folder: Path) -> Iterator[str]:
         proc.wait(10)
 
 
-def cluster_env(url: str, store: Path, namespace: str = "ara") -> dict[str, str]:
+def cluster_env(url: str, store: Path | str, namespace: str = "ara") -> dict[str, str]:
     return {
         "ARA_CLUSTER_URL": url,
         "ARA_CLUSTER_STORE": str(store),

@@ -1,4 +1,4 @@
-"""The cluster's shared cache (cluster/cache.py) on a real Redis and a shared folder: two
+"""The cluster's shared cache (cluster/cache.py) on a real Redis and a shared folder (or S3): two
 "machines" (each its own local first level) share entries, render a key once, and eviction,
 TTL, verify and clear act on the whole cluster."""
 
@@ -20,13 +20,27 @@ def redis_url(tmp_path_factory):
         yield url
 
 
-@pytest.fixture
-def machines(redis_url, tmp_path, request):
-    """Two shared stores on one Redis namespace and folder, each with its own local level."""
+@pytest.fixture(params=["folder", "s3"])
+def machines(redis_url, tmp_path, request, monkeypatch):
+    """Two shared stores on one Redis namespace and one store (a folder, or an S3 bucket: moto's
+    in-process S3), each with its own local level."""
     import redis
 
+    store = str(tmp_path / "shared")
+    if request.param == "s3":
+        moto = pytest.importorskip("moto", reason="moto (the dev extra) plays S3 for these tests")
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.setenv(name, "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mock = moto.mock_aws()
+        mock.start()
+        request.addfinalizer(mock.stop)
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="ara-test")
+        store = "s3://ara-test/cache"
     namespace = f"t{abs(hash(request.node.name)) % 10**8}"
-    env = {**cluster_env(redis_url, tmp_path / "shared", namespace), "ARA_CACHE_MAX_MB": "0.01"}
+    env = {**cluster_env(redis_url, store, namespace), "ARA_CACHE_MAX_MB": "0.01"}
 
     def machine(name: str, **extra: str):
         settings = load_settings({**env, "ARA_CACHE_DIR": str(tmp_path / name), **extra})
@@ -113,12 +127,12 @@ def test_verify_drops_corrupt_and_missing_shared_files_and_orphans(machines):
     keys = [cache_key({"t": "verify", "i": i}) for i in range(3)]
     for key in keys:
         a.get_or_create(key, ".bin", lambda p: p.write_bytes(b"v" * 100))
-    shared = a.root / "objects"
-    (shared / keys[0][:2] / f"{keys[0]}.bin").write_bytes(b"w" * 100)  # same size, other content
-    (shared / keys[1][:2] / f"{keys[1]}.bin").unlink()
-    orphan = shared / "ab" / f"{'ab' + '0' * 62}.bin"
-    orphan.parent.mkdir(exist_ok=True)
-    orphan.write_bytes(b"o")
+    other = a.local.root / "other.bin"
+    other.write_bytes(b"w" * 100)
+    a.blobs.put(f"{keys[0][:2]}/{keys[0]}.bin", other)  # same size, other content
+    a.blobs.delete(f"{keys[1][:2]}/{keys[1]}.bin")
+    orphan = f"ab/{'ab' + '0' * 62}.bin"
+    a.blobs.put(orphan, other)
     report = machines("b").verify()
     assert (report["checked"], report["ok"], report["corrupt"], report["missing"], report["orphans"]) == (
         3,
@@ -127,4 +141,5 @@ def test_verify_drops_corrupt_and_missing_shared_files_and_orphans(machines):
         1,
         1,
     )
-    assert not orphan.exists() and a.get(keys[0]) is None and a.get(keys[2]) is not None
+    assert orphan not in {name for name, _ in a.blobs.listing()}
+    assert a.get(keys[0]) is None and a.get(keys[2]) is not None

@@ -136,7 +136,8 @@ class ClusterSettings(_Section):
     """Scaling out (`ara-sidecar serve` and `worker` on a shared Redis; see ara_sidecar.cluster)."""
 
     url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
-    store: Path | None = None
+    store: str | None = Field(default=None, min_length=1)  # a folder, or s3://BUCKET[/PREFIX]
+    s3_endpoint_url: str | None = Field(default=None, pattern=r"^https?://")
     namespace: str = Field(default="ara", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     heartbeat_s: float = Field(default=2.0, gt=0)
     worker_timeout_s: float = Field(default=30.0, gt=0)

@@ -1,6 +1,6 @@
 """The shared cache of a cluster: the index and per-key locks in Redis, the files in a folder every
-machine mounts (`cluster.store`), and each machine's own `CacheStore` (`cache.dir`) as a
-read-through first level. Same interface as `CacheStore`.
+machine mounts or an S3-compatible bucket (`cluster.store`, see `blobs`), and each machine's own
+`CacheStore` (`cache.dir`) as a read-through first level. Same interface as `CacheStore`.
 
     {ns}:cache:e:{key}     hash: suffix, kind, size, sha256, created, hits
     {ns}:cache:lru         sorted set: keys by last access
@@ -10,7 +10,7 @@ read-through first level. Same interface as `CacheStore`.
     {ns}:cache:kind:{kind} sorted set: the keys of a kind by creation
     {ns}:cache:lock:{key}  a render's lock (renewed while held; it lapses if its holder dies)
     {ns}:cache:evicting    held by the machine evicting
-    {store}/objects/<key[:2]>/<key><suffix>
+    <store>: <key[:2]>/<key><suffix> (a folder's under objects/)
 
 The shared index decides what exists: a lookup asks Redis first (one round trip: the entry, its
 access time and hit count), then serves the machine's local copy, copying the shared file once
@@ -23,27 +23,23 @@ machine's first level); readers never pin shared files, as they read their local
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
-import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from ara_sidecar.cache.key import is_key
-from ara_sidecar.cache.store import CacheBusy, CacheStore, CacheUnwritable, Entry, Producer, waiting_allowed
+from ara_sidecar.cache.store import CacheBusy, CacheStore, Entry, Producer, waiting_allowed
+from ara_sidecar.cluster.blobs import TEMP_PREFIX, open_blobs
 from ara_sidecar.cluster.state import connect
 from ara_sidecar.config import Settings
 from ara_sidecar.errors import AraError
 
 # A render's lock lapses cluster.worker_timeout_s after its holder died (it is renewed every third
 # of that): the retry on another worker need not wait longer than the queue does.
-TEMP_PREFIX = ".tmp-"
 STALE_TEMP_S = 3600  # `verify` deletes temporary files older than this (a writer died)
 BATCH = 500
 
@@ -83,12 +79,11 @@ class SharedCacheStore:
     def __init__(self, local: CacheStore, settings: Settings, clock: Callable[[], float] = time.time):
         assert settings.cluster.store is not None
         self.local = local
-        self.root = settings.path(settings.cluster.store)
+        self.blobs = open_blobs(settings)
+        self.root = self.blobs.location
         self.max_bytes = local.max_bytes
         self.ttl_s = local.ttl_s
         self._clock = clock
-        self._objects = self.root / "objects"
-        self._objects.mkdir(parents=True, exist_ok=True)
         self.redis = connect(settings)
         ns = f"{settings.cluster.namespace}:cache"
         self._prefix, self._lru, self._created = f"{ns}:e:", f"{ns}:lru", f"{ns}:created"
@@ -176,7 +171,7 @@ class SharedCacheStore:
         oldest = self.redis.zrange(self._created, 0, 0, withscores=True)
         newest = self.redis.zrange(self._created, -1, -1, withscores=True)
         return {
-            "root": str(self.root),
+            "root": self.root,
             "read_only": False,
             "shared": True,
             "entries": sum(r["entries"] for r in by_kind.values()),
@@ -219,26 +214,22 @@ class SharedCacheStore:
         known = set()
         for key, meta in self._all():
             counts["checked"] += 1
-            actual = _file_sha256(self._path(key, meta["suffix"]))
+            actual = self.blobs.sha256(_name(key, meta["suffix"]))
             if actual == meta["sha256"]:
                 counts["ok"] += 1
-                known.add(key + meta["suffix"])
+                known.add(_name(key, meta["suffix"]))
             elif self._remove(key):
                 counts["missing" if actual is None else "corrupt"] += 1
         now = time.time()
-        for path in self._objects.glob("*/*"):
-            if path.name.startswith(TEMP_PREFIX):
-                with suppress(OSError):
-                    if now - path.stat().st_mtime > STALE_TEMP_S:
-                        path.unlink()
-                        counts["temps"] += 1
-            elif path.name not in known:
-                key = path.name.split(".", 1)[0]
-                if (
-                    is_key(key)
-                    and not self.redis.exists(self._prefix + key)
-                    and self._unlink_unless_locked(key, path)
-                ):
+        for name, modified in self.blobs.listing():
+            base = name.rpartition("/")[2]
+            if base.startswith(TEMP_PREFIX):
+                if now - modified > STALE_TEMP_S:
+                    self.blobs.delete(name)
+                    counts["temps"] += 1
+            elif name not in known:
+                key = base.split(".", 1)[0]
+                if is_key(key) and self._delete_unless_indexed(key, name):
                     counts["orphans"] += 1
         local = self.local.verify()
         return {**counts, **{f"local_{name}": count for name, count in local.items()}}
@@ -260,15 +251,9 @@ class SharedCacheStore:
 
     def _copy_in(self, key: str, meta: dict[str, str]) -> Path | None:
         """Copy the shared file into the local level (checked); a missing or corrupt one is dropped."""
-        source = self._path(key, meta["suffix"])
 
         def copy(tmp: Path) -> None:
-            with open(source, "rb") as src, open(tmp, "wb") as dst:
-                digest = hashlib.sha256()
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    digest.update(block)
-                    dst.write(block)
-            if digest.hexdigest() != meta["sha256"]:
+            if self.blobs.fetch(_name(key, meta["suffix"]), tmp) != meta["sha256"]:
                 raise _Corrupt(key)
 
         try:
@@ -278,21 +263,9 @@ class SharedCacheStore:
             return None
 
     def _publish(self, key: str, path: Path, suffix: str, kind: str) -> None:
-        """Copy a local file into the shared folder, then index it (the key's lock is held)."""
-        final = self._path(key, suffix)
-        tmp = final.parent / f"{TEMP_PREFIX}{key}-{uuid.uuid4().hex[:8]}{suffix}"
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.fsync(dst.fileno())
-            os.replace(tmp, final)
-        except OSError as exc:
-            with suppress(OSError):
-                tmp.unlink()
-            raise self._unwritable(exc) from exc
-        size, sha256 = final.stat().st_size, _file_sha256(final)
+        """Copy a local file into the shared store, then index it (the key's lock is held)."""
+        self.blobs.put(_name(key, suffix), path)
+        size, sha256 = path.stat().st_size, _file_sha256(path)
         now = self._clock()
         fields = {"suffix": suffix, "kind": kind, "size": size, "sha256": sha256, "created": now, "hits": 0}
         with self.redis.pipeline(transaction=True) as pipe:
@@ -341,20 +314,21 @@ class SharedCacheStore:
             suffix = self._remove_script(keys=keys, args=[key])
             if suffix is not None:
                 with suppress(OSError):
-                    self._path(key, suffix.decode()).unlink(missing_ok=True)
+                    self.blobs.delete(_name(key, suffix.decode()))
             return suffix is not None
         finally:
             with suppress(Exception):
                 lock.release()
 
-    def _unlink_unless_locked(self, key: str, path: Path) -> bool:
+    def _delete_unless_indexed(self, key: str, name: str) -> bool:
+        """Delete an unindexed object unless a render holds its key's lock (it is publishing it)."""
         lock = self.redis.lock(self._locks + key, timeout=self._lock_s, blocking=False)
         if not lock.acquire():
             return False
         try:
             if self.redis.exists(self._prefix + key):
                 return False
-            path.unlink(missing_ok=True)
+            self.blobs.delete(name)
             return True
         finally:
             with suppress(Exception):
@@ -398,15 +372,9 @@ class SharedCacheStore:
     def _expired(self, meta: dict[str, Any], now: float) -> bool:
         return self.ttl_s is not None and now - float(meta["created"]) > self.ttl_s
 
-    def _path(self, key: str, suffix: str) -> Path:
-        return Path(os.path.join(self._objects, key[:2], key + suffix))
 
-    def _unwritable(self, exc: OSError) -> Exception:
-        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            return CacheUnwritable(f"the shared store {self.root} is full: {exc.strerror}")
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            return CacheUnwritable(f"the shared store {self.root} is read-only: {exc.strerror}")
-        return exc
+def _name(key: str, suffix: str) -> str:
+    return f"{key[:2]}/{key}{suffix}"
 
 
 def _file_sha256(path: Path) -> str | None:
