@@ -24,7 +24,8 @@ Why Dramatiq, on its Redis broker, as the queue:
 
 Modules: `state` (Redis connection, key names, the render state), `queue` (the broker and the
 render actor), `worker` (`ara-sidecar worker`), `jobs` (the API servers' job table),
-`cache` (the shared cache: index and locks in Redis, files in `cluster.store`).
+`cache` (the shared cache: index and locks in Redis, files in `cluster.store`), `blobs` (that
+store: a shared folder, or an S3-compatible bucket), `cli` (the `worker` command's arguments).
 """
 
 from __future__ import annotations
