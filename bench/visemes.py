@@ -171,8 +171,22 @@ def evaluate(
     return Figures(ratios, narrower, correlation, lipsync_s / duration_s, fuller, labiodental), at
 
 
-def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
-    """Both paths' figures for `text` (printed); a contact sheet of the phoneme path at `sheet`."""
+def closed_mouth(avatar, settings):
+    """The shipped portrait with its lips pressed together by the animator: a portrait whose mouth
+    is closed and shows no teeth (as many uploaded ones), to render from."""
+    from ara_sidecar.avatar import Avatar
+    from ara_sidecar.lipsync.animator import Animator
+    from ara_sidecar.lipsync.animator.scene import Looks
+
+    scene = Animator(settings, "cpu").prepare(avatar)
+    image = avatar.image.copy()
+    image[scene.mouth.region.slices] = Looks(scene).renderer.render(0.0, 0.98, close=1.0)
+    return Avatar(image=image, digest=f"{avatar.digest}-closed", source="closed-mouth portrait")
+
+
+def run(text: str = TEXT, sheet: Path | None = None, closed: bool = False) -> dict[str, Figures]:
+    """Every path's figures for `text` (printed); a contact sheet of the phoneme path at `sheet`.
+    `closed`: on the shipped portrait with its mouth closed (`closed_mouth`)."""
     from ara_sidecar.avatar import load_avatar
     from ara_sidecar.config import load_settings
     from ara_sidecar.encode import REGISTRY as ENCODERS
@@ -186,6 +200,9 @@ def run(text: str = TEXT, sheet: Path | None = None) -> dict[str, Figures]:
     speech = tts.synthesize(text)
     assert speech.phonemes, "Piper gave no phoneme timing (is the onnx package installed?)"
     avatar = load_avatar(ROOT / "personas" / "ara" / "avatar.png", max_pixels=10**7, max_side=512)
+    if closed:
+        avatar = closed_mouth(avatar, settings)
+        print("on the shipped portrait with its mouth closed (no teeth showing):")
     animator = Animator(settings.with_overrides(**{"animator.sway_degrees": 0}), "cpu")
     scene = animator.prepare(avatar)
     encoder = ENCODERS.load("mp4")(settings)
@@ -480,21 +497,25 @@ def mode_smile(
 
 
 def contact_sheet(frames: list[np.ndarray], at: dict[str, list[int]], layout: Layout, path: Path) -> None:
-    """One row per group (bilabial, open, rounded, spread): the lower face at up to 8 instants."""
+    """One row per group (bilabial, labiodental, open, rounded, spread): the mouth at up to 8
+    instants."""
     from PIL import Image, ImageDraw
 
     fh = layout.frame.h
-    y0 = round(layout.mouth_y - 0.35 * fh)
-    x0 = round(layout.mouth_x - 0.45 * fh)
-    side = round(0.9 * fh)
-    label_w, cols = 80, 8
-    sheet = Image.new("RGB", (label_w + cols * side, len(at) * side), "white")
+    y0 = round(layout.mouth_y - 0.3 * fh)
+    x0 = round(layout.mouth_x - 0.3 * fh)
+    side, scale = round(0.6 * fh), 2  # the lower face around the mouth, shown twice as large
+    cell = side * scale
+    label_w, cols = 90, 8
+    sheet = Image.new("RGB", (label_w + cols * cell, len(at) * cell), "white")
     draw = ImageDraw.Draw(sheet)
     for r, (group, indices) in enumerate(at.items()):
-        draw.text((4, r * side + side // 2), group, fill="black")
+        draw.text((4, r * cell + cell // 2), group, fill="black")
         for c, i in enumerate(indices[:cols]):
-            crop = frames[i][max(0, y0) : y0 + side, max(0, x0) : x0 + side]
-            sheet.paste(Image.fromarray(np.ascontiguousarray(crop)), (label_w + c * side, r * side))
+            crop = Image.fromarray(
+                np.ascontiguousarray(frames[i][max(0, y0) : y0 + side, max(0, x0) : x0 + side])
+            )
+            sheet.paste(crop.resize((cell, cell), Image.LANCZOS), (label_w + c * cell, r * cell))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     print(f"contact sheet: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
@@ -508,8 +529,10 @@ def main() -> None:
 
     print(machine_line())
     paths = run(sheet=args.sheet)
+    closed = run(sheet=args.sheet.with_name(args.sheet.stem + "-closed.png"), closed=True)
     figures = {
         "paths": {name: summary(f) for name, f in paths.items()},
+        "paths_closed_mouth": {name: summary(f) for name, f in closed.items()},
         "modes_motion": mode_motion(),
         "modes_smile": mode_smile(),
         "untimed": aligner_accuracy(),

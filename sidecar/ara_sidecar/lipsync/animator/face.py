@@ -142,6 +142,10 @@ def _mouth_layout(image: np.ndarray, face: Box, eyes: tuple[Box, ...]) -> Layout
         _parting_row(redness[:, cols].mean(axis=1), fh) for cols in (slice(0, band), slice(-band, None))
     ]
     rises = [line - r[0] for r in side_rows if r is not None and 0 <= line - r[0] <= 0.08 * fh]
+    if not rises and line - top <= 0.02 * fh:  # closed lips: the seam is the darkest row there
+        for cols in (slice(0, band), slice(-band, None)):
+            above = light[max(0, line - round(0.08 * fh)) : line + 2, cols].mean(axis=1)
+            rises.append(line - (max(0, line - round(0.08 * fh)) + int(np.argmin(above))))
     smile = float(np.mean(rises)) / 0.6 if rises else 0.0  # sides sit at ±0.75 hw: (0.75)² ≈ 0.6
     # Teeth: the rows just above the line are whiter (less red, lighter) than the chin's skin.
     above = slice(max(0, line - round(0.03 * fh)), line), centre

@@ -247,7 +247,7 @@ class MouthRenderer:
             cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
-        if closing and close > 0:  # where pressed lips meet: their shadowed seam, not teeth
+        if closing and close > 0 and not bare:  # where pressed lips meet: their seam, not teeth
             seam = close * self.rest_seam * np.exp(-(((rel + 0.5) / max(1.0, 0.006 * fh)) ** 2))
             rows = np.flatnonzero(seam.max(axis=1) > 0.02)
             if len(rows):
