@@ -340,3 +340,28 @@ def test_worker_without_a_cluster_says_what_to_set():
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARA_CLUSTER")}
     out = subprocess.run([sidecar(), "worker"], env=env, capture_output=True, text=True)
     assert out.returncode == 2 and "set cluster.url (ARA_CLUSTER_URL)" in out.stderr
+
+
+def test_a_full_cluster_queue_is_a_429_but_identical_requests_still_join(cluster, settings):
+    import asyncio
+
+    from ara_sidecar.cluster.jobs import ClusterJobManager
+    from ara_sidecar.pipeline import RenderRequest
+    from ara_sidecar.server.jobs import QueueFull
+
+    overrides = {"cluster.url": cluster.url, "cluster.store": str(cluster.tmp / "shared")}
+    cfg = settings.with_overrides(**overrides, **{"cluster.namespace": "nobody", "server.queue_size": 1})
+
+    async def main() -> None:
+        jobs = ClusterJobManager(cfg)  # no worker listens on this namespace: renders stay queued
+        first = jobs.submit("1" * 64, RenderRequest(text="one"), "requested", 1)
+        same = jobs.submit("1" * 64, RenderRequest(text="one"), "requested", 1)
+        assert same.render is first.render and first.status == "queued"
+        with pytest.raises(QueueFull):
+            jobs.submit("2" * 64, RenderRequest(text="two"), "requested", 1)
+        jobs.cancel(first)
+        assert same.status == "queued"  # still wanted by the other job
+        jobs.cancel(same)
+        assert same.render.status == "cancelled"
+
+    asyncio.run(main())

@@ -41,6 +41,7 @@ class ClusterJobManager(JobManager):
         self.redis = connect(settings)
         self.broker = make_broker(settings, self.keys)
         self._followed: dict[str, Render] = {}  # rid -> unfinished render with jobs here
+        self._join_or_create = self.redis.register_script(_JOIN_OR_CREATE)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -74,7 +75,7 @@ class ClusterJobManager(JobManager):
             record = {"key": key, "hit": names, "chunk_count": str(chunk_count)}
             ttl = min(self.keys.ttl_s, HIT_JOB_TTL_S)
         else:
-            render = self._follow(self._join_or_queue(key, request, chunk_count), request)
+            render = self._join_or_queue(key, request, chunk_count)
             record, ttl = {"rid": render.ref}, self.keys.ttl_s
         job = Job(job_id, render, mode_reason, created=now)
         with self.redis.pipeline(transaction=False) as pipe:
@@ -198,44 +199,32 @@ class ClusterJobManager(JobManager):
 
     # -- Redis --------------------------------------------------------------------------------
 
-    def _join_or_queue(self, key: str, request: RenderRequest | SpeechRequest, chunk_count: int) -> str:
-        """The id of the render of `key` queued or running anywhere, else of a new one, queued.
-        Raises QueueFull when `server.queue_size` renders are queued or running in the cluster."""
-        active = self.redis.get(self.keys.active(key))
-        if active is not None:
-            status = self.redis.hget(self.keys.render(active.decode()), "status")
-            if status not in (b"failed", b"cancelled"):
-                return active.decode()
-            # it has just ended without a video and its key is about to be freed: a new render
-            self.redis.eval(_DELETE_IF, 1, self.keys.active(key), active)
-        if self.redis.hlen(self.keys.queue_messages()) >= self.queue_size:
-            raise QueueFull(self.queue_size, self.retry_after())
-        rid = uuid.uuid4().hex
-        self._write_render(rid, key, request, chunk_count, status="queued")
-        if not self.redis.set(self.keys.active(key), rid, nx=True, ex=self.keys.ttl_s):
-            self.redis.delete(self.keys.render(rid))  # another API server was first: join its render
-            active = self.redis.get(self.keys.active(key))
-            if active is not None:
-                return active.decode()
-            self._write_render(rid, key, request, chunk_count, status="queued")
-        enqueue(self.broker, self.keys, rid)
-        return rid
-
-    def _write_render(self, rid: str, key: str, request, chunk_count: int, **fields: str) -> None:
-        mapping = {
+    def _join_or_queue(self, key: str, request: RenderRequest | SpeechRequest, chunk_count: int) -> Render:
+        """The render of `key` queued or running anywhere (joined), else a new one, queued; one
+        atomic step in Redis (a script), then the queue. Raises QueueFull when
+        `server.queue_size` renders are queued or running in the cluster."""
+        rid, now = uuid.uuid4().hex, time.time()
+        fields = {
             "key": key,
             "request": encode_request(request),
             "chunk_count": str(chunk_count),
+            "status": "queued",
             "fractions": "{}",
             "chunks": "[]",
             "deliveries": "0",
-            "created": repr(time.time()),
-            **fields,
+            "created": repr(now),
         }
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.render(rid), mapping=mapping)
-            pipe.expire(self.keys.render(rid), self.keys.ttl_s)
-            pipe.execute()
+        keys = [self.keys.active(key), self.keys.queue_messages(), self.keys.render(rid)]
+        args = [rid, self.queue_size, self.keys.ttl_s, self.keys.render(""), *_flat(fields)]
+        outcome, found = self._join_or_create(keys=keys, args=args)
+        if outcome == b"full":
+            raise QueueFull(self.queue_size, self.retry_after())
+        if outcome == b"join":
+            return self._follow(found.decode(), request)
+        enqueue(self.broker, self.keys, rid)
+        render = Render(0, key, request, chunk_count, ref=rid)
+        self._followed[rid] = render
+        return render
 
     def _follow(self, rid: str, request: RenderRequest | SpeechRequest | None) -> Render:
         """The local `Render` of `rid`, followed until it ends (its state read from Redis now)."""
@@ -329,6 +318,22 @@ class ClusterJobManager(JobManager):
         self._post(self._on_state, rid, state, job_id, cancelled)
 
 
+# KEYS: the video's active-render key, the queue's messages, the new render's hash; ARGV: the new
+# render's id, server.queue_size, the TTL, the render hashes' prefix, the new render's fields.
+# Joins the active render unless it ended without a video (or expired); else makes the new one,
+# unless the queue is full. (Standalone Redis or Sentinel: it reads the active render's hash.)
+_JOIN_OR_CREATE = """
+local active = redis.call('GET', KEYS[1])
+if active then
+  local status = redis.call('HGET', ARGV[4] .. active, 'status')
+  if status and status ~= 'failed' and status ~= 'cancelled' then return {'join', active} end
+end
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {'full', ''} end
+redis.call('HSET', KEYS[3], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return {'new', ARGV[1]}
+"""
 _CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'running' then
@@ -338,3 +343,7 @@ end
 return 0
 """
 _DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    return [x for pair in fields.items() for x in pair]
