@@ -26,11 +26,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
-from render import machine_line
+from render import REPLY, machine_line
 
 HOST = "127.0.0.1"
 SIDECAR = Path(sys.executable).with_name("ara-sidecar")
@@ -115,6 +116,40 @@ def wait_done_events(port: int, job_id: str) -> float:
         conn.close()
 
 
+def redis_cost(client, port: int, text: str) -> tuple[int, int, float]:
+    """Commands Redis runs for one render through the API, watched with MONITOR: from clients,
+    and inside Lua scripts; without Dramatiq's polling (its "fetch" dispatches and their calls)."""
+    seen: list[dict] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        with client.monitor() as monitor:
+            while not stop.is_set():  # the workers' polls keep commands coming
+                seen.append(monitor.next_command())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(0.5)
+    status, body = call(port, "POST", "/v1/render", {"text": text})
+    assert status == 200, body
+    time.sleep(0.2)
+    stop.set()
+    watcher.join(10)
+    top = inner = 0
+    polling = False
+    for event in seen:
+        if event["client_type"] == "lua":
+            inner += not polling
+            continue
+        polling = event["command"].startswith("EVALSHA") and " fetch " in event["command"]
+        top += not polling and not event["command"].startswith("MONITOR")
+    return top, inner, body["duration_s"]
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def pct(values: list[float], scale: float = 1e3) -> str:
     values = sorted(values)
     p50, p99 = statistics.median(values), values[int(len(values) * 0.99)]
@@ -183,7 +218,9 @@ def main() -> None:
             wait_for(lambda: workers(port) == 1, 120, "the first worker")
             run_jobs(port, texts(f"warm {run}", 1))
 
+            shared_before = _tree_bytes(tmp / "shared")
             one = run_jobs(port, texts(f"one {run}", args.renders))
+            shared_per_render = (_tree_bytes(tmp / "shared") - shared_before) / args.renders
             procs.append(
                 start(["worker", "--device", "cpu", "--name", "w2"], worker_env("w2"), tmp / "w2.log")
             )
@@ -197,6 +234,13 @@ def main() -> None:
             print(
                 f"  2 workers: {args.renders / two:.3f} renders/s ({two:.2f} s); "
                 f"×{one / two:.2f} (target ≈ 1.8×)"
+            )
+
+            print(f"shared store: {shared_per_render / 1024:.0f} KiB written per render (short replies)")
+            top, inner, speech_s = redis_cost(client, port, f"{REPLY} ({run})")
+            print(
+                f"Redis per render of a {speech_s:.1f} s reply (MONITOR; Dramatiq's idle polls left out): "
+                f"{top} commands from clients, {inner} more inside scripts"
             )
 
             overhead, pickup, notify, posts = [], [], [], []
