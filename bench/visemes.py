@@ -504,8 +504,8 @@ def contact_sheet(frames: list[np.ndarray], at: dict[str, list[int]], layout: La
     fh = layout.frame.h
     y0 = round(layout.mouth_y - 0.3 * fh)
     x0 = round(layout.mouth_x - 0.3 * fh)
-    side, scale = round(0.6 * fh), 2  # the lower face around the mouth, shown twice as large
-    cell = side * scale
+    side = round(0.6 * fh)  # the lower face around the mouth, shown 1.5 times as large
+    cell = round(1.5 * side)
     label_w, cols = 90, 8
     sheet = Image.new("RGB", (label_w + cols * cell, len(at) * cell), "white")
     draw = ImageDraw.Draw(sheet)
