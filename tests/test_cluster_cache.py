@@ -120,6 +120,11 @@ def test_ttl_expires_entries_everywhere(machines):
     assert b.get(key) is not None
     b._clock = lambda: __import__("time").time() + 7200
     assert b.get(key) is None and a.get(key) is None
+    again = cache_key({"t": "ttl", "i": 4})
+    a.get_or_create(again, ".bin", lambda p: p.write_bytes(b"u" * 10))
+    a._clock = b._clock  # expired, then made again under its lock: counted once
+    a.get_or_create(again, ".bin", lambda p: p.write_bytes(b"u" * 10))
+    assert b.stats()["by_kind"]["video"]["entries"] == 1 and b.stats()["bytes"] == 10
 
 
 def test_verify_drops_corrupt_and_missing_shared_files_and_orphans(machines):

@@ -269,6 +269,9 @@ class SharedCacheStore:
         now = self._clock()
         fields = {"suffix": suffix, "kind": kind, "size": size, "sha256": sha256, "created": now, "hits": 0}
         with self.redis.pipeline(transaction=True) as pipe:
+            # an entry still indexed (one expired, which a lookup under this lock could not drop)
+            # is replaced, its counts with it
+            self._remove_script(keys=self._index_keys(key), args=[key], client=pipe)
             pipe.hset(self._prefix + key, mapping=fields)
             pipe.zadd(self._lru, {key: now})
             pipe.zadd(self._created, {key: now})
@@ -310,8 +313,7 @@ class SharedCacheStore:
         if not lock.acquire():
             return False
         try:
-            keys = [self._prefix + key, self._lru, self._created, self._bytes, self._kinds, self._kind]
-            suffix = self._remove_script(keys=keys, args=[key])
+            suffix = self._remove_script(keys=self._index_keys(key), args=[key])
             if suffix is not None:
                 with suppress(OSError):
                     self.blobs.delete(_name(key, suffix.decode()))
@@ -319,6 +321,10 @@ class SharedCacheStore:
         finally:
             with suppress(Exception):
                 lock.release()
+
+    def _index_keys(self, key: str) -> list[str]:
+        """The keys of `_REMOVE`."""
+        return [self._prefix + key, self._lru, self._created, self._bytes, self._kinds, self._kind]
 
     def _delete_unless_indexed(self, key: str, name: str) -> bool:
         """Delete an unindexed object unless a render holds its key's lock (it is publishing it)."""
