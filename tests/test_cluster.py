@@ -249,6 +249,8 @@ def test_a_worker_killed_mid_render_its_job_finishes_on_the_other(cluster):
     wait_until(running, 60, lambda: json.dumps(state))
     victim = state["worker"].split("-")[0]
     os.kill(cluster.workers[victim].popen.pid, signal.SIGKILL)
+    # its announcement expires (cluster.worker_timeout_s: 3 s here)
+    wait_until(lambda: victim not in {w["id"].split("-")[0] for w in cluster.alive_workers()}, 15)
     done = wait_job(cluster.api("api1"), job_id, 90)
     assert done["status"] == "done", done
     after = cluster.render_state(job_id)
