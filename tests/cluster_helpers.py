@@ -23,8 +23,9 @@ def redis_server(folder: Path) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server): the cluster tests need it")
-    import redis
-
+    redis = pytest.importorskip(
+        "redis", reason="the cluster extra is not installed (pip install '.[cluster]')"
+    )
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
