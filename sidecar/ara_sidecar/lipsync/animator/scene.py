@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -83,6 +84,7 @@ def build_scene(avatar: Avatar, *, no_face_ok: bool) -> Scene:
 
 
 Patch = tuple[Region, np.ndarray]  # pixels that differ from the still portrait, and where
+T = TypeVar("T")
 
 
 def changed(region: Region, patch: np.ndarray, image: np.ndarray) -> Patch:
@@ -104,7 +106,8 @@ class _Kept(OrderedDict):
         super().__init__()
         self.size, self.lock = size, threading.Lock()
 
-    def get_or_make(self, key, make):
+    def get_or_make(self, key: Hashable, make: Callable[[], T]) -> T:
+        """The item kept under `key`, else `make()`'s, kept."""
         with self.lock:
             item = super().get(key)
             if item is not None:
