@@ -49,7 +49,8 @@ MAX_MOUTHS = 400  # mouth patches kept per portrait (about 0.1 MB each at 512×5
 BLINK_LEVELS = 4  # eyelid steps above open
 SWAY_LEVELS = 8  # sway angle steps each side of upright
 EYE_LOOKS = 256  # eyelid and brow patches kept per portrait
-TURNED_BYTES = 32 << 20  # turned portraits kept per scene
+TURNED_BYTES = 32 << 20  # turned portraits (and their maps) kept per scene
+PARTS_MARGIN = 0.08  # room kept around the patched parts for the head's turn, × the face height
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,20 @@ class Looks:
         self.renderer = MouthRenderer(scene.image, scene.mouth)
         self.mouths = _Kept(MAX_MOUTHS)
         self.eyes = _Kept(EYE_LOOKS)
-        turns = max(8, TURNED_BYTES // max(1, scene.image.nbytes))
+        # The parts patches cover (mouth, eyes, brows), with room for the head's turn around them.
+        regions = (scene.mouth.region, *(eye.region for eye in scene.eyes))
+        regions += (scene.upper.region,) if scene.upper is not None else ()
+        self.parts = Region(
+            min(r.x0 for r in regions),
+            min(r.y0 for r in regions),
+            max(r.x1 for r in regions),
+            max(r.y1 for r in regions),
+        ).grown(
+            round(PARTS_MARGIN * scene.layout.frame.h),
+            Region(0, 0, scene.image.shape[1], scene.image.shape[0]),
+        )
+        area = (self.parts.x1 - self.parts.x0) * (self.parts.y1 - self.parts.y0)
+        turns = max(8, TURNED_BYTES // max(1, scene.image.nbytes + 6 * area))  # portrait and maps
         self.turned = _Kept(turns)
 
     def mouth(self, key: tuple[int, ...], scale: np.ndarray, max_drop: float) -> Patch:
@@ -208,8 +222,9 @@ def frames(
 
 class _Sway:
     """Frames with the head turned by a quantised angle and lowered by a nod. The still portrait
-    so turned is warped once per scene (kept in `Looks`); per frame only the rectangles around
-    pasted patches (grown by the warp's largest displacement) are warped again."""
+    so turned is warped once per scene and kept in `Looks`, with the warp's maps over the parts
+    that patches cover; per frame only the rectangles around pasted patches (grown by the warp's
+    largest displacement) are warped again."""
 
     def __init__(self, looks: Looks, radians_per_level: float):
         self.looks, self.step = looks, radians_per_level
@@ -221,6 +236,7 @@ class _Sway:
         self.xs = np.arange(w, dtype=np.float32)[None, :]
         self.offset_x = rig.mask * (self.ys - rig.pivot_y)  # source offset per radian of turn
         self.offset_y = rig.mask * (rig.pivot_x - self.xs)
+        self.parts = looks.parts.grown(0, rig.region)
 
     def _maps(self, angle: int, nod: int, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
         """Source coordinates (head-region pixels) of the turned head over `rows`, `cols`."""
@@ -230,26 +246,35 @@ class _Sway:
         map_y = self.ys[rows] + k * self.offset_y[rows, cols] - np.float32(nod) * mask
         return map_x, map_y
 
-    def _turned(self, angle: int, nod: int) -> np.ndarray:
-        def make() -> np.ndarray:
+    def _turned(self, angle: int, nod: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """The portrait with the head turned, and the turn's fixed-point maps over `parts`."""
+
+        def make() -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
             still = self.image.copy()
             maps = self._maps(angle, nod, slice(None), slice(None))
             still[self.rig.region.slices] = self._warp(self.image[self.rig.region.slices], maps)
-            return still
+            rows, cols = self.parts.within(self.rig.region)
+            return still, cv2.convertMaps(maps[0][rows, cols], maps[1][rows, cols], cv2.CV_16SC2)
 
         return self.looks.turned.get_or_make((angle, nod, self.step), make)
 
     def frame(self, angle: int, nod: int, patches: list[Patch]) -> np.ndarray:
         """The frame with the head turned by `angle` steps and lowered by `nod` pixels."""
         rig = self.rig
-        frame = self._turned(angle, nod).copy()
+        still, (map1, map2) = self._turned(angle, nod)
+        frame = still.copy()
         patches = [(region, patch) for region, patch in patches if patch.size]
         for region, patch in patches:
             self.canvas[region.within(rig.region)] = patch
         margin = int(np.ceil(abs(self.step * angle) * rig.reach)) + abs(nod) + 2
         for region, _ in patches:
             out = region.grown(margin, rig.region)
-            frame[out.slices] = self._warp(self.canvas, self._maps(angle, nod, *out.within(rig.region)))
+            if out.grown(0, self.parts) == out:  # inside the kept maps
+                inner = out.within(self.parts)
+                maps = map1[inner], map2[inner]
+            else:
+                maps = self._maps(angle, nod, *out.within(rig.region))
+            frame[out.slices] = self._warp(self.canvas, maps)
         for region, _ in patches:
             self.canvas[region.within(rig.region)] = self.image[region.slices]
         return frame
