@@ -6,6 +6,8 @@
 their key; a listener thread hears the workers' doorbell (pub/sub), reads the render's state and
 applies it on the event loop. Jobs are loaded from Redis when this server does not know them (a
 job made by another API server, or before a restart), so any API server answers for any job.
+The routes use the async forms (`asubmit`, `aget`, `acancel`, `astats`): their Redis part runs in
+the thread pool, their part on the loop after it (`_enter`/`_adopt`, `_load`/`_adopt_loaded`…).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from ara_sidecar.cluster.queue import enqueue, make_broker
 from ara_sidecar.cluster.state import TERMINAL, Keys, connect, decode_state, encode_request
@@ -30,6 +32,24 @@ log = logging.getLogger(__name__)
 RESYNC_S = 5.0  # the followed renders are read again this often (a missed doorbell costs no more)
 LISTEN_POLL_S = 0.5
 HIT_JOB_TTL_S = 3600  # a cache hit's job is kept this long (a small record; hits can be many)
+
+
+class Entered(NamedTuple):
+    """A job entered in Redis: its id and time, its render's id (None: a cache hit) and the
+    state of the render it joined (None: a new render, queued)."""
+
+    job_id: str
+    created: float
+    rid: str | None
+    state: dict[str, Any] | None
+
+
+class Loaded(NamedTuple):
+    """A job read from Redis: its record, its render's state, or for a hit its video's result."""
+
+    job: dict[str, str]
+    state: dict[str, Any] | None
+    result: dict[str, Any] | None
 
 
 class ClusterJobManager(JobManager):
@@ -56,7 +76,19 @@ class ClusterJobManager(JobManager):
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5.0)
 
-    # -- requests ---------------------------------------------------------------------------
+    # -- requests: the routes use the async forms, whose Redis part runs in a thread (the event
+    # loop never waits for Redis); the sync forms wait for it on the caller's thread
+
+    async def asubmit(
+        self,
+        key: str,
+        request: RenderRequest | SpeechRequest,
+        mode_reason: str,
+        chunk_count: int,
+        cached: dict[str, Any] | None = None,
+    ) -> Job:
+        entered = await asyncio.to_thread(self._enter, key, request, mode_reason, chunk_count, cached)
+        return self._adopt(entered, key, request, mode_reason, chunk_count, cached)
 
     def submit(
         self,
@@ -66,98 +98,35 @@ class ClusterJobManager(JobManager):
         chunk_count: int,
         cached: dict[str, Any] | None = None,
     ) -> Job:
-        now = time.time()
-        job_id = uuid.uuid4().hex
-        if cached is not None:  # a hit: only a small job record (from the result of its video)
-            render = Render(0, key, request, chunk_count, status="done", chunks=cached.get("chunks", []))
-            render.result = cached
-            names = json.dumps({"mode": cached["mode"], "persona": cached["persona"]})
-            record = {"key": key, "hit": names, "chunk_count": str(chunk_count)}
-            ttl = min(self.keys.ttl_s, HIT_JOB_TTL_S)
-        else:
-            render = self._join_or_queue(key, request, chunk_count)
-            record, ttl = {"rid": render.ref}, self.keys.ttl_s
-        job = Job(job_id, render, mode_reason, created=now)
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(
-                self.keys.job(job.id), mapping={**record, "mode_reason": mode_reason, "created": repr(now)}
-            )
-            pipe.expire(self.keys.job(job.id), ttl)
-            if render.ref is not None:
-                pipe.sadd(self.keys.render_jobs(render.ref), job.id)
-                pipe.expire(self.keys.render_jobs(render.ref), self.keys.ttl_s)
-            pipe.execute()
-        if render.status in TERMINAL:
-            job.finished = now
-        render.jobs.append(job)
-        self.jobs[job.id] = job
-        self._forget_old_jobs()
-        return job
+        entered = self._enter(key, request, mode_reason, chunk_count, cached)
+        return self._adopt(entered, key, request, mode_reason, chunk_count, cached)
+
+    async def acancel(self, job: Job) -> None:
+        if self._cancel_here(job):
+            active = job.render.status not in TERMINAL
+            self._cancelled(job.render, await asyncio.to_thread(self._cancel_there, job, active))
 
     def cancel(self, job: Job) -> None:
         """Cancel `job` (made here or by any API server); the render stops, on whichever worker
         runs it, if no other job waits for it."""
-        if job.finished is not None:
-            return
-        job.cancelled, job.finished = True, time.time()
-        render = job.render
-        if job in render.jobs:
-            render.jobs.remove(job)
-        job.notify()
-        rid = render.ref
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.keys.job(job.id), mapping={"cancelled": "1", "finished": repr(job.finished)})
-            pipe.srem(self.keys.render_jobs(rid), job.id)
-            pipe.scard(self.keys.render_jobs(rid))
-            waiting = pipe.execute()[-1]
-        if waiting == 0 and render.status not in TERMINAL:
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self.keys.render(rid), "cancel", "1")
-                pipe.eval(_CANCEL, 1, self.keys.render(rid), repr(time.time()))
-                pipe.eval(_DELETE_IF, 1, self.keys.active(render.key), rid)
-                cancelled = pipe.execute()[1]
-            if cancelled:
-                self._finish(render, "cancelled")
-                self._followed.pop(rid, None)
-            else:  # it ended meanwhile: as it ended
-                self._apply(render, decode_state(self.redis.hgetall(self.keys.render(rid))))
-        self.redis.publish(self.keys.events, f"{rid} {job.id}")
+        if self._cancel_here(job):
+            self._cancelled(job.render, self._cancel_there(job, job.render.status not in TERMINAL))
+
+    async def aget(self, job_id: str) -> Job | None:
+        job = self.jobs.get(job_id)
+        if job is not None or not _is_job_id(job_id):
+            return job
+        return self._adopt_loaded(job_id, await asyncio.to_thread(self._load, job_id))
 
     def get(self, job_id: str) -> Job | None:
         """The job, from memory or else from Redis (made by another API server, or before a restart)."""
         job = self.jobs.get(job_id)
-        if job is not None or len(job_id) != 32 or not job_id.isalnum():
+        if job is not None or not _is_job_id(job_id):
             return job
-        raw = self.redis.hgetall(self.keys.job(job_id))
-        if not raw:
-            return None
-        data = {k.decode(): v.decode() for k, v in raw.items()}
-        if "hit" in data:
-            render = self._hit(data)
-            if render is None:
-                return None
-        else:
-            render = self._follow(data["rid"], None)
-        finished = float(data["finished"]) if "finished" in data else None
-        job = Job(job_id, render, data["mode_reason"], created=float(data["created"]), finished=finished)
-        job.cancelled = data.get("cancelled") == "1"
-        if job.finished is None and render.status in TERMINAL:
-            job.finished = time.time()
-        if job.finished is None:
-            render.jobs.append(job)
-        self.jobs[job_id] = job
-        self._forget_old_jobs()
-        return job
+        return self._adopt_loaded(job_id, self._load(job_id))
 
-    def _hit(self, data: dict[str, str]) -> Render | None:
-        """The finished render of a cache-hit job, from its video's result (None if forgotten)."""
-        result = self.rendered(data["key"])
-        if result is None:
-            return None
-        result = {**result, "cached": True, "timings": {}, **json.loads(data["hit"])}
-        render = Render(0, data["key"], None, int(data["chunk_count"]), status="done")  # type: ignore[arg-type]
-        render.chunks, render.result = result.get("chunks", []), result
-        return render
+    async def astats(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.stats)
 
     def rendered(self, key: str) -> dict[str, Any] | None:
         data = self.redis.get(self.keys.result(key))
@@ -199,10 +168,66 @@ class ClusterJobManager(JobManager):
 
     # -- Redis --------------------------------------------------------------------------------
 
-    def _join_or_queue(self, key: str, request: RenderRequest | SpeechRequest, chunk_count: int) -> Render:
-        """The render of `key` queued or running anywhere (joined), else a new one, queued; one
-        atomic step in Redis (a script), then the queue. Raises QueueFull when
-        `server.queue_size` renders are queued or running in the cluster."""
+    def _enter(
+        self,
+        key: str,
+        request: RenderRequest | SpeechRequest,
+        mode_reason: str,
+        chunk_count: int,
+        cached: dict[str, Any] | None,
+    ) -> Entered:
+        """In Redis (any thread): the job's record, and its render joined or made and queued.
+        Raises QueueFull when `server.queue_size` renders are queued or running in the cluster."""
+        job_id, now = uuid.uuid4().hex, time.time()
+        rid, state = None, None
+        if cached is not None:  # a hit: only a small job record (from the result of its video)
+            names = json.dumps({"mode": cached["mode"], "persona": cached["persona"]})
+            record = {"key": key, "hit": names, "chunk_count": str(chunk_count)}
+            ttl = min(self.keys.ttl_s, HIT_JOB_TTL_S)
+        else:
+            rid, state = self._join_or_queue(key, request, chunk_count)
+            record, ttl = {"rid": rid}, self.keys.ttl_s
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                self.keys.job(job_id), mapping={**record, "mode_reason": mode_reason, "created": repr(now)}
+            )
+            pipe.expire(self.keys.job(job_id), ttl)
+            if rid is not None:
+                pipe.sadd(self.keys.render_jobs(rid), job_id)
+                pipe.expire(self.keys.render_jobs(rid), self.keys.ttl_s)
+            pipe.execute()
+        return Entered(job_id, now, rid, state)
+
+    def _adopt(
+        self,
+        entered: Entered,
+        key: str,
+        request: RenderRequest | SpeechRequest,
+        mode_reason: str,
+        chunk_count: int,
+        cached: dict[str, Any] | None,
+    ) -> Job:
+        """On the loop: the job entered in Redis, following its render here."""
+        if entered.rid is None:
+            assert cached is not None
+            render = Render(0, key, request, chunk_count, status="done", chunks=cached.get("chunks", []))
+            render.result = cached
+        else:
+            new = {"key": key, "chunk_count": chunk_count, "status": "queued"}
+            render = self._follow(entered.rid, entered.state or new, request)
+        job = Job(entered.job_id, render, mode_reason, created=entered.created)
+        if render.status in TERMINAL:
+            job.finished = entered.created
+        render.jobs.append(job)
+        self.jobs[job.id] = job
+        self._forget_old_jobs()
+        return job
+
+    def _join_or_queue(
+        self, key: str, request: RenderRequest | SpeechRequest, chunk_count: int
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The render of `key` queued or running anywhere (joined: its id and state), else a new
+        one, queued (its id, None): one atomic step in Redis (a script), then the queue."""
         rid, now = uuid.uuid4().hex, time.time()
         fields = {
             "key": key,
@@ -220,31 +245,113 @@ class ClusterJobManager(JobManager):
         if outcome == b"full":
             raise QueueFull(self.queue_size, self.retry_after())
         if outcome == b"join":
-            return self._follow(found.decode(), request)
+            return found.decode(), self._state(found.decode())
         enqueue(self.broker, self.keys, rid)
-        render = Render(0, key, request, chunk_count, ref=rid)
-        self._followed[rid] = render
-        return render
+        return rid, None
 
-    def _follow(self, rid: str, request: RenderRequest | SpeechRequest | None) -> Render:
-        """The local `Render` of `rid`, followed until it ends (its state read from Redis now)."""
+    def _state(self, rid: str) -> dict[str, Any]:
+        """A render's state (any thread); an expired one (a day later) as an honest failure."""
+        state = decode_state(self.redis.hgetall(self.keys.render(rid)))
+        if "key" in state:
+            return state
+        return {
+            "key": "0" * 64,
+            "status": "failed",
+            "error": "the render's state expired",
+            "error_kind": "internal",
+            "chunk_count": 0,
+        }
+
+    def _follow(
+        self, rid: str, state: dict[str, Any], request: RenderRequest | SpeechRequest | None
+    ) -> Render:
+        """On the loop: the local `Render` of `rid` (made from `state` if this server does not
+        follow it yet), followed until it ends."""
         render = self._followed.get(rid)
         if render is not None:
             return render
-        state = decode_state(self.redis.hgetall(self.keys.render(rid)))
-        if "key" not in state:  # expired meanwhile (a day later): an honest failure
-            state = {
-                "key": "0" * 64,
-                "status": "failed",
-                "error": "the render's state expired",
-                "error_kind": "internal",
-                "chunk_count": 0,
-            }
         render = Render(0, state["key"], request, state.get("chunk_count", 0), ref=rid)  # type: ignore[arg-type]
         self._apply(render, state)
         if render.status not in TERMINAL:
             self._followed[rid] = render
+            if self._loop is not None:  # read it once more: it may have changed since `state`
+                self._loop.run_in_executor(None, self._read, rid, None)
         return render
+
+    def _load(self, job_id: str) -> Loaded | None:
+        """In Redis (any thread): a job this server does not know, and its render's state."""
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        if not raw:
+            return None
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        if "hit" in data:
+            result = self.rendered(data["key"])
+            return None if result is None else Loaded(data, None, result)
+        return Loaded(data, self._state(data["rid"]), None)
+
+    def _adopt_loaded(self, job_id: str, loaded: Loaded | None) -> Job | None:
+        """On the loop: the job read by `_load`."""
+        if loaded is None:
+            return None
+        known = self.jobs.get(job_id)  # loaded meanwhile by another request
+        if known is not None:
+            return known
+        data = loaded.job
+        if loaded.result is not None:
+            result = {**loaded.result, "cached": True, "timings": {}, **json.loads(data["hit"])}
+            render = Render(0, data["key"], None, int(data["chunk_count"]), status="done")  # type: ignore[arg-type]
+            render.chunks, render.result = result.get("chunks", []), result
+        else:
+            assert loaded.state is not None
+            render = self._follow(data["rid"], loaded.state, None)
+        finished = float(data["finished"]) if "finished" in data else None
+        job = Job(job_id, render, data["mode_reason"], created=float(data["created"]), finished=finished)
+        job.cancelled = data.get("cancelled") == "1"
+        if job.finished is None and render.status in TERMINAL:
+            job.finished = time.time()
+        if job.finished is None:
+            render.jobs.append(job)
+        self.jobs[job_id] = job
+        self._forget_old_jobs()
+        return job
+
+    def _cancel_here(self, job: Job) -> bool:
+        """On the loop: mark `job` cancelled; False if it had already finished."""
+        if job.finished is not None:
+            return False
+        job.cancelled, job.finished = True, time.time()
+        if job in job.render.jobs:
+            job.render.jobs.remove(job)
+        job.notify()
+        return True
+
+    def _cancel_there(self, job: Job, active: bool) -> str | dict[str, Any]:
+        """In Redis (any thread): the job cancelled, and its render too if no other job (on any
+        API server) waits for it. Returns "waiting" (others wait, or it had ended), "cancelled",
+        or the render's state if it ended meanwhile."""
+        rid = job.render.ref
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.job(job.id), mapping={"cancelled": "1", "finished": repr(job.finished)})
+            pipe.srem(self.keys.render_jobs(rid), job.id)
+            pipe.scard(self.keys.render_jobs(rid))
+            waiting = pipe.execute()[-1]
+        outcome: str | dict[str, Any] = "waiting"
+        if waiting == 0 and active:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(self.keys.render(rid), "cancel", "1")
+                pipe.eval(_CANCEL, 1, self.keys.render(rid), repr(time.time()))
+                pipe.eval(_DELETE_IF, 1, self.keys.active(job.render.key), rid)
+                outcome = "cancelled" if pipe.execute()[1] else self._state(rid)
+        self.redis.publish(self.keys.events, f"{rid} {job.id}")
+        return outcome
+
+    def _cancelled(self, render: Render, outcome: str | dict[str, Any]) -> None:
+        """On the loop: the render as `_cancel_there` left it."""
+        if outcome == "cancelled" and render.status not in TERMINAL:
+            self._finish(render, "cancelled")
+            self._followed.pop(render.ref, None)
+        elif isinstance(outcome, dict):  # it ended meanwhile: as it ended
+            self._apply(render, outcome)
 
     def _apply(self, render: Render, state: dict[str, Any]) -> None:
         """Bring `render` up to the state read from Redis, telling its jobs."""
@@ -347,3 +454,7 @@ _DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('D
 
 def _flat(fields: dict[str, str]) -> list[str]:
     return [x for pair in fields.items() for x in pair]
+
+
+def _is_job_id(job_id: str) -> bool:
+    return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)

@@ -98,8 +98,9 @@ def create_app(settings: Settings, token: str | None = None, host: str | None = 
     pipeline = Pipeline(settings.with_overrides(device="cpu"))
     if pipeline.cache is None:
         raise UserError("the HTTP service keeps videos in the cache: set cache.enabled: true")
-    # AllTalk's facts, part of each plan, come from its server (every 30 s): not on the event loop
-    plan_inline = pipeline.tts.name != "alltalk"
+    # AllTalk's facts, part of each plan, come from its server (every 30 s), and a cluster's cache
+    # index from Redis: not on the event loop
+    plan_inline = pipeline.tts.name != "alltalk" and not settings.cluster.url
     redact = PathRedactor(server_roots(settings))
     service = Service(settings, pipeline, open_jobs(settings), Uploads(pipeline), plan_inline, redact)
 

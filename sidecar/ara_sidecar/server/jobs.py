@@ -228,6 +228,21 @@ class JobManager:
         """The job `job_id`, if it is known (and not forgotten)."""
         return self.jobs.get(job_id)
 
+    # The routes call these: a job table that asks a remote service (the cluster's Redis) does so
+    # off the event loop; this one answers at once.
+
+    async def asubmit(self, *args: Any, **kwargs: Any) -> Job:
+        return self.submit(*args, **kwargs)
+
+    async def acancel(self, job: Job) -> None:
+        self.cancel(job)
+
+    async def aget(self, job_id: str) -> Job | None:
+        return self.get(job_id)
+
+    async def astats(self) -> dict[str, Any]:
+        return self.stats()
+
     def rendered(self, key: str) -> dict[str, Any] | None:
         """The worker's last result for the render `key` (its `key` is the video's: the worker's
         device may change it). A dict lookup: safe from any thread."""

@@ -25,7 +25,7 @@ async def submit(svc: Service, body: RenderBody) -> Job:
     planned = _plan_inline(svc, body) if svc.plan_inline else None
     if planned is None:
         planned = await run_in_threadpool(_plan, svc, body)
-    return svc.jobs.submit(*planned)
+    return await svc.jobs.asubmit(*planned)
 
 
 def _plan_inline(svc: Service, body: RenderBody) -> Planned | None:

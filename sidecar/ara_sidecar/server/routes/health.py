@@ -27,7 +27,7 @@ async def health() -> dict[str, str]:
 async def health_detailed(svc: Svc) -> dict[str, Any]:
     """Device, backends, queue, worker, cache, and how text is cut into chunks (so that a client
     that pre-renders a streaming reply cuts it the same way)."""
-    jobs = svc.jobs.stats()
+    jobs = await svc.jobs.astats()
     loaded = jobs["worker"]["ready"]
     backends = await run_in_threadpool(_backends, svc.pipeline, loaded)
     for backend in backends.values():

@@ -44,12 +44,12 @@ async def create_job(body: RenderBody, svc: Svc) -> dict[str, str]:
 
 @router.get("/v1/jobs/{job_id}", tags=["jobs"], responses=error_responses(404))
 async def get_job(job_id: str, svc: Svc) -> JobView:
-    return _view(_job(svc, job_id), svc)
+    return _view(await _job(svc, job_id), svc)
 
 
 async def _found_job(job_id: str, svc: Svc) -> Job:
     """The job as a dependency: an unknown id is a 404 before an event stream starts."""
-    return _job(svc, job_id)
+    return await _job(svc, job_id)
 
 
 @router.get(
@@ -79,13 +79,13 @@ async def job_events(job: Annotated[Job, Depends(_found_job)], svc: Svc) -> Asyn
 @router.delete("/v1/jobs/{job_id}", tags=["jobs"], responses=error_responses(404))
 async def cancel_job(job_id: str, svc: Svc) -> JobView:
     """Cancel a job (a finished job is left as it is)."""
-    job = _job(svc, job_id)
-    svc.jobs.cancel(job)
+    job = await _job(svc, job_id)
+    await svc.jobs.acancel(job)
     return _view(job, svc)
 
 
-def _job(svc: Service, job_id: str) -> Job:
-    job = svc.jobs.get(job_id)
+async def _job(svc: Service, job_id: str) -> Job:
+    job = await svc.jobs.aget(job_id)
     if job is None:
         raise HTTPException(404, f"no such job: {job_id[:64]!r} (unknown, or finished long ago)")
     return job

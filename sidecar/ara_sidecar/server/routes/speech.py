@@ -173,7 +173,7 @@ async def _stream(
     try:
         present = await run_in_threadpool(lambda: [cache.get(c.key) is not None for c in chunks])
         if not all(present):
-            job = svc.jobs.submit(key, request, "requested", len(chunks))
+            job = await svc.jobs.asubmit(key, request, "requested", len(chunks))
         for chunk in chunks:
             samples = await run_in_threadpool(read_chunk, cache, chunk, RATE)
             if samples is None:
