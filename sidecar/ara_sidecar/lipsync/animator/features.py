@@ -34,7 +34,14 @@ def mouth_track(audio: Audio, fps: int, n: int, cfg: AnimatorSettings) -> np.nda
 
         guessed = phonemes(audio)
         if guessed:
-            return pose_track(guessed, fps, n)
+            track = pose_track(guessed, fps, n)
+            # The spectral balance tells rounding better than the formants: where it says round,
+            # the lips round (and push forward) at least as a rounded vowel's.
+            openness, shapes = mouth_controls(audio, fps, n, cfg)
+            rounded = (shapes == ROUND) & (openness > 0)
+            track[rounded, 1] = np.minimum(track[rounded, 1], SHAPES[ROUND, 0])
+            track[rounded, 4] = np.maximum(track[rounded, 4], 0.6)
+            return track
     openness, shapes = mouth_controls(audio, fps, n, cfg)
     width, scale = SHAPES[shapes].T
     track = np.zeros((n, len(FIELDS)), np.float32)
