@@ -15,6 +15,7 @@ from ara_persona.model import PersonaError, file_version
 from ara_persona.yamldoc import YamlDoc
 
 LEXICON_FILE = "lexicon.yaml"
+CRISIS_FILE = "crisis.yaml"
 END = r"(?=\s*(?:[.!?,;…]|$))"  # `<end>` in a crisis pattern: the end of a sentence or message
 
 
@@ -179,3 +180,18 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
 def load_crisis(path: Path) -> CrisisPatterns:
     """The crisis patterns in `path`, loaded once per file version."""
     return _crisis(*file_version(path, "the crisis patterns"))
+
+
+CRISIS_CONCEPT_PREFIX = "cc_"  # the learned model's features from crisis.yaml: lex:cc_NAME
+
+
+def model_lexicon(lexicon: Lexicon | None, crisis: CrisisPatterns | None) -> Lexicon | None:
+    """The concepts the learned model reads: the lexicon's and crisis.yaml's (named cc_NAME), so
+    that its crisis head learns from concepts ("blade", "beside", "stockpile"…, each in six
+    languages) as well as from words."""
+    if crisis is None or not crisis.concepts:
+        return lexicon
+    concepts = dict(lexicon.concepts) if lexicon is not None else {}
+    concepts.update({f"{CRISIS_CONCEPT_PREFIX}{name}": rx for name, rx in crisis.concepts.items()})
+    both = f"{lexicon.digest if lexicon is not None else ''}+{crisis.digest}"
+    return Lexicon(concepts, hashlib.sha256(both.encode()).hexdigest())

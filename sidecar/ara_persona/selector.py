@@ -44,11 +44,18 @@ import numpy as np
 from ara_persona.classifier import MODEL_FILE, LinearModel, Scores, load_model
 from ara_persona.crisis import CrisisHit, find_pattern
 from ara_persona.features import clip, fold, word_count
-from ara_persona.lexicon import LEXICON_FILE, CrisisPatterns, Lexicon, load_crisis, load_lexicon
+from ara_persona.lexicon import (
+    CRISIS_FILE,
+    LEXICON_FILE,
+    CrisisPatterns,
+    Lexicon,
+    load_crisis,
+    load_lexicon,
+    model_lexicon,
+)
 from ara_persona.model import MODE_NAMES, Persona, PersonaError, SelectorSettings, parse_time
 
 SELECTOR_DIR = "selector"
-CRISIS_FILE = "crisis.yaml"
 SHIPPED_SELECTOR = Path(__file__).resolve().parents[2] / "personas" / "ara" / SELECTOR_DIR
 TRIGGER_LOGIT = 6.0
 NIGHT_CATHEDRAL_LOGIT = 1.0  # inside the late-night window, personal talk leans towards cathedral
@@ -93,7 +100,9 @@ def selector_file(persona_dir: Path, name: str) -> Path | None:
 def _bundle(crisis: Path, lexicon: Path | None, model: Path | None, stamp: tuple) -> SelectorData:
     loaded = load_model(model) if model else None
     known = loaded.common_words if loaded else frozenset()
-    return SelectorData(load_crisis(crisis), load_lexicon(lexicon) if lexicon else None, loaded, known)
+    patterns = load_crisis(crisis)
+    words = model_lexicon(load_lexicon(lexicon) if lexicon else None, patterns)
+    return SelectorData(patterns, words, loaded, known)
 
 
 _RECHECK_S = 1.0  # how often the files' versions are checked again

@@ -30,7 +30,14 @@ import numpy as np
 from ara_persona.classifier import FORMAT, MODEL_FILE, LinearModel
 from ara_persona.corpus import Sample, load_split
 from ara_persona.features import message_features, ngram_scale, vocabulary, weight, word_count
-from ara_persona.lexicon import LEXICON_FILE, Lexicon, load_lexicon
+from ara_persona.lexicon import (
+    CRISIS_FILE,
+    LEXICON_FILE,
+    Lexicon,
+    load_crisis,
+    load_lexicon,
+    model_lexicon,
+)
 from ara_persona.model import MODE_NAMES, Persona, SelectorSettings
 
 SCALE = 10_000
@@ -198,6 +205,8 @@ def build_model(persona: Persona, selector_dir: Path | None = None) -> dict:
     samples = load_split(folder, "train")
     lexicon_path = folder / LEXICON_FILE
     lexicon = load_lexicon(lexicon_path) if lexicon_path.is_file() else None
+    crisis_path = folder / CRISIS_FILE
+    lexicon = model_lexicon(lexicon, load_crisis(crisis_path) if crisis_path.is_file() else None)
     data = fit_model(samples, persona.selector, lexicon)
     files = sorted((folder / "train").glob("*.jsonl"))
     data["training"] = {
