@@ -269,7 +269,7 @@ class Pipeline:
         with timings.measure("tts"):
             audio = self.tts.synthesize(text, mode)
             if audio.phonemes is None:  # a TTS without timing (AllTalk): estimated for the lip-sync
-                audio = replace(audio, phonemes=estimate_phonemes(audio, text))
+                audio = replace(audio, phonemes=estimate_phonemes(audio, text, self.tts.language))
         params = self.tts.voice_stage_params(mode.voice) if mode else None
         if params is None:
             return audio

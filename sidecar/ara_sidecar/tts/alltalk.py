@@ -229,6 +229,10 @@ class AllTalkTTS(TTS):
         self._cost_s: float | None = None
         self._logged: set[str] = set()
 
+    @property
+    def language(self) -> str | None:
+        return self.settings.alltalk.language
+
     @classmethod
     def readiness(cls, settings: Settings) -> Readiness:
         cfg = settings.alltalk

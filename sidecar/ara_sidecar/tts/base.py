@@ -29,3 +29,9 @@ class TTS(Stage):
         loading a model, a round trip), as measured; the planner sends fewer, longer chunks to a
         backend whose cost is high. 0 = negligible (an embedded model kept loaded)."""
         return 0.0
+
+    @property
+    def language(self) -> str | None:
+        """The language it speaks, as a code such as `de` (None or `auto`: guessed from the
+        text); the lip-sync's aligner phonemizes the text in it when the backend gives no timing."""
+        return None
