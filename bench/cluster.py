@@ -1,11 +1,13 @@
 """Benchmark: the cluster (#23) on one machine: one API server, one then two render workers, a real
 redis-server and a shared folder, all on loopback.
 
-    .venv/bin/python bench/cluster.py [--renders 12] [--jobs 30] [--hits 2000] [--threads 1]
+    .venv/bin/python bench/cluster.py [--renders 12] [--jobs 30] [--hits 2000] [--threads 1] [--pin]
 
 - Throughput of distinct renders (short replies no cache holds), all queued at once, with one
   worker and then two (target on a 2-core machine when CPU-bound: ≈ 1.8×). Each worker is one
-  CPU slot: `--threads` threads for Piper, the encoder and the numeric libraries.
+  CPU slot: `--threads` threads for Piper, the encoder and the numeric libraries; a render still
+  overlaps its speech and its video in two threads, so `--pin` (Linux) pins each worker to a core
+  of its own, making it exactly one slot.
 - The queue's overhead per job, one job at a time on an idle worker: from the API server writing
   the render to a worker starting it, plus from the worker's finish to the client's event stream
   hearing of it (target ≤ 20 ms). The POST /v1/jobs round trip is shown beside it.
@@ -56,9 +58,13 @@ def call(port: int, method: str, path: str, body: dict | None = None) -> tuple[i
         conn.close()
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def start(args: list[str], env: dict[str, str], log: Path, cpu: int | None = None) -> subprocess.Popen:
+    """`ara-sidecar ARGS`, logging to `log`; with `cpu`, pinned to that one core (Linux)."""
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     with open(log, "w") as out:
-        return subprocess.Popen([str(SIDECAR), *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(
+            [str(SIDECAR), *args], stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=pin
+        )
 
 
 def wait_for(check, timeout_s: float, what: str) -> None:
@@ -162,6 +168,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (a CPU slot)")
     parser.add_argument("--jobs", type=int, default=30, help="jobs timed one by one for the queue overhead")
     parser.add_argument("--hits", type=int, default=2000, help="cache hits timed through the shared index")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin each worker to a core of its own (Linux): a worker is then exactly one CPU slot",
+    )
     args = parser.parse_args()
     binary = shutil.which("redis-server")
     if binary is None:
@@ -213,7 +224,12 @@ def main() -> None:
             port = free_port()
             procs.append(start(["serve", "--port", str(port)], machine("api"), tmp / "api.log"))
             procs.append(
-                start(["worker", "--device", "cpu", "--name", "w1"], worker_env("w1"), tmp / "w1.log")
+                start(
+                    ["worker", "--device", "cpu", "--name", "w1"],
+                    worker_env("w1"),
+                    tmp / "w1.log",
+                    cpu=0 if args.pin else None,
+                )
             )
             wait_for(lambda: workers(port) == 1, 120, "the first worker")
             run_jobs(port, texts(f"warm {run}", 1))
@@ -222,13 +238,19 @@ def main() -> None:
             one = run_jobs(port, texts(f"one {run}", args.renders))
             shared_per_render = (_tree_bytes(tmp / "shared") - shared_before) / args.renders
             procs.append(
-                start(["worker", "--device", "cpu", "--name", "w2"], worker_env("w2"), tmp / "w2.log")
+                start(
+                    ["worker", "--device", "cpu", "--name", "w2"],
+                    worker_env("w2"),
+                    tmp / "w2.log",
+                    cpu=1 if args.pin else None,
+                )
             )
             wait_for(lambda: workers(port) == 2, 120, "the second worker")
             run_jobs(port, texts(f"warm2 {run}", 2))
             two = run_jobs(port, texts(f"two {run}", args.renders))
             print(
-                f"throughput, {args.renders} distinct renders queued at once ({args.threads} thread/worker):"
+                f"throughput, {args.renders} distinct renders queued at once ({args.threads} thread/worker"
+                f"{', each worker pinned to a core of its own' if args.pin else ''}):"
             )
             print(f"  1 worker : {args.renders / one:.3f} renders/s ({one:.2f} s)")
             print(
@@ -296,5 +318,5 @@ def main() -> None:
 if __name__ == "__main__":
     from record import recorded
 
-    with recorded("cluster"):
+    with recorded("cluster" + ("-pinned" if "--pin" in sys.argv else "")):
         main()
