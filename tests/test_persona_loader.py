@@ -532,6 +532,7 @@ def test_base_voice_reaches_every_mode_and_modes_refine_it(tmp_path):
         (sub("  formant_ratio: 1.25", "  formants: 1.25"), "voice.formants", "unknown key 'formants'"),
         (sub("pitch_range: 1.35", "pitch_range: wide"), "modes.playful.voice.pitch_range", "a number"),
         (sub("pause_s: 0.85", "pause_s: 9"), "modes.cathedral.voice.pause_s", "from 0 to 3, got 9"),
+        (lambda text: re.sub(r"^safety: \|\n(  .*\n)+", "safety: [a]\n", text, flags=re.M), "safety", "text"),
     ],
 )
 def test_broken_voice_settings_name_file_line_and_field(tmp_path, edit, field, expected):

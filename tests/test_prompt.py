@@ -35,6 +35,14 @@ def test_block_contents(ara, mode):
     assert len(shown) == ara.prompt.examples and all(e.mode == mode for e in shown)
     assert shown == list(ara.examples_for(mode)[: ara.prompt.examples])
     assert block.index(ara.manifesto) < block.index("Current mode") < block.index(shown[0].reply)
+    # the persona's safety text rides with every mode's guidance, even a tight budget's
+    assert ara.safety and ara.safety in block
+    assert ara.safety in build_prompt(ara, mode, max_chars=len(ara.modes[mode].guidance) + 900)
+
+
+def test_no_safety_text_no_addition(ara):
+    block = build_prompt(dataclasses.replace(ara, safety=""), "playful")
+    assert "Whatever the mode" not in block and ara.modes["playful"].guidance in block
 
 
 def test_default_mode_and_examples_argument(ara):
@@ -45,7 +53,7 @@ def test_default_mode_and_examples_argument(ara):
     assert all(e.reply in many for e in ara.examples_for("lab"))
 
 
-@pytest.mark.parametrize("budget", [1000, 1500, 2500, 4000, 5000, 6000, 8000, 20000])
+@pytest.mark.parametrize("budget", [1200, 1500, 2500, 4000, 5000, 6000, 8000, 20000])
 @pytest.mark.parametrize("mode", ["cathedral", "lab"])
 def test_budget(ara, budget, mode):
     """The guidance always; then whole manifesto paragraphs from the start; then whole examples

@@ -55,7 +55,7 @@ FACE_RANGES = {
     "brow": (0.0, 3.0),
     "smile": (-0.5, 1.5),
 }
-TOP_KEYS = ("display_name", "default_mode", "rvc_model", "voice", "modes", "selector", "prompt")
+TOP_KEYS = ("display_name", "default_mode", "rvc_model", "voice", "safety", "modes", "selector", "prompt")
 MODE_KEYS = (
     "intensity_pct",
     "description",
@@ -298,6 +298,7 @@ def load_persona(directory: Path) -> Persona:
         examples=load_dataset(dataset_path) if dataset_path.exists() else (),
         selector=_selector(doc, data),
         prompt=_prompt(doc, data),
+        safety=_get(doc, data, ("safety",), str, "a text", default="").strip(),
     )
 
 

@@ -174,6 +174,7 @@ class Persona:
     examples: tuple[Example, ...] = ()
     selector: SelectorSettings = SelectorSettings()
     prompt: PromptSettings = PromptSettings()
+    safety: str = ""  # added to every mode's guidance: what the crisis check may miss
 
     def mode(self, name: str | None) -> Mode:
         """The named mode (None = the default); an unknown name lists the valid ones."""

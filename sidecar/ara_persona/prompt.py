@@ -1,8 +1,8 @@
 """Prompt assembly: the persona text to inject into an LLM's context.
 
-`build_prompt` returns one block — the manifesto, the active mode's guidance and a few
-examples of that mode from the dataset — that fits a character budget and is wrapped in
-marker lines:
+`build_prompt` returns one block — the manifesto, the active mode's guidance (with the
+persona's `safety` text, in every mode) and a few examples of that mode from the dataset — that
+fits a character budget and is wrapped in marker lines:
 
     <!-- ara-persona:begin ara/cockpit -->
     …
@@ -34,10 +34,10 @@ def build_prompt(
 ) -> str:
     """The marked block for `mode` (None = the persona's default) within `max_chars` characters.
 
-    The mode guidance is always included; then as many whole manifesto paragraphs as fit, in
-    order; then, if the whole manifesto fit, up to `examples` dataset examples of the mode that
-    fit. `max_chars` and `examples` default to the persona's `prompt:` settings. ValueError if
-    even the guidance does not fit.
+    The mode guidance (and the persona's safety text) is always included; then as many whole
+    manifesto paragraphs as fit, in order; then, if the whole manifesto fit, up to `examples`
+    dataset examples of the mode that fit. `max_chars` and `examples` default to the persona's
+    `prompt:` settings. ValueError if even the guidance does not fit.
     """
     active = persona.mode(mode)
     budget = persona.prompt.max_chars if max_chars is None else max_chars
@@ -51,6 +51,8 @@ def build_prompt(
     if active.description:
         head += f" {active.description}"
     guidance = f"{head}\n{active.guidance}"
+    if persona.safety:  # in every mode: the crisis check cannot catch every hint
+        guidance += f"\n{persona.safety}"
     if len(render([guidance])) > budget:
         raise ValueError(
             f"prompt budget of {budget} characters is too small for the {active.name!r} guidance "
