@@ -220,31 +220,24 @@ def main() -> None:
             limits = {"ARA_PIPER_THREADS": n, "ARA_ENCODER_THREADS": n, "OMP_NUM_THREADS": n}
             return {**machine(name), **limits, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
+        def start_worker(number: int) -> subprocess.Popen:
+            """Worker wNUMBER (on core NUMBER - 1 with --pin)."""
+            name = f"w{number}"
+            cpu = number - 1 if args.pin else None
+            command = ["worker", "--device", "cpu", "--name", name]
+            return start(command, worker_env(name), tmp / f"{name}.log", cpu)
+
         try:
             port = free_port()
             procs.append(start(["serve", "--port", str(port)], machine("api"), tmp / "api.log"))
-            procs.append(
-                start(
-                    ["worker", "--device", "cpu", "--name", "w1"],
-                    worker_env("w1"),
-                    tmp / "w1.log",
-                    cpu=0 if args.pin else None,
-                )
-            )
+            procs.append(start_worker(1))
             wait_for(lambda: workers(port) == 1, 120, "the first worker")
             run_jobs(port, texts(f"warm {run}", 1))
 
             shared_before = _tree_bytes(tmp / "shared")
             one = run_jobs(port, texts(f"one {run}", args.renders))
             shared_per_render = (_tree_bytes(tmp / "shared") - shared_before) / args.renders
-            procs.append(
-                start(
-                    ["worker", "--device", "cpu", "--name", "w2"],
-                    worker_env("w2"),
-                    tmp / "w2.log",
-                    cpu=1 if args.pin else None,
-                )
-            )
+            procs.append(start_worker(2))
             wait_for(lambda: workers(port) == 2, 120, "the second worker")
             run_jobs(port, texts(f"warm2 {run}", 2))
             two = run_jobs(port, texts(f"two {run}", args.renders))
