@@ -297,7 +297,7 @@ def test_the_server_serves_hits_and_refuses_writes_with_507(svc, faults, problem
 def test_the_worker_answers_a_cached_render_and_refuses_a_new_one_as_storage(settings, tmp_path, faults):
     from ara_sidecar.pipeline import Pipeline, RenderRequest
     from ara_sidecar.server.routes.render import FAILURE_STATUS
-    from ara_sidecar.server.worker import Job, _render
+    from ara_sidecar.server.worker import Job, render_job
 
     class Pipe:
         def send(self, message) -> None:
@@ -308,12 +308,12 @@ def test_the_worker_answers_a_cached_render_and_refuses_a_new_one_as_storage(set
 
     pipeline = Pipeline(settings.with_overrides(**{"cache.dir": str(tmp_path / "cache")}))
     pipeline.load()
-    first = _render(pipeline, Job(1, RenderRequest(text="Cached once.")), Pipe(), Cancel())
+    first = render_job(pipeline, Job(1, RenderRequest(text="Cached once.")), Pipe(), Cancel())
     assert first[0] == "done", first
     faults.problem = "full"
-    again = _render(pipeline, Job(2, RenderRequest(text="Cached once.")), Pipe(), Cancel())
+    again = render_job(pipeline, Job(2, RenderRequest(text="Cached once.")), Pipe(), Cancel())
     assert again[0] == "done" and again[2]["cached"] is True, again
-    new = _render(pipeline, Job(3, RenderRequest(text="Never stored.")), Pipe(), Cancel())
+    new = render_job(pipeline, Job(3, RenderRequest(text="Never stored.")), Pipe(), Cancel())
     assert new[0] == "failed" and new[3] == "storage" and FAILURE_STATUS[new[3]] == 507
     assert f"cache disk full at {pipeline.cache.root}" in new[2]
     faults.problem = None

@@ -4,7 +4,7 @@ It loads its models once, then takes renders from the queue one at a time, writi
 chunks and outcome into the render's state in Redis and ringing the API servers' doorbell (see
 `state`). It announces itself every `cluster.heartbeat_s` (device, models, what it renders), so
 `GET /health/detailed` lists it; the announcement expires after `cluster.worker_timeout_s`.
-The render itself is the single-machine worker's (`server.worker._render`), with Redis standing in
+The render itself is the single-machine worker's (`server.worker.render_job`), with Redis standing in
 for its pipe and its cancel value.
 """
 
@@ -30,7 +30,7 @@ from ara_sidecar.config import Settings
 from ara_sidecar.errors import UserError
 from ara_sidecar.pipeline import Pipeline
 from ara_sidecar.server.worker import Job as WorkerJob
-from ara_sidecar.server.worker import _render
+from ara_sidecar.server.worker import render_job
 
 if TYPE_CHECKING:
     import redis
@@ -54,7 +54,7 @@ return 1
 
 class Tracker:
     """One delivery of a render: stands in for the worker pipe (`send`) and the cancel value
-    (`value`) of `server.worker._render`, keeping the render's state in Redis."""
+    (`value`) of `server.worker.render_job`, keeping the render's state in Redis."""
 
     def __init__(self, renderer: Renderer, rid: str, state: dict[str, Any]):
         self.r, self.rid, self.key = renderer, rid, renderer.keys.render(rid)
@@ -143,7 +143,7 @@ class Renderer:
         try:
             self.update(rid, status="running", worker=self.worker_id, started=repr(time.time()))
             tracker = Tracker(self, rid, state)
-            tracker.finish(_render(self.pipeline, WorkerJob(0, request), tracker, tracker))
+            tracker.finish(render_job(self.pipeline, WorkerJob(0, request), tracker, tracker))
         except Interrupt as exc:  # Dramatiq's hard time limit interrupted it
             error = (
                 f"render interrupted ({type(exc).__name__}): it ran far past server.job_timeout_s "

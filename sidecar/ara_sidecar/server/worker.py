@@ -74,10 +74,13 @@ def run_worker(settings: Settings, conn: Connection, cancel: Synchronized) -> No
             return
         if job is None:
             return
-        conn.send(_render(pipeline, job, conn, cancel))
+        conn.send(render_job(pipeline, job, conn, cancel))
 
 
-def _render(pipeline: Pipeline, job: Job, conn: Connection, cancel: Synchronized) -> tuple:
+def render_job(pipeline: Pipeline, job: Job, conn: Connection, cancel: Synchronized) -> tuple:
+    """Render `job`, reporting progress and chunks through `conn.send` and stopping when
+    `cancel.value` is its seq; returns the final message ("done", "failed" or "cancelled").
+    The cluster's worker passes stand-ins for the pipe and the value (`cluster.worker.Tracker`)."""
     sent: dict[str, float] = {}
     lock = threading.Lock()  # speech reports progress from its own thread: one sender at a time
 
