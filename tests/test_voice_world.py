@@ -66,7 +66,9 @@ def test_formant_ratio_moves_the_formants_and_keeps_f0(dsp, long_speech):
     source_f0 = vm.median_f0_hz(long_speech.samples, long_speech.sample_rate)
     assert vm.median_f0_hz(out.samples, out.sample_rate) == pytest.approx(source_f0, rel=0.03)
     ratios = formants(out, 5000) / formants(long_speech, 5000)
-    assert np.all(ratios > 1.08), ratios
+    # Piper's speech differs from run to run (its noise), and LPC's F1 with it: over six runs
+    # each formant moved 1.07-1.16x, their mean 1.11-1.14x.
+    assert np.all(ratios > 1.05) and ratios.mean() > 1.09, ratios
     assert np.all(ratios < 1.22), ratios
 
 
