@@ -172,3 +172,22 @@ def test_python_m_select(tmp_path):
     done = module("personas", "select", "--user", "My grandmother passed away.", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["mode"] == "comfort"
+
+
+def test_sidecar_check_names_a_missing_piper_voice(user_root, tmp_path):
+    """Through `ara-sidecar`, `check` also finds what a persona names that is not installed."""
+    nova = user_root / "nova" / "modes.yaml"
+    text = nova.read_text(encoding="utf-8")
+    nova.write_text(
+        text.replace("voice:\n", "voice:\n  piper_voice: en_GB-nobody-medium\n", 1), encoding="utf-8"
+    )
+    sidecar = Path(sys.executable).with_name("ara-sidecar")
+    done = subprocess.run(
+        [str(sidecar), "personas", "check", str(user_root / "nova")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stdout
+    assert "FAIL  nova: voice.piper_voice: Piper voice 'en_GB-nobody-medium' not found" in done.stdout
+    assert run([], "check", str(user_root / "nova")) == 0  # the persona library alone knows no voices

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from ara_persona.dataset import DATASET_FILE
 from ara_persona.loader import MANIFESTO_FILE, MODES_FILE, discover, load_persona
-from ara_persona.model import MODE_NAMES, PersonaError, parse_time
+from ara_persona.model import MODE_NAMES, Persona, PersonaError, parse_time
 from ara_persona.selector import select_mode, selector_data
 
 Roots = Callable[[], list[Path]]
+Requirements = Callable[[Persona], list[str]]  # what a persona needs that is missing, e.g. its voice files
 SHIPPED_PERSONAS = Path(__file__).resolve().parents[2] / "personas"
 
 
@@ -55,8 +56,11 @@ def _persona_dirs(folder: Path) -> list[tuple[str, Path | None, str]]:
     return found or [(str(folder), None, f"no personas found (a persona is a folder with {MODES_FILE})")]
 
 
-def run_check(args: argparse.Namespace, default_roots: Roots) -> int:
-    """Validate every persona under `args.dir` (default: all configured roots); 1 on any problem."""
+def run_check(
+    args: argparse.Namespace, default_roots: Roots, requirements: Requirements | None = None
+) -> int:
+    """Validate every persona under `args.dir` (default: all configured roots); 1 on any problem.
+    `requirements` (the sidecar's) also says what a persona names that is not installed."""
     folders = [args.dir] if args.dir is not None else default_roots()
     failed = 0
     for folder in folders:
@@ -66,6 +70,9 @@ def run_check(args: argparse.Namespace, default_roots: Roots) -> int:
                 try:
                     persona = load_persona(directory)
                     selector_data(persona)  # selector/: crisis patterns, lexicon and model
+                    missing = requirements(persona) if requirements is not None else []
+                    if missing:
+                        persona, problem = None, "; ".join(missing)
                 except PersonaError as exc:
                     persona, problem = None, str(exc)
             if persona is None:
@@ -146,8 +153,11 @@ def run_train(args: argparse.Namespace, default_roots: Roots) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction, default_roots: Roots) -> argparse.ArgumentParser:
-    """Add the `personas` command; `default_roots()` gives the configured persona root folders."""
+def register(
+    subparsers: argparse._SubParsersAction, default_roots: Roots, requirements: Requirements | None = None
+) -> argparse.ArgumentParser:
+    """Add the `personas` command; `default_roots()` gives the configured persona root folders,
+    `requirements` what `check` should also verify (see run_check)."""
     personas = subparsers.add_parser("personas", help="validate personas and try the mode selector")
     sub = personas.add_subparsers(dest="personas_command", metavar="COMMAND", required=True)
 
@@ -159,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction, default_roots: Roots) -> ar
         metavar="DIR",
         help="a persona folder or a folder of personas (default: every configured persona folder)",
     )
-    check.set_defaults(func=partial(run_check, default_roots=default_roots))
+    check.set_defaults(func=partial(run_check, default_roots=default_roots, requirements=requirements))
 
     select = sub.add_parser("select", help="show the mode the selector picks for a turn, and why")
     select.add_argument("--user", required=True, metavar="TEXT", help="the user's last message")

@@ -17,7 +17,7 @@ from ara_sidecar import __version__
 from ara_sidecar.cluster.cli import register as register_worker
 from ara_sidecar.config import Settings, settings
 from ara_sidecar.errors import UserError
-from ara_sidecar.personas import persona_roots
+from ara_sidecar.personas import missing_files, persona_roots
 from ara_sidecar.server.serve import register as register_serve
 
 DEMO_TEXT = (
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--uploads", action="store_true", help="clear: delete uploaded avatars and audio too")
     cache.set_defaults(func=cmd_cache)
 
-    register_personas(sub, lambda: persona_roots(settings()))
+    register_personas(sub, lambda: persona_roots(settings()), lambda p: missing_files(settings(), p))
     register_serve(sub)
     register_worker(sub)
     return parser

@@ -19,6 +19,23 @@ def persona_roots(settings: Settings) -> list[Path]:
     return roots
 
 
+def missing_files(settings: Settings, persona: Persona) -> list[str]:
+    """What `persona` names that this installation lacks: with `tts: piper`, a `piper_voice`
+    (base or per mode) not found under models/piper/ (`personas check` reports it)."""
+    if settings.tts != "piper":
+        return []
+    from ara_sidecar.errors import BackendUnavailable
+    from ara_sidecar.tts.piper import voice_path
+
+    problems = []
+    for name in sorted({m.voice.piper_voice for m in persona.modes.values() if m.voice.piper_voice}):
+        try:
+            voice_path(settings, name)
+        except BackendUnavailable as exc:
+            problems.append(f"voice.piper_voice: {exc}")
+    return problems
+
+
 def get_persona(settings: Settings, name: str | None = None) -> Persona:
     name = name or settings.persona
     roots = persona_roots(settings)
