@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import shutil
 import statistics
@@ -34,28 +33,9 @@ import uuid
 from pathlib import Path
 
 from render import REPLY, machine_line
+from service import HOST, call, free_port
 
-HOST = "127.0.0.1"
 SIDECAR = Path(sys.executable).with_name("ara-sidecar")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=300)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        conn.request(method, path, data, {"Content-Type": "application/json"} if data else {})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
 
 
 def start(args: list[str], env: dict[str, str], log: Path, cpu: int | None = None) -> subprocess.Popen:
