@@ -154,6 +154,8 @@ def main() -> None:
         help="pin each worker to a core of its own (Linux): a worker is then exactly one CPU slot",
     )
     args = parser.parse_args()
+    if args.pin and not hasattr(os, "sched_setaffinity"):
+        parser.error("--pin needs Linux (os.sched_setaffinity)")
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")

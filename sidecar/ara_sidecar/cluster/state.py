@@ -97,9 +97,6 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         return f"{self.ns}:worker:{worker_id}"
 
-    def workers_pattern(self) -> str:
-        return f"{self.ns}:worker:*"
-
     def queue_messages(self) -> str:
         """Dramatiq's hash of the queue's messages, queued or being rendered."""
         return f"{self.ns}:{self.queue}.msgs"
