@@ -9,8 +9,9 @@ model sees at run time exactly the features it was fitted on:
 - `tokens`: runs of letters and digits, and each other visible character (an emoji, "?", "!").
 - `features`: word unigrams (`w:`), word bigrams (`b:`), character 3- to 5-grams inside words
   padded with spaces (`c:`), which carry typos, inflections and six languages; the concepts of
-  the persona's lexicon found in the text (`lex:grief`, `lex:tech`…, see `ara_persona.lexicon`)
-  and each pair of crisis concepts found together (`lex:crisis_means+crisis_decided`);
+  the persona's lexicon found in the text (`lex:grief`, `lex:tech`…, and crisis.yaml's concepts
+  as `lex:cc_blade`…: see `ara_persona.lexicon.model_lexicon`) and each pair of the lexicon's
+  crisis concepts found together (`lex:crisis_means+crisis_decided`);
   the message's length (`ctx:short`, `ctx:long`). (No night feature: cathedral is masked
   outside the late-night window instead, and leans on a fixed bonus inside it.)
 - `weight`: n-gram features share a message's unit length (each 1/sqrt(their number)), so a
