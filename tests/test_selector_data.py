@@ -107,3 +107,25 @@ def test_personas_check_reports_a_broken_crisis_pattern_with_its_line(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert f"crisis.yaml:{number}: field 'patterns.en': expected a regular expression" in done.stdout
+
+
+def test_training_without_own_lexicon_uses_the_files_selection_uses(tmp_path):
+    """A persona with training data but no lexicon.yaml/crisis.yaml of its own trains on Ara's
+    concepts, the ones selection falls back to, so its model's `lex:` features are ever used."""
+    import shutil
+
+    from ara_persona.training import build_model
+
+    copy = tmp_path / "ara"
+    shutil.copytree(ARA, copy, ignore=shutil.ignore_patterns("model.json", "heldout"))
+    train = copy / "selector" / "train"
+    for path in sorted(train.glob("*.jsonl"))[1:]:
+        path.unlink()
+    for name in ("lexicon.yaml", "crisis.yaml"):
+        (copy / "selector" / name).unlink()
+    from ara_persona.lexicon import load_crisis, load_lexicon, model_lexicon
+
+    model = build_model(load_persona(copy))
+    ara = model_lexicon(load_lexicon(SELECTOR / "lexicon.yaml"), load_crisis(SELECTOR / "crisis.yaml"))
+    assert model["training"]["lexicon"] == ara.digest
+    assert any(name.startswith("lex:cc_") for name in model["weights"])

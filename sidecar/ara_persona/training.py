@@ -5,7 +5,8 @@
 Reproducible: the same corpus files give the same model file, byte for byte (a deterministic
 L-BFGS fit, weights rounded to integers of 1/`SCALE`). Only `selector/train/*.jsonl` is read;
 the held-out files never are. Needs numpy and scipy (the sidecar's dependencies); using the
-model needs only numpy.
+model needs only numpy. The concept lexicon and crisis concepts (features of the model) are the
+persona's own `selector/lexicon.yaml` and `crisis.yaml`, else Ara's, as selection finds them.
 
 - Mode head: multinomial logistic regression over the six modes, L2-regularised, each mode
   weighing the same. Crisis messages are left out (the crisis check before it decides them),
@@ -199,14 +200,23 @@ def fit_model(
     }
 
 
+def _selector_file(folder: Path, name: str) -> Path | None:
+    """`folder/NAME`, else Ara's shipped one (as selection finds them), else None."""
+    from ara_persona.selector import SHIPPED_SELECTOR
+
+    for place in (folder, SHIPPED_SELECTOR):
+        if (place / name).is_file():
+            return place / name
+    return None
+
+
 def build_model(persona: Persona, selector_dir: Path | None = None) -> dict:
     """The model file's content for `persona`, fitted on its training split."""
     folder = Path(selector_dir or persona.directory / "selector")
     samples = load_split(folder, "train")
-    lexicon_path = folder / LEXICON_FILE
-    lexicon = load_lexicon(lexicon_path) if lexicon_path.is_file() else None
-    crisis_path = folder / CRISIS_FILE
-    lexicon = model_lexicon(lexicon, load_crisis(crisis_path) if crisis_path.is_file() else None)
+    lexicon_path, crisis_path = (_selector_file(folder, name) for name in (LEXICON_FILE, CRISIS_FILE))
+    lexicon = load_lexicon(lexicon_path) if lexicon_path else None
+    lexicon = model_lexicon(lexicon, load_crisis(crisis_path) if crisis_path else None)
     data = fit_model(samples, persona.selector, lexicon)
     files = sorted((folder / "train").glob("*.jsonl"))
     data["training"] = {
