@@ -28,7 +28,7 @@ def test_split_never_overlaps():
         s for s in train if s.where.split(":")[0].endswith(("modes_a.jsonl", "modes_b.jsonl", "crisis.jsonl"))
     ]
     assert first and all(not heldout_text(s.text) for s in first)  # the first corpus's documented rule
-    assert len(heldout) >= 250  # v8: 679 messages (212 crisis, 180 hard negatives)
+    assert len(heldout) >= 250  # v9: 702 messages (224 crisis, 189 hard negatives)
     train_texts = {_norm(s.text) for s in train} | {_norm(e.user) for e in load_persona(ARA).examples}
     assert not [s.text for s in heldout if _norm(s.text) in train_texts]
     for path in sorted((SELECTOR / "heldout").glob("*.jsonl")):
@@ -129,3 +129,20 @@ def test_training_without_own_lexicon_uses_the_files_selection_uses(tmp_path):
     ara = model_lexicon(load_lexicon(SELECTOR / "lexicon.yaml"), load_crisis(SELECTOR / "crisis.yaml"))
     assert model["training"]["lexicon"] == ara.digest
     assert any(name.startswith("lex:cc_") for name in model["weights"])
+
+
+def test_concept_index_finds_exactly_what_every_regex_finds():
+    """The lexicons' quick pre-check (ConceptIndex) never hides a hit: over the whole training
+    split, the concepts found and the crisis combinations equal a search with every regex."""
+    from ara_persona.features import clip
+    from ara_persona.selector import selector_data
+
+    data = selector_data(load_persona(ARA))
+    lexicon, crisis = data.lexicon, data.crisis
+    assert lexicon is not None and lexicon.index.words and lexicon.index.stems
+    for sample in load_split(SELECTOR, "train"):
+        folded = re.sub(r"\s+", " ", fold(clip(sample.text)))
+        every = {n: m.group() for n, rx in lexicon.concepts.items() if (m := rx.search(folded))}
+        assert lexicon.hits(folded) == every, sample.where
+        maybe = crisis.index.candidates(folded)
+        assert all(name in maybe for name, rx in crisis.concepts.items() if rx.search(folded)), sample.where
