@@ -94,7 +94,7 @@ def find_pattern(patterns: CrisisPatterns, text: str, known: Collection[str] = (
     if fixed != folded:
         texts.append(fixed)
     for candidate in texts:
-        match = patterns.rx.search(candidate)
+        match = patterns.search(candidate)
         if match:
             return CrisisHit(match.group().strip(), "pattern")
     for candidate in texts:

@@ -13,6 +13,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 from ara_persona.model import PersonaError, file_version
+from ara_persona.regexscan import PatternScan
 from ara_persona.yamldoc import YamlDoc
 
 LEXICON_FILE = "lexicon.yaml"
@@ -181,10 +182,15 @@ class CrisisPatterns:
     mentions: re.Pattern | None = None
     topics: re.Pattern | None = None
     anchors: dict[str, Anchors] = field(default_factory=dict, compare=False)  # none: ANYWHERE
+    scan: PatternScan | None = field(default=None, compare=False)  # `rx`, searched faster
 
     @cached_property
     def index(self) -> ConceptIndex:
         return ConceptIndex({name: self.anchors.get(name, ANYWHERE) for name in self.concepts})
+
+    def search(self, folded: str) -> re.Match | None:
+        """The leftmost match of the patterns in `folded` (the same as `rx.search`), else None."""
+        return self.scan.search(folded) if self.scan is not None else self.rx.search(folded)
 
     def mention(self, folded: str) -> str | None:
         """The subject's word in `folded` when no topic word is there too, else None."""
@@ -249,7 +255,15 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     fuzzy_words = frozenset(w.casefold() for w in fuzzy)
     return CrisisPatterns(
-        rx, fuzzy_words, digest, concepts, tuple(tuple(c) for c in combos), mention_rx, topic_rx, anchors
+        rx,
+        fuzzy_words,
+        digest,
+        concepts,
+        tuple(tuple(c) for c in combos),
+        mention_rx,
+        topic_rx,
+        anchors,
+        PatternScan(alternatives),
     )
 
 
