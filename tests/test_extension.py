@@ -956,8 +956,11 @@ def test_one_mode_per_turn_and_crisis_over_a_forced_mode(ext, sidecar):
     assert comfort in chat.prompts[-1] and playful not in chat.prompts[-1]
     assert sidecar.renders()[-1]["mode"] == "comfort"
     assert "comfort · possible crisis" in html.unescape(visible)  # the badge itself says why
+    safety = " ".join(ext.runtime.persona().safety.split()[:8])
+    assert safety in " ".join(chat.prompts[-1].split())  # the persona's safety text, in every mode
     chat.turn("ok, tell me something silly", "A penguin walks into a bar…")
     assert playful in chat.prompts[-1] and sidecar.renders()[-1]["mode"] == "playful"
+    assert safety in " ".join(chat.prompts[-1].split())
     ext.params["mode"] = "Auto"  # Auto: the reply never changes the mode chosen from the message
     chat.turn("my build fails with a segfault in the CUDA kernel", "Haha, jokes aside: a joke, a pun, lol!")
     lab = ext.runtime.persona().modes["lab"].guidance.split("\n")[0]
