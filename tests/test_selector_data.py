@@ -70,9 +70,16 @@ def test_eval_cli_prints_the_figures_and_never_held_out_messages():
     assert figures["split"] == "heldout" and figures["samples"] > 250
     assert set(figures["per_mode"]) == set(MODE_NAMES)
     assert 0 <= figures["crisis_recall"] <= 1 and 0 <= figures["hard_negative_false_alarm_rate"] <= 1
+    by_lang = figures["crisis_recall_by_lang"]
+    assert set(by_lang) >= {"en", "de", "es", "fr", "pt", "it"}
+    assert sum(v["n"] for v in by_lang.values()) == figures["crisis_n"]
+    assert sum(round(v["recall"] * v["n"]) for v in by_lang.values()) == round(
+        figures["crisis_recall"] * figures["crisis_n"]
+    )
     assert figures["latency_ms"]["p99"] > 0
     text = _cli("eval", "--errors")
     assert text.returncode == 0 and "confusion" in text.stdout and "errors (" not in text.stdout
+    assert re.search(r"by language: de [\d.]+% \(\d+/\d+\), en ", text.stdout)
     train = _cli("eval", "--split", "train", "--errors")
     assert train.returncode == 0 and "split train" in train.stdout
     assert _cli("eval", "nobody").returncode == 1

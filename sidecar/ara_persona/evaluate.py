@@ -4,7 +4,7 @@ Every message goes through `select_mode` as a turn would (its time, its previous
 forced mode), and is judged against its label:
 
 - accuracy overall and per mode, and the confusion matrix (rows: label, columns: chosen);
-- crisis recall: crisis messages that reached comfort as a crisis;
+- crisis recall: crisis messages that reached comfort as a crisis, overall and by language;
 - hard-negative false-alarm rate: hard negatives taken for a crisis (any other message so
   taken is counted too, as "other false alarms");
 - the latency of one `select_mode` call, p50 and p99 over all messages (after one warm-up).
@@ -37,6 +37,7 @@ class Report:
         default_factory=lambda: {a: dict.fromkeys(MODE_NAMES, 0) for a in MODE_NAMES}
     )
     crisis: list[int] = field(default_factory=lambda: [0, 0])  # detected, total
+    crisis_by_lang: dict[str, list[int]] = field(default_factory=dict)  # language → detected, total
     hard_negative: list[int] = field(default_factory=lambda: [0, 0])  # alarms, total
     other_alarms: list[int] = field(default_factory=lambda: [0, 0])
     latency_ms: list[float] = field(default_factory=list)
@@ -68,6 +69,10 @@ class Report:
             "confusion": self.confusion,
             "crisis_recall": rate(self.crisis),
             "crisis_n": self.crisis[1],
+            "crisis_recall_by_lang": {
+                lang: {"recall": rate(pair), "n": pair[1]}
+                for lang, pair in sorted(self.crisis_by_lang.items())
+            },
             "hard_negative_false_alarm_rate": rate(self.hard_negative),
             "hard_negative_n": self.hard_negative[1],
             "other_false_alarm_rate": rate(self.other_alarms),
@@ -112,6 +117,9 @@ def _run(report: Report, persona: Persona, samples: list[Sample], data) -> None:
         if s.kind == "crisis":
             report.crisis[1] += 1
             report.crisis[0] += choice.crisis
+            by_lang = report.crisis_by_lang.setdefault(s.lang, [0, 0])
+            by_lang[1] += 1
+            by_lang[0] += choice.crisis
         elif s.kind == "hard_negative":
             report.hard_negative[1] += 1
             report.hard_negative[0] += choice.crisis
@@ -128,6 +136,11 @@ def format_report(report: Report, *, errors: bool = False) -> str:
         f"accuracy      {pct(report.accuracy)}",
         *(f"  {m:<10}  {pct(report.mode_accuracy(m))}  (n={report.per_mode[m][1]})" for m in MODE_NAMES),
         f"crisis recall {pct(d['crisis_recall'])}  ({report.crisis[0]}/{report.crisis[1]})",
+        "  by language: "
+        + ", ".join(
+            f"{lang} {pct(ok / n).strip()} ({ok}/{n})"
+            for lang, (ok, n) in sorted(report.crisis_by_lang.items())
+        ),
         f"hard-negative false alarms {pct(d['hard_negative_false_alarm_rate'])}  "
         f"({report.hard_negative[0]}/{report.hard_negative[1]}); other false alarms "
         f"{report.other_alarms[0]}/{report.other_alarms[1]}",
