@@ -9,13 +9,20 @@ model needs only numpy. The concept lexicon and crisis concepts (features of the
 persona's own `selector/lexicon.yaml` and `crisis.yaml`, else Ara's, as selection finds them.
 
 - Mode head: multinomial logistic regression over the six modes, L2-regularised, each mode
-  weighing the same. Crisis messages are left out (the crisis check before it decides them),
-  and so are short follow-ups labelled with their previous mode (the hysteresis decides them).
+  weighing the same. Crisis messages are left out (the crisis check before it decides them), and
+  so are short follow-ups labelled with their previous mode (the hysteresis decides them).
+  (Scaling its features as the crisis head's below gained 0.8 points of cross-validated
+  accuracy but made it sure of itself on short follow-ups — "ok and then?" 95 % cockpit —
+  which the hysteresis must keep in the previous mode; so it is not done.)
 - Crisis head: logistic regression, crisis messages against everything else, hard negatives
-  weighted `HARD_NEGATIVE_WEIGHT`×. It backs up the crisis patterns, which are checked first,
-  so it must not cry wolf: its threshold is the lowest at which a 5-fold cross-validation on
-  the training split raised at most `HARD_NEGATIVE_ALARMS` false alarms on hard negatives and
-  `OTHER_ALARMS` on other messages.
+  weighted `HARD_NEGATIVE_WEIGHT`×, over features scaled by their naive-Bayes log-count ratio
+  (NBSVM, Wang & Manning 2012: how much more often a feature occurs in crisis messages than in
+  the others, smoothed by `NB_ALPHA`); the scale is folded into the weights, so using the model
+  is unchanged. In cross-validation it finds 66 % of the crisis messages where the plain
+  regression found 60 %, at the same false-alarm budget. It backs up the crisis patterns,
+  which are checked first, so it must not cry wolf: its threshold is the lowest at which a
+  5-fold cross-validation on the training split raised at most `HARD_NEGATIVE_ALARMS` false
+  alarms on hard negatives and `OTHER_ALARMS` on other messages.
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ SCALE = 10_000
 DEFAULTS = SelectorSettings()
 MIN_DOCS = 2  # a feature must occur in at least this many training messages
 L2_MODE = 0.03
-L2_CRISIS = 0.03
+L2_CRISIS = 0.005
+NB_ALPHA = 0.5  # the crisis head's naive-Bayes smoothing (in weighted messages)
 HARD_NEGATIVE_WEIGHT = 3.0
 FOLDS = 5
 HARD_NEGATIVE_ALARMS = 0.015  # the crisis head's false-alarm budget in cross-validation: hard negatives …
@@ -99,6 +107,15 @@ def _fit(x, targets: np.ndarray, weights: np.ndarray, l2: float) -> tuple[np.nda
     return result.x[: d * k].reshape(d, k), result.x[d * k :]
 
 
+def _log_count_ratio(x, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per feature: log of its smoothed share of the (weighted) positive messages that hold it
+    over its share of the negative ones (NBSVM's r)."""
+    present = (x > 0).astype(np.float64)
+    pos = NB_ALPHA + present[positive].T @ weights[positive]
+    neg = NB_ALPHA + present[~positive].T @ weights[~positive]
+    return np.log((pos / pos.sum()) / (neg / neg.sum()))
+
+
 def _follow_up(sample: Sample, settings: SelectorSettings) -> bool:
     """A short follow-up labelled with its previous mode: the selector's hysteresis decides it."""
     return sample.previous == sample.mode and word_count(sample.text) < settings.follow_up_words
@@ -121,8 +138,12 @@ def _fit_heads(
     )  # every mode weighs the same
     keep = [not s.crisis and not _follow_up(s, settings) for s in samples]
     weight_mode = (modes @ balance) * np.array(keep, dtype=float)
+    from scipy import sparse
+
     w_mode, b_mode = _fit(x, modes, weight_mode, L2_MODE)
-    w_crisis, b_crisis = _fit(x, crisis, weight, L2_CRISIS)
+    ratio = _log_count_ratio(x, crisis[:, 0] > 0, weight)
+    w_crisis, b_crisis = _fit(x @ sparse.diags(ratio), crisis, weight, L2_CRISIS)
+    w_crisis = w_crisis * ratio[:, None]
     return np.hstack([w_mode, w_crisis]), np.concatenate([b_mode, b_crisis])
 
 
@@ -190,6 +211,7 @@ def fit_model(
             "min_docs": MIN_DOCS,
             "l2_mode": L2_MODE,
             "l2_crisis": L2_CRISIS,
+            "nb_alpha": NB_ALPHA,
             "hard_negative_weight": HARD_NEGATIVE_WEIGHT,
             "threshold_margin": THRESHOLD_MARGIN,
             "hard_negative_alarm_budget": HARD_NEGATIVE_ALARMS,
