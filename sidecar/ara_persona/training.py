@@ -127,6 +127,8 @@ def _fit_heads(
     vocab: dict[str, int],
     settings: SelectorSettings = DEFAULTS,
 ):
+    from scipy import sparse
+
     x = _matrix(docs, vocab)
     modes = np.zeros((len(samples), len(MODE_NAMES)))
     for i, s in enumerate(samples):
@@ -138,8 +140,6 @@ def _fit_heads(
     )  # every mode weighs the same
     keep = [not s.crisis and not _follow_up(s, settings) for s in samples]
     weight_mode = (modes @ balance) * np.array(keep, dtype=float)
-    from scipy import sparse
-
     w_mode, b_mode = _fit(x, modes, weight_mode, L2_MODE)
     ratio = _log_count_ratio(x, crisis[:, 0] > 0, weight)
     w_crisis, b_crisis = _fit(x @ sparse.diags(ratio), crisis, weight, L2_CRISIS)
@@ -222,21 +222,13 @@ def fit_model(
     }
 
 
-def _selector_file(folder: Path, name: str) -> Path | None:
-    """`folder/NAME`, else Ara's shipped one (as selection finds them), else None."""
-    from ara_persona.selector import SHIPPED_SELECTOR
-
-    for place in (folder, SHIPPED_SELECTOR):
-        if (place / name).is_file():
-            return place / name
-    return None
-
-
-def build_model(persona: Persona, selector_dir: Path | None = None) -> dict:
+def build_model(persona: Persona) -> dict:
     """The model file's content for `persona`, fitted on its training split."""
-    folder = Path(selector_dir or persona.directory / "selector")
+    from ara_persona.selector import SELECTOR_DIR, selector_file
+
+    folder = Path(persona.directory) / SELECTOR_DIR
     samples = load_split(folder, "train")
-    lexicon_path, crisis_path = (_selector_file(folder, name) for name in (LEXICON_FILE, CRISIS_FILE))
+    lexicon_path, crisis_path = (selector_file(persona.directory, n) for n in (LEXICON_FILE, CRISIS_FILE))
     lexicon = load_lexicon(lexicon_path) if lexicon_path else None
     lexicon = model_lexicon(lexicon, load_crisis(crisis_path) if crisis_path else None)
     data = fit_model(samples, persona.selector, lexicon)
@@ -266,11 +258,10 @@ def fold_models(persona: Persona) -> list[tuple[list[Sample], object]]:
     return out
 
 
-def write_model(persona: Persona, selector_dir: Path | None = None) -> Path:
+def write_model(persona: Persona) -> Path:
     """Fit and write `selector/model.json`; returns its path."""
-    folder = Path(selector_dir or persona.directory / "selector")
-    data = build_model(persona, folder)
-    path = folder / MODEL_FILE
+    data = build_model(persona)
+    path = Path(persona.directory) / "selector" / MODEL_FILE
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(text + "\n", encoding="utf-8")

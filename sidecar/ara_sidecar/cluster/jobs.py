@@ -79,16 +79,10 @@ class ClusterJobManager(JobManager):
     # -- requests: the routes use the async forms, whose Redis part runs in a thread (the event
     # loop never waits for Redis); the sync forms wait for it on the caller's thread
 
-    async def asubmit(
-        self,
-        key: str,
-        request: RenderRequest | SpeechRequest,
-        mode_reason: str,
-        chunk_count: int,
-        cached: dict[str, Any] | None = None,
-    ) -> Job:
-        entered = await asyncio.to_thread(self._enter, key, request, mode_reason, chunk_count, cached)
-        return self._adopt(entered, key, request, mode_reason, chunk_count, cached)
+    async def asubmit(self, *args: Any, **kwargs: Any) -> Job:
+        """`submit`, its Redis part in a thread."""
+        entered = await asyncio.to_thread(self._enter, *args, **kwargs)
+        return self._adopt(entered, *args, **kwargs)
 
     def submit(
         self,
@@ -174,7 +168,7 @@ class ClusterJobManager(JobManager):
         request: RenderRequest | SpeechRequest,
         mode_reason: str,
         chunk_count: int,
-        cached: dict[str, Any] | None,
+        cached: dict[str, Any] | None = None,
     ) -> Entered:
         """In Redis (any thread): the job's record, and its render joined or made and queued.
         Raises QueueFull when `server.queue_size` renders are queued or running in the cluster."""
@@ -205,7 +199,7 @@ class ClusterJobManager(JobManager):
         request: RenderRequest | SpeechRequest,
         mode_reason: str,
         chunk_count: int,
-        cached: dict[str, Any] | None,
+        cached: dict[str, Any] | None = None,
     ) -> Job:
         """On the loop: the job entered in Redis, following its render here."""
         if entered.rid is None:
