@@ -73,6 +73,11 @@ class ConceptIndex:
                 self.stems.setdefault(stem, set()).add(name)
         self.lengths = sorted({len(stem) for stem in self.stems})
 
+    @classmethod
+    def of(cls, concepts: Mapping[str, re.Pattern], anchors: Mapping[str, Anchors]) -> ConceptIndex:
+        """The index of `concepts` (those without anchors can match anywhere)."""
+        return cls({name: anchors.get(name, ANYWHERE) for name in concepts})
+
     def candidates(self, folded: str) -> set[str]:
         """The names of the concepts that may match `folded`."""
         out = set(self.anywhere)
@@ -125,7 +130,7 @@ class Lexicon:
 
     @cached_property
     def index(self) -> ConceptIndex:
-        return ConceptIndex({name: self.anchors.get(name, ANYWHERE) for name in self.concepts})
+        return ConceptIndex.of(self.concepts, self.anchors)
 
     def hits(self, folded: str) -> dict[str, str]:
         """Concept → the first entry of it found in `folded` (tokens joined by spaces)."""
@@ -142,9 +147,7 @@ class Lexicon:
 @lru_cache(maxsize=16)
 def _lexicon(path: str, stamp: tuple[int, int]) -> Lexicon:
     doc = _read(Path(path))
-    groups = _groups(doc, "concepts")
-    concepts = _concepts(groups)
-    anchors = {name: _anchors(words) for name, words in groups.items()}
+    concepts, anchors = _concepts(_groups(doc, "concepts"))
     shapes = doc.data.get("shapes", {})
     if not isinstance(shapes, dict):
         raise doc.error(("shapes",), "a mapping of names to regular expressions")
@@ -158,23 +161,23 @@ def load_lexicon(path: Path) -> Lexicon:
     return _lexicon(*file_version(path, "the lexicon"))
 
 
-def _concepts(groups: dict[str, list[str]]) -> dict[str, re.Pattern]:
-    """Concept name → one whole-word regular expression over its entries."""
+def _concepts(groups: dict[str, list[str]]) -> tuple[dict[str, re.Pattern], dict[str, Anchors]]:
+    """Concept name → one whole-word regular expression over its entries, and → its anchors."""
     out = {}
     for name, words in groups.items():
         alternatives = sorted({_entry(w.casefold()) for w in words}, key=len, reverse=True)
         out[name] = re.compile(rf"(?<!\w)(?:{'|'.join(alternatives)})(?!\w)")
-    return out
+    return out, {name: _anchors(words) for name, words in groups.items()}
 
 
 @dataclass(frozen=True)
 class CrisisPatterns:
-    """The crisis patterns of `crisis.yaml` (one regular expression), its typo targets, its
-    concept combinations (each a tuple of concept names that must all be found), and its
-    mentions of the subject, which count unless a `topics` word says the message is about a
+    """The crisis patterns of `crisis.yaml` (searched as one alternation: `regexscan.PatternScan`),
+    its typo targets, its concept combinations (each a tuple of concept names that must all be
+    found), and its mentions of the subject, which count unless a `topics` word says the message is about a
     subject of study or the news (None: no mentions)."""
 
-    rx: re.Pattern
+    scan: PatternScan
     fuzzy: frozenset[str]
     digest: str
     concepts: dict[str, re.Pattern]
@@ -182,15 +185,14 @@ class CrisisPatterns:
     mentions: re.Pattern | None = None
     topics: re.Pattern | None = None
     anchors: dict[str, Anchors] = field(default_factory=dict, compare=False)  # none: ANYWHERE
-    scan: PatternScan | None = field(default=None, compare=False)  # `rx`, searched faster
 
     @cached_property
     def index(self) -> ConceptIndex:
-        return ConceptIndex({name: self.anchors.get(name, ANYWHERE) for name in self.concepts})
+        return ConceptIndex.of(self.concepts, self.anchors)
 
     def search(self, folded: str) -> re.Match | None:
-        """The leftmost match of the patterns in `folded` (the same as `rx.search`), else None."""
-        return self.scan.search(folded) if self.scan is not None else self.rx.search(folded)
+        """The leftmost match of the patterns in `folded`, else None."""
+        return self.scan.search(folded)
 
     def mention(self, folded: str) -> str | None:
         """The subject's word in `folded` when no topic word is there too, else None."""
@@ -228,10 +230,7 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
     fuzzy = doc.data.get("fuzzy", [])
     if not isinstance(fuzzy, list) or not all(isinstance(w, str) for w in fuzzy):
         raise doc.error(("fuzzy",), "a list of words")
-    rx = re.compile(rf"(?<!\w)(?:{'|'.join(f'(?:{a})' for a in alternatives)})(?!\w)")
-    groups = _groups(doc, "concepts") if "concepts" in doc.data else {}
-    concepts = _concepts(groups)
-    anchors = {name: _anchors(words) for name, words in groups.items()}
+    concepts, anchors = _concepts(_groups(doc, "concepts") if "concepts" in doc.data else {})
     combos = doc.data.get("combinations", [])
     if not isinstance(combos, list) or not all(isinstance(c, list) and c for c in combos):
         raise doc.error(("combinations",), "a list of lists of concept names")
@@ -251,11 +250,11 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
     topics = doc.data.get("topics", [])
     if not isinstance(topics, list) or not all(isinstance(w, str) for w in topics):
         raise doc.error(("topics",), "a list of words")
-    topic_rx = _concepts({"topics": topics})["topics"] if topics else None
+    topic_rx = _concepts({"topics": topics})[0]["topics"] if topics else None
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     fuzzy_words = frozenset(w.casefold() for w in fuzzy)
     return CrisisPatterns(
-        rx,
+        PatternScan(alternatives),
         fuzzy_words,
         digest,
         concepts,
@@ -263,7 +262,6 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
         mention_rx,
         topic_rx,
         anchors,
-        PatternScan(alternatives),
     )
 
 

@@ -84,6 +84,7 @@ class PatternScan:
     """`patterns` (each a regex string) as one search of `(?<!\\w)(?:p1|p2|…)(?!\\w)`."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = tuple(patterns)
         by_char: dict[str, list[str]] = {}
         free: list[str] = []
         for pattern in patterns:
@@ -109,6 +110,10 @@ class PatternScan:
                 if match:
                     return match
         return loose
+
+    def alternation(self) -> re.Pattern:
+        """The one alternation this search stands for (what `search` must equal)."""
+        return _whole_words(self.patterns)
 
 
 def _whole_words(patterns: Sequence[str]) -> re.Pattern:
