@@ -473,3 +473,23 @@ def test_rvc_render_skips_the_voice_stage(settings, xtts, tmp_path):
     assert result.frames > 0 and xtts.generations()[-1]["rvccharacter_voice_gen"] == "ara/ara.pth"
     with pytest.raises(BackendUnavailable, match=r"no RVC voice 'nope.pth'.*its RVC voices: ara/ara.pth"):
         backend(settings, xtts, rvc_voice="nope.pth").synthesize("x", MODE)
+
+
+def test_the_aligner_phonemizes_in_alltalks_language(settings, v2, tmp_path, private_dirs, monkeypatch):
+    """AllTalk gives no timing: the lip-sync's aligner reads the text in `alltalk.language`."""
+    import ara_sidecar.pipeline as pipeline_module
+
+    cfg = settings.with_overrides(
+        tts="alltalk", lipsync="animator", **{"alltalk.url": v2.url, "alltalk.language": "de"}
+    )
+    seen: list[str | None] = []
+    real = pipeline_module.estimate_phonemes
+
+    def estimate(audio, text, language=None):
+        seen.append(language)
+        return real(audio, text, language)
+
+    monkeypatch.setattr(pipeline_module, "estimate_phonemes", estimate)
+    request = RenderRequest(text="Schöne Grüße aus München.")
+    Pipeline(cfg).render(request, tmp_path / "de.mp4", use_cache=False)
+    assert seen and set(seen) == {"de"}
