@@ -9,9 +9,13 @@ head, plus the biases:
      "weights": {"w:gpu": [w1, …, w6, w_crisis], …},   integers, divided by `scale`
      "training": {…how it was built: corpus digests, settings, sizes…}}
 
+and, optionally, `"hidden": {"file": "model.hidden.npz", "sha256": …, "units": 64}`: a layer
+of hidden units over the same features (`ara_persona.hidden`) whose output adds to the logits.
+
 A message is a bag of binary features (`ara_persona.features.weight`); the mode head is a
 softmax over the six modes, the crisis head a logistic unit. Scoring is a few hundred dict
-look-ups and one small numpy sum. `explain` names the words that pushed a mode up most.
+look-ups and small numpy sums. `explain` names the words that pushed a mode up most (the
+hidden layer's share of each word included, exactly).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ara_persona.features import message_features, ngram_scale, weight
+from ara_persona.hidden import Hidden
 from ara_persona.lexicon import Lexicon
 from ara_persona.model import MODE_NAMES, PersonaError, file_version
 
@@ -44,7 +49,7 @@ class Scores:
 
 
 class LinearModel:
-    """The mode and crisis heads of one `model.json`."""
+    """The mode and crisis heads of one `model.json` (its linear part and its hidden layer)."""
 
     def __init__(
         self,
@@ -54,6 +59,7 @@ class LinearModel:
         bias: np.ndarray,
         crisis_threshold: float,
         training: dict | None = None,
+        hidden: Hidden | None = None,
     ):
         self.modes = modes
         self.vocab = vocab
@@ -61,10 +67,12 @@ class LinearModel:
         self.bias = bias
         self.crisis_threshold = crisis_threshold
         self.training = training or {}
+        self.hidden = hidden
         self.common_words: frozenset[str] = frozenset()  # words of ordinary (not crisis) training messages
 
     @classmethod
-    def from_json(cls, data: dict, where: str = "model") -> LinearModel:
+    def from_json(cls, data: dict, where: str = "model", hidden: Hidden | None = None) -> LinearModel:
+        """The model of `model.json`'s content; its hidden layer is `hidden` (read by `load_model`)."""
         try:
             if data.get("format") != FORMAT:
                 raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
@@ -86,7 +94,7 @@ class LinearModel:
                 f"{where}: not a selector model ({exc}); rebuild it: ara-sidecar personas train"
             ) from None
         model = cls(
-            modes, {n: i for i, n in enumerate(names)}, weights, bias, threshold, data.get("training")
+            modes, {n: i for i, n in enumerate(names)}, weights, bias, threshold, data.get("training"), hidden
         )
         model.common_words = frozenset(data.get("common_words", ()))
         return model
@@ -96,11 +104,13 @@ class LinearModel:
         known = [(self.vocab[f], f, w) for f, w in feats.items() if f in self.vocab]
         scale = ngram_scale(feats)
         values = np.array([weight(f, scale) for _, f, _ in known], dtype=np.float32)
-        if known:
-            rows = self.weights[[i for i, _, _ in known]] * values[:, None]
-        else:
-            rows = np.zeros((0, len(self.bias)), np.float32)
-        z = rows.sum(axis=0) + self.bias
+        index = [i for i, _, _ in known]
+        rows = self.weights[index] * values[:, None]
+        bias = self.bias
+        if self.hidden is not None:
+            shares, hidden_bias = self.hidden.contributions(index, values)
+            rows, bias = rows + shares, bias + hidden_bias
+        z = rows.sum(axis=0) + bias
         crisis = 1.0 / (1.0 + math.exp(-float(z[-1])))
         return Scores(z[:-1], crisis, feats, rows, tuple(w for _, _, w in known))
 
@@ -136,7 +146,16 @@ def _load(path: str, stamp: tuple[int, int]) -> LinearModel:
         raise PersonaError(f"{path}: cannot read the selector model ({exc})") from None
     if not isinstance(data, dict):
         raise PersonaError(f"{path}: not a selector model (expected a JSON object)")
-    return LinearModel.from_json(data, path)
+    spec = data.get("hidden")
+    hidden = None
+    if spec is not None:
+        try:
+            file, digest = Path(path).with_name(str(spec["file"])), str(spec["sha256"])
+            features, outputs = len(data["weights"]), len(data["bias"])
+        except (KeyError, TypeError) as exc:
+            raise PersonaError(f"{path}: not a selector model (hidden: {exc})") from None
+        hidden = Hidden.read(file, digest, features, outputs)
+    return LinearModel.from_json(data, path, hidden)
 
 
 def load_model(path: Path) -> LinearModel:

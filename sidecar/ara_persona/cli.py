@@ -137,7 +137,7 @@ def run_eval(args: argparse.Namespace, default_roots: Roots) -> int:
 
 
 def run_train(args: argparse.Namespace, default_roots: Roots) -> int:
-    """Refit selector/model.json from selector/train/ (needs numpy and scipy)."""
+    """Refit selector/model.json and model.hidden.npz from selector/train/ (needs numpy, scipy and torch)."""
     try:
         from ara_persona.training import write_model
 

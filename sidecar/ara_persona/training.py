@@ -2,11 +2,13 @@
 
     ara-sidecar personas train [PERSONA]        (or: python -m ara_persona personas train)
 
-Reproducible: the same corpus files give the same model file, byte for byte (a deterministic
-L-BFGS fit, weights rounded to integers of 1/`SCALE`). Only `selector/train/*.jsonl` is read;
-the held-out files never are. Needs numpy and scipy (the sidecar's dependencies); using the
-model needs only numpy. The concept lexicon and crisis concepts (features of the model) are the
-persona's own `selector/lexicon.yaml` and `crisis.yaml`, else Ara's, as selection finds them.
+Reproducible: the same corpus files give the same model files on the same machine and
+versions (a deterministic L-BFGS fit, weights rounded to integers of 1/`SCALE`; the hidden layer
+seeded and trained in one thread). Only `selector/train/*.jsonl` is read; the held-out files
+never are. Needs numpy and scipy (the sidecar's dependencies) and torch for the hidden layer
+(`pip install 'ara-avatar[torch]'`); using the model needs only numpy. The concept lexicon and
+crisis concepts (features of the model) are the persona's own `selector/lexicon.yaml` and
+`crisis.yaml`, else Ara's, as selection finds them.
 
 - Mode head: multinomial logistic regression over the six modes, L2-regularised, each mode
   weighing the same. Crisis messages are left out (the crisis check before it decides them), and
@@ -14,6 +16,15 @@ persona's own `selector/lexicon.yaml` and `crisis.yaml`, else Ara's, as selectio
   (Scaling its features as the crisis head's below gained 0.8 points of cross-validated
   accuracy but made it sure of itself on short follow-ups — "ok and then?" 95 % cockpit —
   which the hysteresis must keep in the previous mode; so it is not done.)
+- Hidden layer (`ara_persona.hidden`): `HIDDEN_UNITS` ReLU units over the same features with an
+  output per mode and one for the crisis head, trained with AdamW and dropout on both heads'
+  losses and weights at once. The model's logits are the mean of the linear heads' and the
+  hidden layer's (each part's weights are halved in the file): a geometric-mean ensemble, as
+  sure of itself as either part alone, which the hysteresis's probabilities need (the sum made
+  "ok and then?" 94 % cockpit, the mean 78 %). In a cross-validation that held
+  out whole corpus files (new writers, as the held-out split has), it raised mode accuracy from
+  88.6 to 90.5 % and, summed with the linear crisis head, the crisis messages found at the same
+  false-alarm budget by about two points.
 - Crisis head: logistic regression, crisis messages against everything else, hard negatives
   weighted `HARD_NEGATIVE_WEIGHT`×, over features scaled by their naive-Bayes log-count ratio
   (NBSVM, Wang & Manning 2012: how much more often a feature occurs in crisis messages than in
@@ -38,6 +49,7 @@ import numpy as np
 from ara_persona.classifier import FORMAT, MODEL_FILE, LinearModel
 from ara_persona.corpus import Sample, load_split
 from ara_persona.features import message_features, ngram_scale, vocabulary, weight, word_count
+from ara_persona.hidden import HIDDEN_FILE, Hidden
 from ara_persona.lexicon import (
     CRISIS_FILE,
     LEXICON_FILE,
@@ -46,7 +58,7 @@ from ara_persona.lexicon import (
     load_lexicon,
     model_lexicon,
 )
-from ara_persona.model import MODE_NAMES, Persona, SelectorSettings
+from ara_persona.model import MODE_NAMES, Persona, PersonaError, SelectorSettings
 
 SCALE = 10_000
 DEFAULTS = SelectorSettings()
@@ -59,6 +71,13 @@ FOLDS = 5
 HARD_NEGATIVE_ALARMS = 0.015  # the crisis head's false-alarm budget in cross-validation: hard negatives …
 OTHER_ALARMS = 0.01  # … and other messages
 THRESHOLD_MARGIN = 0.0  # logits added to the threshold those budgets give
+HIDDEN_UNITS = 64
+HIDDEN_EPOCHS = 8
+HIDDEN_BATCH = 64
+HIDDEN_LEARNING_RATE = 2e-3
+HIDDEN_DROPOUT = 0.3
+HIDDEN_WEIGHT_DECAY = 1e-5
+HIDDEN_SEED = 0
 
 
 def _matrix(docs: Sequence[dict[str, str]], vocab: dict[str, int]):
@@ -144,7 +163,65 @@ def _fit_heads(
     ratio = _log_count_ratio(x, crisis[:, 0] > 0, weight)
     w_crisis, b_crisis = _fit(x @ sparse.diags(ratio), crisis, weight, L2_CRISIS)
     w_crisis = w_crisis * ratio[:, None]
-    return np.hstack([w_mode, w_crisis]), np.concatenate([b_mode, b_crisis])
+    embedding, bias, out, out_bias = _fit_hidden(x, modes, weight_mode, crisis[:, 0], weight)
+    half = 0.5  # the model's logits are the mean of the two parts': their geometric-mean ensemble
+    linear = np.hstack([w_mode, w_crisis]) * half, np.concatenate([b_mode, b_crisis]) * half
+    return *linear, (embedding, bias, out * half, out_bias * half)
+
+
+def _fit_hidden(x, modes: np.ndarray, weight_mode: np.ndarray, crisis: np.ndarray, weight_crisis: np.ndarray):
+    """The hidden layer's float arrays (embedding, bias, out, out_bias), trained on both heads:
+    `modes` one-hot with `weight_mode` per message, `crisis` 0/1 with `weight_crisis`."""
+    try:
+        import torch
+        from torch.nn import functional
+    except ImportError:
+        raise PersonaError(
+            "training the selector's hidden layer needs torch: pip install 'ara-avatar[torch]'"
+        ) from None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same sums in the same order: the same model, run after run
+    try:
+        torch.manual_seed(HIDDEN_SEED)
+        x = x.tocsr()
+        embed = torch.nn.EmbeddingBag(x.shape[1], HIDDEN_UNITS, mode="sum")
+        torch.nn.init.normal_(embed.weight, std=0.05)
+        out = torch.nn.Linear(HIDDEN_UNITS, modes.shape[1] + 1)
+        drop = torch.nn.Dropout(HIDDEN_DROPOUT)
+        params = [*embed.parameters(), *out.parameters()]
+        opt = torch.optim.AdamW(params, lr=HIDDEN_LEARNING_RATE, weight_decay=HIDDEN_WEIGHT_DECAY)
+        as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+        target, w_mode = torch.tensor(modes.argmax(axis=1)), as_tensor(weight_mode)
+        y_crisis, w_crisis = as_tensor(crisis), as_tensor(weight_crisis)
+        rng = np.random.default_rng(HIDDEN_SEED)
+        for _ in range(HIDDEN_EPOCHS):
+            order = rng.permutation(x.shape[0])
+            for start in range(0, len(order), HIDDEN_BATCH):
+                rows = order[start : start + HIDDEN_BATCH]
+                batch = x[rows]
+                units = embed(
+                    torch.from_numpy(batch.indices.astype(np.int64)),
+                    torch.from_numpy(batch.indptr[:-1].astype(np.int64)),
+                    per_sample_weights=torch.from_numpy(batch.data.astype(np.float32)),
+                )
+                z = out(drop(torch.relu(units)))
+                mode_loss = functional.cross_entropy(z[:, :-1], target[rows], reduction="none")
+                crisis_loss = functional.binary_cross_entropy_with_logits(
+                    z[:, -1], y_crisis[rows], reduction="none"
+                )
+                loss = (mode_loss * w_mode[rows] + crisis_loss * w_crisis[rows]).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        arrays = (embed.weight, torch.zeros(HIDDEN_UNITS), out.weight.T, out.bias)
+        return tuple(a.detach().numpy().astype(np.float64) for a in arrays)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _hidden_logits(x, layer) -> np.ndarray:
+    embedding, bias, out, out_bias = layer
+    return np.maximum(x @ embedding + bias, 0.0) @ out + out_bias
 
 
 def _fold(sample: Sample) -> int:
@@ -160,8 +237,9 @@ def crisis_threshold(
         train = [i for i, s in enumerate(samples) if _fold(s) != k]
         test = [i for i, s in enumerate(samples) if _fold(s) == k]
         vocab = {n: j for j, n in enumerate(vocabulary((docs[i] for i in train), MIN_DOCS))}
-        w, b = _fit_heads([samples[i] for i in train], [docs[i] for i in train], vocab, settings)
-        logits[test] = (_matrix([docs[i] for i in test], vocab) @ w[:, -1]) + b[-1]
+        w, b, layer = _fit_heads([samples[i] for i in train], [docs[i] for i in train], vocab, settings)
+        x = _matrix([docs[i] for i in test], vocab)
+        logits[test] = (x @ w[:, -1]) + b[-1] + _hidden_logits(x, layer)[:, -1]
     positives = np.array([s.crisis for s in samples])
     hard = np.array([s.kind == "hard_negative" for s in samples])
     others = ~positives & ~hard
@@ -179,13 +257,15 @@ def crisis_threshold(
 
 def fit_model(
     samples: Sequence[Sample], settings: SelectorSettings, lexicon: Lexicon | None, *, threshold: bool = True
-) -> dict:
-    """The model file's content fitted on `samples` (without `threshold`: crisis threshold 1.0)."""
+) -> tuple[dict, Hidden]:
+    """`model.json`'s content and the hidden layer fitted on `samples` (without `threshold`:
+    crisis threshold 1.0)."""
     docs = [message_features(s.text, lexicon=lexicon) for s in samples]
     cut, figures = crisis_threshold(samples, docs, settings) if threshold else (1.0, {})
     names = vocabulary(docs, MIN_DOCS)
     vocab = {n: j for j, n in enumerate(names)}
-    w, b = _fit_heads(samples, docs, vocab, settings)
+    w, b, layer = _fit_heads(samples, docs, vocab, settings)
+    hidden = Hidden.quantize(*layer)
     common = vocabulary(
         (
             {n: "" for n in d if n.startswith("w:")}
@@ -195,13 +275,20 @@ def fit_model(
         2,
     )
     weights = {n: [round(float(v) * SCALE) for v in w[j]] for n, j in vocab.items()}
-    weights = {n: v for n, v in weights.items() if any(v)}
-    return {
+    used = np.array([any(weights[n]) for n in names]) | hidden.embedding.any(axis=1)
+    hidden = hidden.select(used)
+    weights = {n: weights[n] for n, keep in zip(names, used, strict=True) if keep}
+    data = {
         "format": FORMAT,
         "modes": list(MODE_NAMES),
         "scale": SCALE,
         "bias": [round(float(v) * SCALE) for v in b],
         "crisis_threshold": round(cut, 6),
+        "hidden": {
+            "file": HIDDEN_FILE,
+            "units": HIDDEN_UNITS,
+            "sha256": hashlib.sha256(hidden.to_bytes()).hexdigest(),
+        },
         "common_words": [
             n[2:] for n in common if n[2:].isalpha()
         ],  # never typo-corrected by the crisis check
@@ -216,14 +303,22 @@ def fit_model(
             "threshold_margin": THRESHOLD_MARGIN,
             "hard_negative_alarm_budget": HARD_NEGATIVE_ALARMS,
             "other_alarm_budget": OTHER_ALARMS,
+            "hidden_units": HIDDEN_UNITS,
+            "hidden_epochs": HIDDEN_EPOCHS,
+            "hidden_batch": HIDDEN_BATCH,
+            "hidden_learning_rate": HIDDEN_LEARNING_RATE,
+            "hidden_dropout": HIDDEN_DROPOUT,
+            "hidden_weight_decay": HIDDEN_WEIGHT_DECAY,
+            "hidden_seed": HIDDEN_SEED,
             **figures,
         },
         "weights": weights,
     }
+    return data, hidden
 
 
-def build_model(persona: Persona) -> dict:
-    """The model file's content for `persona`, fitted on its training split."""
+def build_model(persona: Persona) -> tuple[dict, Hidden]:
+    """`model.json`'s content and the hidden layer for `persona`, fitted on its training split."""
     from ara_persona.selector import SELECTOR_DIR, selector_file
 
     folder = Path(persona.directory) / SELECTOR_DIR
@@ -231,14 +326,14 @@ def build_model(persona: Persona) -> dict:
     lexicon_path, crisis_path = (selector_file(persona.directory, n) for n in (LEXICON_FILE, CRISIS_FILE))
     lexicon = load_lexicon(lexicon_path) if lexicon_path else None
     lexicon = model_lexicon(lexicon, load_crisis(crisis_path) if crisis_path else None)
-    data = fit_model(samples, persona.selector, lexicon)
+    data, hidden = fit_model(samples, persona.selector, lexicon)
     files = sorted((folder / "train").glob("*.jsonl"))
     data["training"] = {
         "corpus": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
         "lexicon": lexicon.digest if lexicon else None,
         **data["training"],
     }
-    return data
+    return data, hidden
 
 
 def fold_models(persona: Persona) -> list[tuple[list[Sample], object]]:
@@ -252,18 +347,20 @@ def fold_models(persona: Persona) -> list[tuple[list[Sample], object]]:
     out = []
     for k in range(FOLDS):
         train = [s for s in samples if _fold(s) != k]
-        model = LinearModel.from_json(fit_model(train, persona.selector, data.lexicon, threshold=False))
+        fitted, hidden = fit_model(train, persona.selector, data.lexicon, threshold=False)
+        model = LinearModel.from_json(fitted, hidden=hidden)
         bundle = selector.SelectorData(data.crisis, data.lexicon, model, model.common_words)
         out.append(([s for s in samples if _fold(s) == k], bundle))
     return out
 
 
 def write_model(persona: Persona) -> Path:
-    """Fit and write `selector/model.json`; returns its path."""
-    data = build_model(persona)
+    """Fit and write `selector/model.json` and its hidden layer beside it; returns the first's path."""
+    data, hidden = build_model(persona)
     path = Path(persona.directory) / "selector" / MODEL_FILE
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(path)
+    for target, content in ((path.with_name(HIDDEN_FILE), hidden.to_bytes()), (path, (text + "\n").encode())):
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(content)
+        tmp.replace(target)
     return path

@@ -1,0 +1,100 @@
+"""The selector model's hidden layer: one layer of ReLU units over the same features.
+
+`selector/model.hidden.npz` (written by `ara_persona.training`, named and checked by the
+`hidden` entry of `model.json`) holds, per feature of the model (in `model.json`'s `weights`
+order), an embedding row of `units` int8 values and its scale; the units' biases; and the
+output layer, one column per mode and one for the crisis head:
+
+    embedding (features, units) int8 · row_scale (features,) float32 · bias (units,) float32
+    out (units, modes + 1) float32 · out_bias (modes + 1,) float32
+
+A message's hidden units are `relu(Σ value_f · embedding_f + bias)`; their output adds to the
+linear part's logits. Given which units are active, that output is linear in the features, so
+each feature's share of it is exact (`contributions`): the reasons the selector gives still
+name the words that weighed, as for the linear part. Reading it needs numpy only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ara_persona.model import PersonaError
+
+HIDDEN_FILE = "model.hidden.npz"
+ARRAYS = ("embedding", "row_scale", "bias", "out", "out_bias")
+
+
+@dataclass(frozen=True)
+class Hidden:
+    embedding: np.ndarray  # (features, units) int8
+    row_scale: np.ndarray  # (features,) float32
+    bias: np.ndarray  # (units,)
+    out: np.ndarray  # (units, outputs)
+    out_bias: np.ndarray  # (outputs,)
+
+    @classmethod
+    def quantize(cls, embedding: np.ndarray, bias, out, out_bias) -> Hidden:
+        """From a float embedding: each row as int8 times its own scale."""
+        peak = np.abs(embedding).max(axis=1)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        q = np.clip(np.rint(embedding / scale[:, None]), -127, 127).astype(np.int8)
+        f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+        return cls(q, scale, f32(bias), f32(out), f32(out_bias))
+
+    def select(self, rows: np.ndarray) -> Hidden:
+        """Only the features at `rows` (a boolean mask or indices)."""
+        return Hidden(self.embedding[rows], self.row_scale[rows], self.bias, self.out, self.out_bias)
+
+    def contributions(self, index: list[int], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each known feature's exact share of the output (len(index), outputs), and the share of
+        the biases (outputs,), for features `index` with `values`."""
+        e = self.embedding[index].astype(np.float32) * (self.row_scale[index] * values)[:, None]
+        active = (e.sum(axis=0) + self.bias) > 0
+        out = self.out[active]
+        return e[:, active] @ out, self.bias[active] @ out + self.out_bias
+
+    def to_bytes(self) -> bytes:
+        """An .npz archive of the arrays, the same bytes for the same arrays (fixed dates)."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in ARRAYS:
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                array = io.BytesIO()
+                values = np.ascontiguousarray(getattr(self, name))
+                np.lib.format.write_array(array, values, allow_pickle=False)
+                archive.writestr(info, array.getvalue())
+        return buffer.getvalue()
+
+    @classmethod
+    def read(cls, path: Path, sha256: str, features: int, outputs: int) -> Hidden:
+        """The hidden layer in `path`, checked against `model.json`'s digest and sizes."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise PersonaError(f"{path}: cannot read the selector's hidden layer ({exc})") from None
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise PersonaError(
+                f"{path}: does not belong to the model.json beside it; "
+                "rebuild both: ara-sidecar personas train"
+            )
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            hidden = cls(*(npz[name] for name in ARRAYS))
+        units = hidden.bias.shape[0]
+        shapes = {
+            "embedding": (features, units),
+            "row_scale": (features,),
+            "out": (units, outputs),
+            "out_bias": (outputs,),
+        }
+        for name, shape in shapes.items():
+            found = getattr(hidden, name).shape
+            if found != shape:
+                raise PersonaError(f"{path}: {name} has shape {found}, expected {shape}")
+        return hidden

@@ -1,0 +1,128 @@
+"""The selector model's hidden layer: exact per-feature shares, its file, and its checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from ara_persona.classifier import LinearModel, load_model
+from ara_persona.features import ngram_scale
+from ara_persona.hidden import HIDDEN_FILE, Hidden
+from ara_persona.model import MODE_NAMES, PersonaError
+
+
+def _layer(features: int = 40, units: int = 8, seed: int = 1) -> Hidden:
+    rng = np.random.default_rng(seed)
+    return Hidden.quantize(
+        rng.normal(0, 0.3, (features, units)),
+        rng.normal(0, 0.1, units),
+        rng.normal(0, 0.5, (units, len(MODE_NAMES) + 1)),
+        rng.normal(0, 0.1, len(MODE_NAMES) + 1),
+    )
+
+
+def test_shares_add_up_to_the_layer_output():
+    hidden = _layer()
+    index, values = [3, 7, 7, 20, 39], np.array([0.5, 0.5, 1.0, 0.25, 1.0], np.float32)
+    shares, bias = hidden.contributions(index, values)
+    dense = hidden.embedding.astype(np.float64) * hidden.row_scale[:, None]
+    units = np.maximum((dense[index] * values[:, None]).sum(axis=0) + hidden.bias, 0.0)
+    expected = units @ hidden.out + hidden.out_bias  # the layer's output, computed the plain way
+    assert shares.shape == (5, len(MODE_NAMES) + 1)
+    np.testing.assert_allclose(shares.sum(axis=0) + bias, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_no_known_feature_gives_the_biases_alone():
+    hidden = _layer()
+    shares, bias = hidden.contributions([], np.zeros(0, np.float32))
+    expected = np.maximum(hidden.bias, 0.0) @ hidden.out + hidden.out_bias
+    assert shares.shape == (0, len(MODE_NAMES) + 1)
+    np.testing.assert_allclose(bias, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_quantized_rows_stay_close_to_the_floats():
+    rng = np.random.default_rng(0)
+    floats = rng.normal(0, 0.2, (30, 16))
+    hidden = Hidden.quantize(floats, np.zeros(16), np.zeros((16, 7)), np.zeros(7))
+    restored = hidden.embedding.astype(np.float64) * hidden.row_scale[:, None]
+    peak = np.abs(floats).max(axis=1, keepdims=True)
+    assert np.all(np.abs(restored - floats) <= peak / 254 + 1e-7)
+
+
+def _model_files(tmp_path, hidden: Hidden) -> tuple:
+    names = [f"w:word{i}" for i in range(hidden.embedding.shape[0])]
+    payload = hidden.to_bytes()
+    data = {
+        "format": "ara-selector/1",
+        "modes": list(MODE_NAMES),
+        "scale": 10000,
+        "bias": [0] * 7,
+        "crisis_threshold": 0.9,
+        "hidden": {"file": HIDDEN_FILE, "units": 8, "sha256": hashlib.sha256(payload).hexdigest()},
+        "weights": {n: [i, 0, 0, 0, 0, 0, -i] for i, n in enumerate(names)},
+    }
+    (tmp_path / HIDDEN_FILE).write_bytes(payload)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path, data
+
+
+def test_the_file_is_the_same_bytes_for_the_same_layer_and_reads_back(tmp_path):
+    hidden = _layer()
+    assert hidden.to_bytes() == _layer().to_bytes()
+    path, data = _model_files(tmp_path, hidden)
+    model = load_model(path)
+    for name in ("embedding", "row_scale", "bias", "out", "out_bias"):
+        np.testing.assert_array_equal(getattr(model.hidden, name), getattr(hidden, name))
+    # the model's logits are the linear part's plus the layer's
+    scores = model.score("word3 word7")
+    linear = LinearModel.from_json(data).score("word3 word7")
+    index = [model.vocab[f] for f in scores.features if f in model.vocab]
+    assert index == [3, 7]
+    values = np.full(2, ngram_scale(scores.features), np.float32)
+    shares, bias = hidden.contributions(index, values)
+    layer = shares.sum(axis=0) + bias
+    np.testing.assert_allclose(scores.logits, linear.logits + layer[:-1], rtol=1e-5, atol=1e-5)
+    linear_crisis = np.log(linear.crisis / (1 - linear.crisis))
+    assert scores.crisis == pytest.approx(1 / (1 + np.exp(-(linear_crisis + layer[-1]))), rel=1e-4)
+
+
+def test_a_layer_that_does_not_belong_to_its_model_json_is_refused(tmp_path):
+    path, _ = _model_files(tmp_path, _layer())
+    (tmp_path / HIDDEN_FILE).write_bytes(_layer(seed=2).to_bytes())
+    with pytest.raises(PersonaError, match=r"does not belong to the model\.json beside it; rebuild"):
+        load_model(path)
+
+
+def test_a_missing_layer_file_is_a_clear_error(tmp_path):
+    path, _ = _model_files(tmp_path, _layer())
+    (tmp_path / HIDDEN_FILE).unlink()
+    with pytest.raises(PersonaError, match="cannot read the selector's hidden layer"):
+        load_model(path)
+
+
+def test_a_layer_of_the_wrong_size_is_refused(tmp_path):
+    hidden = _layer(features=12)
+    path, data = _model_files(tmp_path, _layer())
+    payload = hidden.to_bytes()
+    data["hidden"]["sha256"] = hashlib.sha256(payload).hexdigest()
+    (tmp_path / HIDDEN_FILE).write_bytes(payload)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(PersonaError, match=r"embedding has shape \(12, 8\), expected \(40, 8\)"):
+        load_model(path)
+
+
+def test_training_without_torch_names_the_extra_to_install(monkeypatch):
+    import sys
+
+    from scipy import sparse
+
+    from ara_persona.training import _fit_hidden
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    one_hot = np.eye(len(MODE_NAMES))[[0, 1]]
+    with pytest.raises(PersonaError, match=r"needs torch: pip install 'ara-avatar\[torch\]'"):
+        _fit_hidden(sparse.csr_matrix(np.ones((2, 3))), one_hot, np.ones(2), np.zeros(2), np.ones(2))
