@@ -250,7 +250,7 @@ def crisis_threshold(
         "cv_folds": FOLDS,
         "cv_model_crisis_recall": float((logits[positives] >= cut).mean()) if positives.any() else None,
         "cv_hard_negative_alarms": float((logits[hard] >= cut).mean()) if hard.any() else None,
-        "cv_other_alarms": float((logits[~positives & ~hard] >= cut).mean()),
+        "cv_other_alarms": float((logits[others] >= cut).mean()) if others.any() else None,
     }
     return 1.0 / (1.0 + math.exp(-cut)), figures
 
