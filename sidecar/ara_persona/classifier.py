@@ -1,4 +1,5 @@
-"""The learned part of the selector: a linear model over word and character n-grams.
+"""The learned part of the selector: a linear model over word and character n-grams, and a
+hidden layer over the same features.
 
 `selector/model.json` (written by `ara_persona.training` from the persona's training corpus)
 holds, for each feature of `ara_persona.features`, one weight per mode and one for the crisis

@@ -14,8 +14,8 @@ Rules, in order:
    a forced mode. The reason says so; a forced mode applies again from the next turn.
 2. A forced mode wins, even a disabled one.
 3. The model gives each mode a probability from the message (a softmax over word and
-   character n-grams and lexicon concepts); inside the late-night window cathedral gets
-   `NIGHT_CATHEDRAL_LOGIT` more; each of the persona's
+   character n-grams and lexicon concepts, linear and through a hidden layer); inside the
+   late-night window cathedral gets `NIGHT_CATHEDRAL_LOGIT` more; each of the persona's
    `triggers` found in the message adds `TRIGGER_LOGIT` to its mode. Modes that Auto may not
    pick are left out, and so is cathedral outside the late-night window (start inclusive, end
    exclusive, may wrap midnight).

@@ -1,4 +1,5 @@
-"""Fit the selector's linear model on a persona's training corpus and write `selector/model.json`.
+"""Fit the selector's model (linear heads and a hidden layer) on a persona's training corpus and
+write `selector/model.json` and `selector/model.hidden.npz`.
 
     ara-sidecar personas train [PERSONA]        (or: python -m ara_persona personas train)
 
@@ -23,7 +24,7 @@ crisis concepts (features of the model) are the persona's own `selector/lexicon.
   sure of itself as either part alone, which the hysteresis's probabilities need (the sum made
   "ok and then?" 94 % cockpit, the mean 78 %). In a cross-validation that held
   out whole corpus files (new writers, as the held-out split has), it raised mode accuracy from
-  88.6 to 90.5 % and, summed with the linear crisis head, the crisis messages found at the same
+  88.6 to 90.5 % and, with the linear crisis head, the crisis messages found at the same
   false-alarm budget by about two points.
 - Crisis head: logistic regression, crisis messages against everything else, hard negatives
   weighted `HARD_NEGATIVE_WEIGHT`×, over features scaled by their naive-Bayes log-count ratio
