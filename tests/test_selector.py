@@ -8,6 +8,7 @@ measures it on the held-out split (tests/test_selector_data.py checks the split 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time as clock
 from datetime import datetime, time
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ara_persona import PersonaError, load_persona, select_mode
+from ara_persona.selector import selector_data
 
 ARA = Path(__file__).resolve().parents[1] / "personas" / "ara"
 
@@ -125,6 +127,47 @@ def test_hysteresis_and_follow_ups(ara):
         previous="lab",
     )
     assert moved.mode == "playful"
+
+
+@pytest.mark.parametrize("previous", ["lab", "playful", "cockpit", "teaching", "comfort"])
+def test_acknowledgements_keep_the_previous_mode(ara, previous):
+    for text in ("ok", "k", "okay thanks!", "sure 👍", "and then?", "vale, sigue", "D'accord, merci"):
+        choice = select_mode(ara, text, now="12:00", previous=previous)
+        assert choice.mode == previous and "only acknowledges" in choice.reason, (text, choice)
+    assert "only acknowledges" not in select_mode(ara, "ok", now="12:00").reason  # no previous mode
+    moved = select_mode(ara, "ok now fix the segfault in my CUDA kernel", now="12:00", previous=previous)
+    assert "only acknowledges" not in moved.reason
+
+
+def test_acknowledgements_carry_no_crisis_words(ara):
+    acks = selector_data(ara).acknowledgements
+    for text in ("ok.", "sure 👍", "alright then", "no", "vale"):
+        assert acks.match(text) is not None, text
+        assert not select_mode(ara, text, now="12:00", previous="lab").crisis, text
+    for text in ("no more", "ya no", "no más", "nicht mehr", "bin durch", "goodbye", "cant anymore"):
+        assert acks.match(text) is None, text  # the model's crisis head still weighs these
+
+
+def _own_selector_file(tmp_path: Path, name: str, text: str):
+    """A copy of Ara whose selector folder holds only `name` (the rest falls back to Ara's)."""
+    shutil.copytree(ARA, tmp_path / "ara", ignore=shutil.ignore_patterns("selector", "dataset.jsonl"))
+    (tmp_path / "ara" / "selector").mkdir()
+    (tmp_path / "ara" / "selector" / name).write_text(text, encoding="utf-8")
+    return load_persona(tmp_path / "ara")
+
+
+def test_crisis_comes_before_acknowledgements(tmp_path):
+    text = "phrases:\n  en: [ok, i wish i was dead]\n"
+    persona = _own_selector_file(tmp_path, "acknowledgements.yaml", text)
+    assert select_mode(persona, "ok", now="12:00", previous="lab").mode == "lab"
+    choice = select_mode(persona, "I wish I was dead", now="12:00", previous="lab")
+    assert choice.mode == "comfort" and choice.crisis
+
+
+def test_acknowledgements_file_errors_name_the_line(tmp_path):
+    persona = _own_selector_file(tmp_path, "acknowledgements.yaml", "phrases:\n  en: [ok,\n       yes]\n")
+    with pytest.raises(PersonaError, match=r"acknowledgements\.yaml:3.*phrases\.en\.1"):
+        select_mode(persona, "ok", now="12:00", previous="lab")
 
 
 def test_triggers_are_strong_evidence(ara):

@@ -3,15 +3,17 @@
 Inputs: the user's message (Ara's reply only when there is no user message), the local time,
 the previous turn's mode and the user's settings (a forced mode; modes that Auto may not pick).
 The persona's selector data lives beside its modes.yaml, in `selector/`: the crisis patterns
-(`crisis.yaml`), the concept lexicon (`lexicon.yaml`) and the learned model (`model.json`,
-rebuilt from `selector/train/` by `ara-sidecar personas train`). A persona without its own
+(`crisis.yaml`), the concept lexicon (`lexicon.yaml`), the acknowledgements
+(`acknowledgements.yaml`) and the learned model (`model.json`, rebuilt from `selector/train/`
+by `ara-sidecar personas train`). A persona without its own
 files uses Ara's.
 
 Rules, in order:
 
 1. **Crisis first.** Crisis language (`ara_persona.crisis`: the patterns, typos allowed, or the
-   model's crisis head) → comfort, whatever the previous mode, the hour, the disabled modes or
-   a forced mode. The reason says so; a forced mode applies again from the next turn.
+   model's crisis head, not asked when the message only acknowledges) → comfort, whatever the
+   previous mode, the hour, the disabled modes or a forced mode. The reason says so; a forced
+   mode applies again from the next turn.
 2. A forced mode wins, even a disabled one.
 3. The model gives each mode a probability from the message (a softmax over word and
    character n-grams and lexicon concepts, linear and through a hidden layer); inside the
@@ -19,10 +21,11 @@ Rules, in order:
    `triggers` found in the message adds `TRIGGER_LOGIT` to its mode. Modes that Auto may not
    pick are left out, and so is cathedral outside the late-night window (start inclusive, end
    exclusive, may wrap midnight).
-4. Hysteresis. The previous mode stays when the best mode beats it by less than
-   `switch_margin` (probability), or when the message is a short follow-up (fewer than
-   `follow_up_words` words) that no mode claims with `follow_up_confidence`. Otherwise the best mode
-   wins if its probability reaches `min_confidence`; if none does, the default mode (cockpit
+4. Hysteresis. The previous mode stays when the message only acknowledges or asks to go on
+   ("ok", "thanks!", "and then?": `ara_persona.acknowledgements`), when the best mode beats it
+   by less than `switch_margin` (probability), or when the message is a short follow-up (fewer
+   than `follow_up_words` words) that no mode claims with `follow_up_confidence`. Otherwise the
+   best mode wins if its probability reaches `min_confidence`; if none does, the default mode (cockpit
    for Ara; if that is disabled, the enabled mode of lowest intensity).
 
 Deterministic, no I/O after the first call (the data files are read once per version), well
@@ -41,6 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ara_persona.acknowledgements import (
+    ACKNOWLEDGEMENTS_FILE,
+    NONE,
+    Acknowledgements,
+    load_acknowledgements,
+)
 from ara_persona.classifier import MODEL_FILE, LinearModel, Scores, load_model
 from ara_persona.crisis import CrisisHit, find_pattern
 from ara_persona.features import clip, fold, word_count
@@ -86,6 +95,7 @@ class SelectorData:
     lexicon: Lexicon | None
     model: LinearModel | None
     known_words: frozenset[str]
+    acknowledgements: Acknowledgements = NONE
 
 
 def selector_file(persona_dir: Path, name: str) -> Path | None:
@@ -97,12 +107,14 @@ def selector_file(persona_dir: Path, name: str) -> Path | None:
 
 
 @lru_cache(maxsize=16)
-def _bundle(crisis: Path, lexicon: Path | None, model: Path | None, stamp: tuple) -> SelectorData:
+def _bundle(
+    crisis: Path, lexicon: Path | None, model: Path | None, acks: Path | None, stamp: tuple
+) -> SelectorData:
     loaded = load_model(model) if model else None
     known = loaded.common_words if loaded else frozenset()
     patterns = load_crisis(crisis)
     words = model_lexicon(load_lexicon(lexicon) if lexicon else None, patterns)
-    return SelectorData(patterns, words, loaded, known)
+    return SelectorData(patterns, words, loaded, known, load_acknowledgements(acks) if acks else NONE)
 
 
 _RECHECK_S = 1.0  # how often the files' versions are checked again
@@ -121,16 +133,20 @@ def selector_data(persona: Persona) -> SelectorData:
             raise PersonaError(f"{missing}: missing (crisis patterns are required)")
         lexicon = selector_file(persona.directory, LEXICON_FILE)
         model = selector_file(persona.directory, MODEL_FILE)
-        stamp = tuple(p.stat().st_mtime_ns if p else 0 for p in (crisis, lexicon, model))
-        seen = _located[persona.directory] = (now, (crisis, lexicon, model, stamp))
+        acks = selector_file(persona.directory, ACKNOWLEDGEMENTS_FILE)
+        files = (crisis, lexicon, model, acks)
+        stamp = tuple(p.stat().st_mtime_ns if p else 0 for p in files)
+        seen = _located[persona.directory] = (now, (*files, stamp))
     return _bundle(*seen[1])
 
 
 def detect_crisis(data: SelectorData, text: str, *, scores: Scores | None = None) -> CrisisHit | None:
     """Crisis language in `text`: a pattern or combination, else the model's crisis head (its
-    `scores` of `text`, if already computed); None if neither."""
+    `scores` of `text`, if already computed); None if neither. The model is not asked about a
+    message that only acknowledges ("ok.", "sure"): such a message has no words of a crisis, and
+    short replies are where the model's false alarms were."""
     hit = find_pattern(data.crisis, text, data.known_words)
-    if hit is None and data.model is not None:
+    if hit is None and data.model is not None and data.acknowledgements.match(text) is None:
         scores = scores or data.model.score(text, lexicon=data.lexicon)
         if scores.crisis >= data.model.crisis_threshold:
             words = data.model.explain_crisis(scores)
@@ -254,6 +270,9 @@ def select_mode(
             if asked == "cathedral" and asked in allowed
             else f" ({asked} is disabled)"
         )
+    ack = data.acknowledgements.match(text) if prev is not None else None
+    if ack is not None:
+        return Selection(prev, f"staying in {prev}: '{ack}' only acknowledges")
     if prev is not None and prev != best:
         if p[best] - p[prev] < cfg.switch_margin:
             return Selection(

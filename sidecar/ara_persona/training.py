@@ -350,7 +350,9 @@ def fold_models(persona: Persona) -> list[tuple[list[Sample], object]]:
         train = [s for s in samples if _fold(s) != k]
         fitted, hidden = fit_model(train, persona.selector, data.lexicon, threshold=False)
         model = LinearModel.from_json(fitted, hidden=hidden)
-        bundle = selector.SelectorData(data.crisis, data.lexicon, model, model.common_words)
+        bundle = selector.SelectorData(
+            data.crisis, data.lexicon, model, model.common_words, data.acknowledgements
+        )
         out.append(([s for s in samples if _fold(s) == k], bundle))
     return out
 
