@@ -10,7 +10,7 @@ import pytest
 
 from ara_persona.classifier import LinearModel, load_model
 from ara_persona.features import ngram_scale
-from ara_persona.hidden import HIDDEN_FILE, Hidden
+from ara_persona.hidden import HIDDEN_FILE, LEVELS, Hidden, pack, unpack
 from ara_persona.model import MODE_NAMES, PersonaError
 
 
@@ -35,6 +35,20 @@ def test_shares_add_up_to_the_layer_output():
     np.testing.assert_allclose(shares.sum(axis=0) + bias, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_batched_logits_match_the_shares():
+    from scipy import sparse
+
+    hidden = _layer()
+    rows = [([3, 7, 20], [0.5, 1.0, 0.25]), ([], []), ([39, 0], [1.0, 2.0])]
+    x = sparse.lil_matrix((len(rows), hidden.embedding.shape[0]), dtype=np.float32)
+    for i, (index, values) in enumerate(rows):
+        x[i, index] = values
+    batched = hidden.logits(x.tocsr())
+    for i, (index, values) in enumerate(rows):
+        shares, bias = hidden.contributions(index, np.array(values, np.float32))
+        np.testing.assert_allclose(batched[i], shares.sum(axis=0) + bias, rtol=1e-5, atol=1e-6)
+
+
 def test_no_known_feature_gives_the_biases_alone():
     hidden = _layer()
     shares, bias = hidden.contributions([], np.zeros(0, np.float32))
@@ -49,7 +63,38 @@ def test_quantized_rows_stay_close_to_the_floats():
     hidden = Hidden.quantize(floats, np.zeros(16), np.zeros((16, 7)), np.zeros(7))
     restored = hidden.embedding.astype(np.float64) * hidden.row_scale[:, None]
     peak = np.abs(floats).max(axis=1, keepdims=True)
-    assert np.all(np.abs(restored - floats) <= peak / 254 + 1e-7)
+    assert np.all(np.abs(restored - floats) <= peak / (2 * LEVELS) + 1e-7)  # half a step at most
+    assert np.abs(hidden.embedding).max() <= LEVELS
+
+
+def test_rows_pack_two_values_to_a_byte_and_back():
+    values = np.arange(-8, 8, dtype=np.int8).reshape(2, 8)
+    packed = pack(values)
+    assert packed.shape == (2, 4) and packed.dtype == np.uint8
+    assert packed[0, 0] == (0 | (1 << 4))  # -8 and -7: 0 in the low half, 1 in the high half
+    np.testing.assert_array_equal(unpack(packed), values)
+
+
+def test_a_file_with_unpacked_rows_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    hidden = _layer()
+    buffer = io.BytesIO(hidden.to_bytes())
+    out = io.BytesIO()
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "embedding.npy":
+                array = io.BytesIO()
+                np.lib.format.write_array(array, hidden.embedding)  # int8, as 8-bit files were
+                data = array.getvalue()
+            dst.writestr(name, data)
+    path = tmp_path / HIDDEN_FILE
+    path.write_bytes(out.getvalue())
+    digest = hashlib.sha256(out.getvalue()).hexdigest()
+    with pytest.raises(PersonaError, match="4-bit rows"):
+        Hidden.read(path, digest, hidden.embedding.shape[0], len(MODE_NAMES) + 1)
 
 
 def _model_files(tmp_path, hidden: Hidden) -> tuple:

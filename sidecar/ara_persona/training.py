@@ -61,7 +61,7 @@ from ara_persona.lexicon import (
 )
 from ara_persona.model import MODE_NAMES, Persona, PersonaError, SelectorSettings
 
-SCALE = 10_000
+SCALE = 1_000
 DEFAULTS = SelectorSettings()
 MIN_DOCS = 2  # a feature must occur in at least this many training messages
 L2_MODE = 0.03
@@ -187,9 +187,10 @@ def _fit_hidden(x, modes: np.ndarray, weight_mode: np.ndarray, crisis: np.ndarra
         x = x.tocsr()
         embed = torch.nn.EmbeddingBag(x.shape[1], HIDDEN_UNITS, mode="sum")
         torch.nn.init.normal_(embed.weight, std=0.05)
+        bias = torch.nn.Parameter(torch.zeros(HIDDEN_UNITS))
         out = torch.nn.Linear(HIDDEN_UNITS, modes.shape[1] + 1)
         drop = torch.nn.Dropout(HIDDEN_DROPOUT)
-        params = [*embed.parameters(), *out.parameters()]
+        params = [*embed.parameters(), bias, *out.parameters()]
         opt = torch.optim.AdamW(params, lr=HIDDEN_LEARNING_RATE, weight_decay=HIDDEN_WEIGHT_DECAY)
         as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
         target, w_mode = torch.tensor(modes.argmax(axis=1)), as_tensor(weight_mode)
@@ -205,7 +206,7 @@ def _fit_hidden(x, modes: np.ndarray, weight_mode: np.ndarray, crisis: np.ndarra
                     torch.from_numpy(batch.indptr[:-1].astype(np.int64)),
                     per_sample_weights=torch.from_numpy(batch.data.astype(np.float32)),
                 )
-                z = out(drop(torch.relu(units)))
+                z = out(drop(torch.relu(units + bias)))
                 mode_loss = functional.cross_entropy(z[:, :-1], target[rows], reduction="none")
                 crisis_loss = functional.binary_cross_entropy_with_logits(
                     z[:, -1], y_crisis[rows], reduction="none"
@@ -214,15 +215,10 @@ def _fit_hidden(x, modes: np.ndarray, weight_mode: np.ndarray, crisis: np.ndarra
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        arrays = (embed.weight, torch.zeros(HIDDEN_UNITS), out.weight.T, out.bias)
+        arrays = (embed.weight, bias, out.weight.T, out.bias)
         return tuple(a.detach().numpy().astype(np.float64) for a in arrays)
     finally:
         torch.set_num_threads(threads)
-
-
-def _hidden_logits(x, layer) -> np.ndarray:
-    embedding, bias, out, out_bias = layer
-    return np.maximum(x @ embedding + bias, 0.0) @ out + out_bias
 
 
 def _fold(sample: Sample) -> int:
@@ -240,7 +236,7 @@ def crisis_threshold(
         vocab = {n: j for j, n in enumerate(vocabulary((docs[i] for i in train), MIN_DOCS))}
         w, b, layer = _fit_heads([samples[i] for i in train], [docs[i] for i in train], vocab, settings)
         x = _matrix([docs[i] for i in test], vocab)
-        logits[test] = (x @ w[:, -1]) + b[-1] + _hidden_logits(x, layer)[:, -1]
+        logits[test] = (x @ w[:, -1]) + b[-1] + Hidden.quantize(*layer).logits(x)[:, -1]
     positives = np.array([s.crisis for s in samples])
     hard = np.array([s.kind == "hard_negative" for s in samples])
     others = ~positives & ~hard
