@@ -69,7 +69,7 @@ def run_check(
             if directory is not None:
                 try:
                     persona = load_persona(directory)
-                    selector_data(persona)  # selector/: crisis patterns, lexicon and model
+                    selector_data(persona)  # selector/: crisis patterns, lexicon, acknowledgements, model
                     missing = requirements(persona) if requirements is not None else []
                     if missing:
                         persona, problem = None, "; ".join(missing)

@@ -5,8 +5,7 @@ the previous turn's mode and the user's settings (a forced mode; modes that Auto
 The persona's selector data lives beside its modes.yaml, in `selector/`: the crisis patterns
 (`crisis.yaml`), the concept lexicon (`lexicon.yaml`), the acknowledgements
 (`acknowledgements.yaml`) and the learned model (`model.json`, rebuilt from `selector/train/`
-by `ara-sidecar personas train`). A persona without its own
-files uses Ara's.
+by `ara-sidecar personas train`). A persona without its own files uses Ara's.
 
 Rules, in order:
 
@@ -25,8 +24,8 @@ Rules, in order:
    ("ok", "thanks!", "and then?": `ara_persona.acknowledgements`), when the best mode beats it
    by less than `switch_margin` (probability), or when the message is a short follow-up (fewer
    than `follow_up_words` words) that no mode claims with `follow_up_confidence`. Otherwise the
-   best mode wins if its probability reaches `min_confidence`; if none does, the default mode (cockpit
-   for Ara; if that is disabled, the enabled mode of lowest intensity).
+   best mode wins if its probability reaches `min_confidence`; if none does, the default mode
+   (cockpit for Ara; if that is disabled, the enabled mode of lowest intensity).
 
 Deterministic, no I/O after the first call (the data files are read once per version), well
 under a millisecond per call: `ara-sidecar personas eval` prints the latencies.
