@@ -72,9 +72,13 @@ def test_the_mouth_follows_the_phonemes_on_decoded_frames():
     assert timed.closed_share >= 0.8
     assert timed.rounded_narrower >= 0.7
     assert timed.correlation >= 0.55 and timed.correlation > loudness.correlation
-    # Uploaded audio's path (visemes classified from the sound) beats the loudness-driven mouth.
+    # Uploaded audio's path (visemes classified from the sound) closes the lips on bilabials where
+    # the loudness-driven mouth does not. Only the closures are compared on this short text: Piper's
+    # synthesis is random and both mouths' aperture correlations are noisy here (acoustic
+    # 0.07-0.26, loudness 0.10-0.21 over six syntheses; the comparison failed 1 run in 6);
+    # bench/visemes.py measures the correlation on its longer texts (README).
     sound = figures["acoustic"]
-    assert sound.closed_share >= loudness.closed_share and sound.correlation > loudness.correlation
+    assert sound.closed_share > loudness.closed_share
 
 
 def test_timing_estimated_from_the_text_for_a_tts_without_it(timed):
