@@ -30,17 +30,17 @@ class Acknowledgements:
     """The phrases, each as a tuple of folded words."""
 
     phrases: frozenset[tuple[str, ...]] = frozenset()
+    longest: int = 0  # words in the longest phrase
 
     def match(self, text: str) -> str | None:
         """The message's words if they are only acknowledgement phrases, else None."""
         words = _words(text)
         if not words or len(words) > MAX_WORDS or not self.phrases:
             return None
-        longest = max(len(p) for p in self.phrases)
         reached = [True] + [False] * len(words)  # reached[i]: words[:i] is a run of phrases
         for i in range(len(words)):
             if reached[i]:
-                for n in range(1, min(longest, len(words) - i) + 1):
+                for n in range(1, min(self.longest, len(words) - i) + 1):
                     if words[i : i + n] in self.phrases:
                         reached[i + n] = True
         return " ".join(words) if reached[-1] else None
@@ -64,7 +64,7 @@ def _load(path: str, stamp: tuple[int, int]) -> Acknowledgements:
             if not words:
                 raise doc.error(("phrases", lang, n), "a phrase with a word in it (quote yes/no/true)")
             phrases.add(words)
-    return Acknowledgements(frozenset(phrases))
+    return Acknowledgements(frozenset(phrases), max(len(p) for p in phrases))
 
 
 def load_acknowledgements(path: Path) -> Acknowledgements:

@@ -139,13 +139,18 @@ def selector_data(persona: Persona) -> SelectorData:
     return _bundle(*seen[1])
 
 
-def detect_crisis(data: SelectorData, text: str, *, scores: Scores | None = None) -> CrisisHit | None:
+def detect_crisis(
+    data: SelectorData, text: str, *, scores: Scores | None = None, acknowledged: bool | None = None
+) -> CrisisHit | None:
     """Crisis language in `text`: a pattern or combination, else the model's crisis head (its
     `scores` of `text`, if already computed); None if neither. The model is not asked about a
     message that only acknowledges ("ok.", "sure"): such a message has no words of a crisis, and
-    short replies are where the model's false alarms were."""
+    short replies are where the model's false alarms were. `acknowledged`: whether the message
+    only acknowledges, if already known."""
     hit = find_pattern(data.crisis, text, data.known_words)
-    if hit is None and data.model is not None and data.acknowledgements.match(text) is None:
+    if acknowledged is None:
+        acknowledged = data.acknowledgements.match(text) is not None
+    if hit is None and data.model is not None and not acknowledged:
         scores = scores or data.model.score(text, lexicon=data.lexicon)
         if scores.crisis >= data.model.crisis_threshold:
             words = data.model.explain_crisis(scores)
@@ -211,7 +216,8 @@ def select_mode(
     data = data or selector_data(persona)
 
     scores = data.model.score(text, lexicon=data.lexicon) if data.model else None
-    hit = detect_crisis(data, text, scores=scores)
+    ack = data.acknowledgements.match(text)
+    hit = detect_crisis(data, text, scores=scores, acknowledged=ack is not None)
     if hit is not None:
         how = "" if hit.source == "pattern" else f" ({hit.source})"
         reason = f"possible crisis{how}: '{hit.phrase}'"
@@ -269,8 +275,7 @@ def select_mode(
             if asked == "cathedral" and asked in allowed
             else f" ({asked} is disabled)"
         )
-    ack = data.acknowledgements.match(text) if prev is not None else None
-    if ack is not None:
+    if prev is not None and ack is not None:
         return Selection(prev, f"staying in {prev}: '{ack}' only acknowledges")
     if prev is not None and prev != best:
         if p[best] - p[prev] < cfg.switch_margin:
