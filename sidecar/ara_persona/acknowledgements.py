@@ -52,17 +52,12 @@ NONE = Acknowledgements()
 @lru_cache(maxsize=16)
 def _load(path: str, stamp: tuple[int, int]) -> Acknowledgements:
     doc = YamlDoc(Path(path))
-    groups = doc.data.get("phrases") if isinstance(doc.data, dict) else None
-    if not isinstance(groups, dict) or not groups:
-        raise doc.error(("phrases",), "a mapping of languages to lists of phrases")
     phrases = set()
-    for lang, items in groups.items():
-        if not isinstance(items, list):
-            raise doc.error(("phrases", lang), "a list of phrases")
+    for lang, items in doc.string_lists("phrases", "languages").items():
         for n, item in enumerate(items):
-            words = _words(item) if isinstance(item, str) else ()
+            words = _words(item)
             if not words:
-                raise doc.error(("phrases", lang, n), "a phrase with a word in it (quote yes/no/true)")
+                raise doc.error(("phrases", lang, n), "a phrase with a word in it")
             phrases.add(words)
     return Acknowledgements(frozenset(phrases), max(len(p) for p in phrases))
 

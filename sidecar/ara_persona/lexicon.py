@@ -97,20 +97,6 @@ def _read(path: Path) -> YamlDoc:
     return doc
 
 
-def _groups(doc: YamlDoc, key: str) -> dict[str, list[str]]:
-    """The mapping of names to lists of non-empty strings under the top-level `key`."""
-    groups = doc.data.get(key)
-    if not isinstance(groups, dict) or not groups:
-        raise doc.error((key,), "a mapping of names to lists of strings")
-    for name, items in groups.items():
-        if not isinstance(items, list):
-            raise doc.error((key, name), "a list of non-empty strings")
-        for n, item in enumerate(items):
-            if not isinstance(item, str) or not item.strip():
-                raise doc.error((key, name, n), "a non-empty string (quote numbers and yes/no)")
-    return groups
-
-
 def _regex(doc: YamlDoc, key: tuple, pattern: str) -> re.Pattern:
     """`pattern` compiled; an error names the line of `key` and the list or mapping holding it."""
     try:
@@ -147,7 +133,7 @@ class Lexicon:
 @lru_cache(maxsize=16)
 def _lexicon(path: str, stamp: tuple[int, int]) -> Lexicon:
     doc = _read(Path(path))
-    concepts, anchors = _concepts(_groups(doc, "concepts"))
+    concepts, anchors = _concepts(doc.string_lists("concepts"))
     shapes = doc.data.get("shapes", {})
     if not isinstance(shapes, dict):
         raise doc.error(("shapes",), "a mapping of names to regular expressions")
@@ -224,13 +210,13 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
     doc = _read(Path(path))
     alternatives = [
         _regex(doc, ("patterns", lang, n), pattern.replace("<end>", END)).pattern
-        for lang, patterns in _groups(doc, "patterns").items()
+        for lang, patterns in doc.string_lists("patterns", "languages").items()
         for n, pattern in enumerate(patterns)
     ]
     fuzzy = doc.data.get("fuzzy", [])
     if not isinstance(fuzzy, list) or not all(isinstance(w, str) for w in fuzzy):
         raise doc.error(("fuzzy",), "a list of words")
-    concepts, anchors = _concepts(_groups(doc, "concepts") if "concepts" in doc.data else {})
+    concepts, anchors = _concepts(doc.string_lists("concepts") if "concepts" in doc.data else {})
     combos = doc.data.get("combinations", [])
     if not isinstance(combos, list) or not all(isinstance(c, list) and c for c in combos):
         raise doc.error(("combinations",), "a list of lists of concept names")

@@ -45,3 +45,16 @@ class YamlDoc:
         line = self.lines.get(key) or self.lines.get(key[:-1]) or 1
         field = ".".join(str(k) for k in key) or "(top level)"
         return PersonaError.at(self.path, line, field, expected)
+
+    def string_lists(self, key: str, names: str = "names") -> dict[str, list[str]]:
+        """The mapping of `names` to lists of non-empty strings under the top-level `key`."""
+        groups = self.data.get(key) if isinstance(self.data, dict) else None
+        if not isinstance(groups, dict) or not groups:
+            raise self.error((key,), f"a mapping of {names} to lists of strings")
+        for name, items in groups.items():
+            if not isinstance(items, list):
+                raise self.error((key, name), "a list of non-empty strings")
+            for n, item in enumerate(items):
+                if not isinstance(item, str) or not item.strip():
+                    raise self.error((key, name, n), "a non-empty string (quote numbers and yes/no)")
+        return groups
