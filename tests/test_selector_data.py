@@ -27,7 +27,7 @@ def test_split_never_overlaps():
     first_files = {"modes_a.jsonl", "modes_b.jsonl", "crisis.jsonl"}
     first = [s for s in train if Path(s.where.rsplit(":", 1)[0]).name in first_files]
     assert first and all(not heldout_text(s.text) for s in first)  # the first corpus's documented rule
-    assert len(heldout) >= 250  # v17
+    assert len(heldout) >= 250  # v18
     train_texts = {_norm(s.text) for s in train} | {_norm(e.user) for e in load_persona(ARA).examples}
     assert not [s.text for s in heldout if _norm(s.text) in train_texts]
     for path in sorted((SELECTOR / "heldout").glob("*.jsonl")):
