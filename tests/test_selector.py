@@ -95,6 +95,26 @@ def test_the_subject_as_a_topic(ara, text, crisis):
     assert select_mode(ara, text, now="12:00", previous="teaching").crisis is crisis
 
 
+@pytest.mark.parametrize(
+    ("text", "crisis"),
+    [
+        ("overdosed on gilmore girls this weekend, send help", False),
+        ("I overdosed on my meds last night", True),
+        ("5th espresso today, am i going to die or just vibrate into another dimension lol", False),
+        ("if i took 20 tylenol am i going to die", True),
+        ("mátame camión jajaja, otra vez reprobé cálculo", False),
+        ("je vais mourir d'ennui mdr, la box est morte", False),
+        ("goodbye forever, tiktok. deleted the app", False),
+        ("essa é minha última mensagem hoje, prometo! boa noite", False),
+        ("essa é a minha última mensagem antes de partir", True),
+        ("il progetto è fallito, penso al suicidio", True),  # a project is no topic
+    ],
+)
+def test_idiom_exceptions_stay_narrow(ara, text, crisis):
+    """crisis.yaml's exceptions for idioms must not swallow the crisis next to them."""
+    assert select_mode(ara, text, now="12:00", previous="playful").crisis is crisis
+
+
 def test_forced_and_disabled_modes(ara):
     assert select_mode(ara, "haha roast me", now="12:00", force="lab", disabled=["lab"]).mode == "lab"
     assert select_mode(ara, "haha roast me, tell me a joke", now="12:00").mode == "playful"
