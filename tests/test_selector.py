@@ -108,6 +108,8 @@ def test_the_subject_as_a_topic(ara, text, crisis):
         ("essa é minha última mensagem hoje, prometo! boa noite", False),
         ("essa é a minha última mensagem antes de partir", True),
         ("il progetto è fallito, penso al suicidio", True),  # a project is no topic
+        ("unalive is such a tiktok word lmao", False),
+        ("unaliving is the only way out i can see", True),
     ],
 )
 def test_idiom_exceptions_stay_narrow(ara, text, crisis):
