@@ -192,6 +192,12 @@ def test_acknowledgements_file_errors_name_the_line(tmp_path):
         select_mode(persona, "ok", now="12:00", previous="lab")
 
 
+def test_an_empty_list_of_phrases_is_an_error_not_a_traceback(tmp_path):
+    persona = _own_selector_file(tmp_path, "acknowledgements.yaml", "phrases:\n  en: []\n")
+    with pytest.raises(PersonaError, match=r"acknowledgements\.yaml:2.*phrases\.en.*non-empty list"):
+        select_mode(persona, "ok", now="12:00", previous="lab")
+
+
 def test_triggers_are_strong_evidence(ara):
     persona = dataclasses.replace(
         ara,

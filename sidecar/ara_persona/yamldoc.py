@@ -47,13 +47,13 @@ class YamlDoc:
         return PersonaError.at(self.path, line, field, expected)
 
     def string_lists(self, key: str, names: str = "names") -> dict[str, list[str]]:
-        """The mapping of `names` to lists of non-empty strings under the top-level `key`."""
+        """The mapping of `names` to non-empty lists of non-empty strings under the top-level `key`."""
         groups = self.data.get(key) if isinstance(self.data, dict) else None
         if not isinstance(groups, dict) or not groups:
             raise self.error((key,), f"a mapping of {names} to lists of strings")
         for name, items in groups.items():
-            if not isinstance(items, list):
-                raise self.error((key, name), "a list of non-empty strings")
+            if not isinstance(items, list) or not items:
+                raise self.error((key, name), "a non-empty list of non-empty strings")
             for n, item in enumerate(items):
                 if not isinstance(item, str) or not item.strip():
                     raise self.error((key, name, n), "a non-empty string (quote numbers and yes/no)")
