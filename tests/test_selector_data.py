@@ -84,7 +84,7 @@ def test_train_cli_rebuilds_the_shipped_model(tmp_path):
     copy = tmp_path / "personas" / "ara"
     shutil.copytree(ARA, copy, ignore=shutil.ignore_patterns("model.json", "model.hidden.npz", "heldout"))
     cmd = [sys.executable, "-m", "ara_persona", "--personas-dir", str(copy.parent), "personas", "train"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr
     rebuilt = json.loads((copy / "selector" / "model.json").read_text(encoding="utf-8"))
     shipped = json.loads((SELECTOR / "model.json").read_text(encoding="utf-8"))
