@@ -128,6 +128,12 @@ def test_the_subject_as_a_topic(ara, text, crisis):
         ("🔪 y 🩸 otra vez", True),
         ("took a bunch of photos at the wedding, idk how many", False),
         ("took a bunch of stuff, idk how many", True),
+        ("j'ai l'impression de me noyer sous le boulot", False),
+        ("je vais me noyer ce soir, c'est décidé", True),
+        ("fertig mit dem Leben in Berlin, ich zieh nach Hamburg", False),
+        ("nicht müde. fertig mit leben.", True),
+        ("honestly cooking is the only thing keeping me sane since the move", False),
+        ("the only thing keeping me here is my cat", True),
     ],
 )
 def test_idiom_exceptions_stay_narrow(ara, text, crisis):
