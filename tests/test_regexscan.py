@@ -52,3 +52,15 @@ def test_the_same_match_as_one_alternation():
     for text in texts:
         a, b = one.search(text), scan.search(text)
         assert (a and (a.span(), a.group())) == (b and (b.span(), b.group())), text
+
+
+def test_patterns_that_begin_with_a_symbol_are_grouped_too():
+    patterns = ["(🪦|⚰\ufe0f?)\\s*me", "🔪\\W{0,4}🩸", "(re|again) 🔪", "want to die"]
+    one = re.compile(rf"(?<!\w)(?:{'|'.join(f'(?:{p})' for p in patterns)})(?!\w)")
+    scan = PatternScan(patterns)
+    assert scan.free is None and {"🪦", "⚰", "🔪", "r", "a", "w"} == set(scan.buckets)
+    texts = ["my grades 🪦", "🪦 me", "ok ⚰️ me", "x🪦 me", "🔪 🩸", "again 🔪", "🔪 again"]
+    texts += ["i want to die 🪦 me", ""]
+    for text in texts:
+        a, b = one.search(text), scan.search(text)
+        assert (a and (a.span(), a.group())) == (b and (b.span(), b.group())), text
