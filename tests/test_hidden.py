@@ -11,6 +11,7 @@ import pytest
 from ara_persona.classifier import LinearModel, load_model
 from ara_persona.features import ngram_scale
 from ara_persona.hidden import HIDDEN_FILE, LEVELS, Hidden, pack, unpack
+from ara_persona.linear import LINEAR_FILE, Linear
 from ara_persona.model import MODE_NAMES, PersonaError
 
 
@@ -97,19 +98,25 @@ def test_a_file_with_unpacked_rows_is_refused(tmp_path):
         Hidden.read(path, digest, hidden.embedding.shape[0], len(MODE_NAMES) + 1)
 
 
+def _linear(features: int) -> Linear:
+    weights = np.array([[i, 0, 0, 0, 0, 0, -i] for i in range(features)], dtype=np.int32)
+    return Linear(tuple(f"w:word{i}" for i in range(features)), weights)
+
+
 def _model_files(tmp_path, hidden: Hidden) -> tuple:
-    names = [f"w:word{i}" for i in range(hidden.embedding.shape[0])]
-    payload = hidden.to_bytes()
+    linear = _linear(hidden.embedding.shape[0])
+    payload, weights = hidden.to_bytes(), linear.to_bytes()
     data = {
-        "format": "ara-selector/1",
+        "format": "ara-selector/2",
         "modes": list(MODE_NAMES),
         "scale": 10000,
         "bias": [0] * 7,
         "crisis_threshold": 0.9,
+        "linear": {"file": LINEAR_FILE, "features": 40, "sha256": hashlib.sha256(weights).hexdigest()},
         "hidden": {"file": HIDDEN_FILE, "units": 8, "sha256": hashlib.sha256(payload).hexdigest()},
-        "weights": {n: [i, 0, 0, 0, 0, 0, -i] for i, n in enumerate(names)},
     }
     (tmp_path / HIDDEN_FILE).write_bytes(payload)
+    (tmp_path / LINEAR_FILE).write_bytes(weights)
     path = tmp_path / "model.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     return path, data
@@ -124,7 +131,7 @@ def test_the_file_is_the_same_bytes_for_the_same_layer_and_reads_back(tmp_path):
         np.testing.assert_array_equal(getattr(model.hidden, name), getattr(hidden, name))
     # the model's logits are the linear part's plus the layer's
     scores = model.score("word3 word7")
-    linear = LinearModel.from_json(data).score("word3 word7")
+    linear = LinearModel.from_parts(data, _linear(40)).score("word3 word7")
     index = [model.vocab[f] for f in scores.features if f in model.vocab]
     assert index == [3, 7]
     values = np.full(2, ngram_scale(scores.features), np.float32)
@@ -171,3 +178,31 @@ def test_training_without_torch_names_the_extra_to_install(monkeypatch):
     one_hot = np.eye(len(MODE_NAMES))[[0, 1]]
     with pytest.raises(PersonaError, match=r"needs torch: pip install 'ara-avatar\[torch\]'"):
         _fit_hidden(sparse.csr_matrix(np.ones((2, 3))), one_hot, np.ones(2), np.zeros(2), np.ones(2))
+
+
+def test_the_linear_part_reads_back_and_is_checked(tmp_path):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir(), bad.mkdir()
+    path, _ = _model_files(good, _layer())
+    model = load_model(path)
+    assert model.vocab == {f"w:word{i}": i for i in range(40)}
+    assert model.weights[5].tolist() == pytest.approx([5e-4, 0, 0, 0, 0, 0, -5e-4])
+    path, _ = _model_files(bad, _layer())
+    (bad / LINEAR_FILE).write_bytes(_linear(41).to_bytes())  # not the digest model.json names
+    with pytest.raises(PersonaError, match=r"does not belong to the model\.json beside it"):
+        load_model(path)
+
+
+def test_a_model_file_may_only_name_files_beside_it(tmp_path):
+    path, data = _model_files(tmp_path, _layer())
+    data["linear"]["file"] = "../elsewhere.npz"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(PersonaError, match=r"linear\.file must be a file name beside it"):
+        load_model(path)
+
+
+def test_an_older_model_format_asks_for_a_rebuild(tmp_path):
+    path, data = _model_files(tmp_path, _layer())
+    path.write_text(json.dumps({**data, "format": "ara-selector/1"}), encoding="utf-8")
+    with pytest.raises(PersonaError, match=r"format 'ara-selector/1'.*rebuild it: ara-sidecar personas"):
+        load_model(path)

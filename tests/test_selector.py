@@ -176,6 +176,15 @@ def test_the_subject_as_a_topic(ara, text, crisis):
         ("sorry for being such a burden all these years", True),
         ("is the rooftop terrace of the hotel open at night?", False),
         ("is the roof of my building open at night? the door is usually locked", True),
+        ("my sister said she'd rather jump off a bridge than sit through another marvel movie 💀", False),
+        ("i keep looking at the bridge, tonight i want to jump", True),
+        ("late night thought: we're all going to die someday, call your brother", False),
+        ("i'm going to die tonight, i've decided", True),
+        ("Unterschied zwischen Suizidprävention und Krisenintervention? Referat im Pflegekurs", False),
+        ("ich denke ständig an Selbstmord", True),
+        ("spiegami come agisce l'antidoto in un'overdose di paracetamolo", False),
+        ("ho preso tutte le pillole, è un'overdose", True),
+        ("my english homework: write a letter. i write a goodbye letter for real, can you correct it?", True),
     ],
 )
 def test_idiom_exceptions_stay_narrow(ara, text, crisis):

@@ -2,16 +2,18 @@
 hidden layer over the same features.
 
 `selector/model.json` (written by `ara_persona.training` from the persona's training corpus)
-holds, for each feature of `ara_persona.features`, one weight per mode and one for the crisis
-head, plus the biases:
+is a small manifest; the arrays lie beside it, each named with its SHA-256:
 
-    {"format": "ara-selector/1", "modes": [...six names...], "scale": 10000,
+    {"format": "ara-selector/2", "modes": [...six names...], "scale": 1000,
      "bias": [b_mode1, …, b_mode6, b_crisis], "crisis_threshold": 0.5,
-     "weights": {"w:gpu": [w1, …, w6, w_crisis], …},   integers, divided by `scale`
-     "training": {…how it was built: corpus digests, settings, sizes…}}
+     "linear": {"file": "model.linear.npz", "sha256": …, "features": 142851},
+     "hidden": {"file": "model.hidden.npz", "sha256": …, "units": 64},   (optional)
+     "common_words": [...], "training": {…how it was built: corpus digests, settings, sizes…}}
 
-and, optionally, `"hidden": {"file": "model.hidden.npz", "sha256": …, "units": 64}`: a layer
-of hidden units over the same features (`ara_persona.hidden`) whose output adds to the logits.
+`model.linear.npz` (`ara_persona.linear`) holds each feature of `ara_persona.features` with one
+weight per mode and one for the crisis head, integers divided by `scale`; `model.hidden.npz`
+(`ara_persona.hidden`) a layer of hidden units over the same features whose output adds to the
+logits.
 
 A message is a bag of binary features (`ara_persona.features.weight`); the mode head is a
 softmax over the six modes, the crisis head a logistic unit. Scoring is a few hundred dict
@@ -32,10 +34,11 @@ import numpy as np
 from ara_persona.features import message_features, ngram_scale, weight
 from ara_persona.hidden import Hidden
 from ara_persona.lexicon import Lexicon
+from ara_persona.linear import Linear
 from ara_persona.model import MODE_NAMES, PersonaError, file_version
 
 MODEL_FILE = "model.json"
-FORMAT = "ara-selector/1"
+FORMAT = "ara-selector/2"
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,10 @@ class LinearModel:
         self.common_words: frozenset[str] = frozenset()  # words of ordinary (not crisis) training messages
 
     @classmethod
-    def from_json(cls, data: dict, where: str = "model", hidden: Hidden | None = None) -> LinearModel:
-        """The model of `model.json`'s content; its hidden layer is `hidden` (read by `load_model`)."""
+    def from_parts(
+        cls, data: dict, linear: Linear, hidden: Hidden | None = None, where: str = "model"
+    ) -> LinearModel:
+        """The model of `model.json`'s content `data`, its linear part and its hidden layer."""
         try:
             if data.get("format") != FORMAT:
                 raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
@@ -81,11 +86,10 @@ class LinearModel:
             if sorted(modes) != sorted(MODE_NAMES):
                 raise ValueError(f"modes {modes}")
             scale = float(data["scale"])
-            names = list(data["weights"])
             width = len(modes) + 1
-            weights = (
-                np.array([data["weights"][n] for n in names], dtype=np.float32).reshape(-1, width) / scale
-            )
+            if linear.weights.shape != (len(linear.names), width):
+                raise ValueError(f"linear weights of shape {linear.weights.shape}")
+            weights = linear.weights.astype(np.float32) / scale
             bias = np.asarray(data["bias"], dtype=np.float32) / scale
             if bias.shape != (width,):
                 raise ValueError(f"bias of {bias.size} values, expected {width}")
@@ -94,9 +98,8 @@ class LinearModel:
             raise PersonaError(
                 f"{where}: not a selector model ({exc}); rebuild it: ara-sidecar personas train"
             ) from None
-        model = cls(
-            modes, {n: i for i, n in enumerate(names)}, weights, bias, threshold, data.get("training"), hidden
-        )
+        vocab = {n: i for i, n in enumerate(linear.names)}
+        model = cls(modes, vocab, weights, bias, threshold, data.get("training"), hidden)
         model.common_words = frozenset(data.get("common_words", ()))
         return model
 
@@ -147,16 +150,31 @@ def _load(path: str, stamp: tuple[int, int]) -> LinearModel:
         raise PersonaError(f"{path}: cannot read the selector model ({exc})") from None
     if not isinstance(data, dict):
         raise PersonaError(f"{path}: not a selector model (expected a JSON object)")
-    spec = data.get("hidden")
+    if data.get("format") != FORMAT:
+        raise PersonaError(
+            f"{path}: not a selector model of this version (format {data.get('format')!r}, "
+            f"expected {FORMAT!r}); rebuild it: ara-sidecar personas train"
+        )
+    try:
+        outputs = len(data["bias"])
+    except (KeyError, TypeError) as exc:
+        raise PersonaError(f"{path}: not a selector model (bias: {exc})") from None
+    linear = Linear.read(*_beside(path, data, "linear"), outputs)
     hidden = None
-    if spec is not None:
-        try:
-            file, digest = Path(path).with_name(str(spec["file"])), str(spec["sha256"])
-            features, outputs = len(data["weights"]), len(data["bias"])
-        except (KeyError, TypeError) as exc:
-            raise PersonaError(f"{path}: not a selector model (hidden: {exc})") from None
-        hidden = Hidden.read(file, digest, features, outputs)
-    return LinearModel.from_json(data, path, hidden)
+    if data.get("hidden") is not None:
+        hidden = Hidden.read(*_beside(path, data, "hidden"), len(linear.names), outputs)
+    return LinearModel.from_parts(data, linear, hidden, path)
+
+
+def _beside(path: str, data: dict, key: str) -> tuple[Path, str]:
+    """The file that `model.json`'s entry `key` names (beside it, never elsewhere) and its digest."""
+    try:
+        name, digest = str(data[key]["file"]), str(data[key]["sha256"])
+    except (KeyError, TypeError) as exc:
+        raise PersonaError(f"{path}: not a selector model ({key}: {exc})") from None
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise PersonaError(f"{path}: {key}.file must be a file name beside it, not {name!r}")
+    return Path(path).with_name(name), digest
 
 
 def load_model(path: Path) -> LinearModel:

@@ -34,6 +34,16 @@ def _clock(text: str) -> time:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more), not {text!r}")
+    return jobs
+
+
 def _mode_name(text: str) -> str:
     name = text.strip().lower()
     if name not in MODE_NAMES:
@@ -137,12 +147,12 @@ def run_eval(args: argparse.Namespace, default_roots: Roots) -> int:
 
 
 def run_train(args: argparse.Namespace, default_roots: Roots) -> int:
-    """Refit selector/model.json and model.hidden.npz from selector/train/ (needs numpy, scipy and torch)."""
+    """Refit selector/model.json and its arrays from selector/train/ (needs numpy, scipy and torch)."""
     try:
         from ara_persona.training import write_model
 
         persona = _persona(args.persona, default_roots)
-        path = write_model(persona)
+        path = write_model(persona, jobs=args.jobs)
     except ImportError as exc:
         print(f"error: training needs numpy and scipy ({exc}); pip install 'ara-avatar'", file=sys.stderr)
         return 1
@@ -207,6 +217,14 @@ def register(
 
     train = sub.add_parser("train", help="rebuild the selector model from the persona's training split")
     train.add_argument("persona", nargs="?", default="ara", metavar="PERSONA", help="default: ara")
+    train.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=None,
+        metavar="N",
+        help="processes fitting the cross-validation folds and the model side by side "
+        "(default: one per CPU core, at most 6; the same model either way)",
+    )
     train.set_defaults(func=partial(run_train, default_roots=default_roots))
     return personas
 

@@ -88,10 +88,10 @@ def evaluate(persona: Persona, split: str = "heldout", *, cv: bool = False) -> R
     """Run the selector over `split` of the persona's corpus; with `cv`, over the training split
     with each fold's messages chosen by a model fitted on the other folds (`fold_models`)."""
     if cv:
-        from ara_persona.training import fold_models
+        from ara_persona.training import default_jobs, fold_models
 
         report = Report("train, cross-validated")
-        for samples, data in fold_models(persona):
+        for samples, data in fold_models(persona, jobs=default_jobs()):
             _run(report, persona, samples, data)
         return report
     report = Report(split)

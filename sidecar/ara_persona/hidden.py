@@ -1,9 +1,10 @@
 """The selector model's hidden layer: one layer of ReLU units over the same features.
 
 `selector/model.hidden.npz` (written by `ara_persona.training`, named and checked by the
-`hidden` entry of `model.json`) holds, per feature of the model (in `model.json`'s `weights`
-order), an embedding row of `units` 4-bit values (−7…7, two to a byte) and its scale; the units'
-biases; and the output layer, one column per mode and one for the crisis head:
+`hidden` entry of `model.json`) holds, per feature of the model (in the order of the linear
+part's names, `ara_persona.linear`), an embedding row of `units` 4-bit values (−7…7, two to a
+byte) and its scale; the units' biases; and the output layer, one column per mode and one for
+the crisis head:
 
     embedding (features, units / 2) uint8: unit 2k in the low half of byte k, unit 2k+1 in the
     high half, each value + 8 · row_scale (features,) float32 · bias (units,) float32 ·
@@ -21,15 +22,13 @@ name the words that weighed, as for the linear part. Reading it needs numpy only
 
 from __future__ import annotations
 
-import hashlib
-import io
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ara_persona.model import PersonaError
+from ara_persona.npzfile import npz_bytes, read_npz
 
 HIDDEN_FILE = "model.hidden.npz"
 ARRAYS = ("embedding", "row_scale", "bias", "out", "out_bias")
@@ -87,33 +86,13 @@ class Hidden:
         return e[:, active] @ out, self.bias[active] @ out + self.out_bias
 
     def to_bytes(self) -> bytes:
-        """An .npz archive of the arrays, the same bytes for the same arrays (fixed dates)."""
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name in ARRAYS:
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                array = io.BytesIO()
-                values = getattr(self, name)
-                values = np.ascontiguousarray(pack(values) if name == "embedding" else values)
-                np.lib.format.write_array(array, values, allow_pickle=False)
-                archive.writestr(info, array.getvalue())
-        return buffer.getvalue()
+        """An .npz archive of the arrays, the same bytes for the same arrays."""
+        return npz_bytes({n: pack(self.embedding) if n == "embedding" else getattr(self, n) for n in ARRAYS})
 
     @classmethod
     def read(cls, path: Path, sha256: str, features: int, outputs: int) -> Hidden:
         """The hidden layer in `path`, checked against `model.json`'s digest and sizes."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise PersonaError(f"{path}: cannot read the selector's hidden layer ({exc})") from None
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise PersonaError(
-                f"{path}: does not belong to the model.json beside it; "
-                "rebuild both: ara-sidecar personas train"
-            )
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in ARRAYS}
+        arrays = read_npz(path, sha256, ARRAYS, "hidden layer")
         packed = arrays["embedding"]
         if packed.dtype != np.uint8 or packed.ndim != 2:
             raise PersonaError(f"{path}: embedding is not 4-bit rows packed in bytes")

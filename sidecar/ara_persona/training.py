@@ -1,15 +1,17 @@
 """Fit the selector's model (linear heads and a hidden layer) on a persona's training corpus and
-write `selector/model.json` and `selector/model.hidden.npz`.
+write `selector/model.json`, `selector/model.linear.npz` and `selector/model.hidden.npz`.
 
-    ara-sidecar personas train [PERSONA]        (or: python -m ara_persona personas train)
+    ara-sidecar personas train [PERSONA] [--jobs N]   (or: python -m ara_persona personas train)
 
-Reproducible: the same corpus files give the same model files on the same machine and
-versions (a deterministic L-BFGS fit, weights rounded to integers of 1/`SCALE`; the hidden layer
-seeded and trained in one thread). Only `selector/train/*.jsonl` is read; the held-out files
-never are. Needs numpy and scipy (the sidecar's dependencies) and torch for the hidden layer
-(`pip install 'ara-avatar[torch]'`); using the model needs only numpy. The concept lexicon and
-crisis concepts (features of the model) are the persona's own `selector/lexicon.yaml` and
-`crisis.yaml`, else Ara's, as selection finds them.
+Reproducible: the same corpus files give the same model files on the same machine and versions
+(a deterministic L-BFGS fit, weights rounded to integers of 1/`SCALE`; the hidden layer seeded
+and trained in one thread). The cross-validation's folds and the final fit are independent:
+`jobs` processes fit them side by side, with the same result as one. Only
+`selector/train/*.jsonl` is read; the held-out files never are. Needs numpy and scipy (the
+sidecar's dependencies) and torch for the hidden layer (`pip install 'ara-avatar[torch]'`);
+using the model needs only numpy. The concept lexicon and crisis concepts (features of the
+model) are the persona's own `selector/lexicon.yaml` and `crisis.yaml`, else Ara's, as selection
+finds them.
 
 - Mode head: multinomial logistic regression over the six modes, L2-regularised, each mode
   weighing the same. Crisis messages are left out (the crisis check before it decides them), and
@@ -42,7 +44,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +63,7 @@ from ara_persona.lexicon import (
     load_lexicon,
     model_lexicon,
 )
+from ara_persona.linear import LINEAR_FILE, Linear
 from ara_persona.model import MODE_NAMES, Persona, PersonaError, SelectorSettings
 
 SCALE = 1_000
@@ -225,18 +230,58 @@ def _fold(sample: Sample) -> int:
     return int(hashlib.sha256(sample.text.encode("utf-8")).hexdigest()[8:16], 16) % FOLDS
 
 
-def crisis_threshold(
-    samples: Sequence[Sample], docs: Sequence[dict[str, str]], settings: SelectorSettings = DEFAULTS
-) -> tuple[float, dict]:
-    """The crisis head's threshold from a cross-validation on the training samples, and its figures."""
-    logits = np.zeros(len(samples))
+def default_jobs() -> int:
+    """Processes for training: one per CPU core, at most one per fit (the folds and the final)."""
+    return max(1, min(os.cpu_count() or 1, FOLDS + 1))
+
+
+def _in_parallel(calls: Sequence[tuple[Callable, tuple]], jobs: int) -> list:
+    """The results of `calls` (function, arguments), in their order, run by `jobs` processes."""
+    if jobs <= 1 or len(calls) <= 1:
+        return [function(*args) for function, args in calls]
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no forked torch or BLAS threads
+    with ProcessPoolExecutor(max_workers=min(jobs, len(calls)), mp_context=context) as pool:
+        futures = [pool.submit(function, *args) for function, args in calls]
+        return [f.result() for f in futures]
+
+
+def _fold_logits(samples: list[Sample], docs: list[dict], tests: list[dict], settings: SelectorSettings):
+    """The crisis head's logits for the messages `tests`, fitted on `samples` alone."""
+    vocab = {n: j for j, n in enumerate(vocabulary(docs, MIN_DOCS))}
+    w, b, layer = _fit_heads(samples, docs, vocab, settings)
+    x = _matrix(tests, vocab)
+    return (x @ w[:, -1]) + b[-1] + Hidden.quantize(*layer).logits(x)[:, -1]
+
+
+def _fold_calls(samples: Sequence[Sample], docs: Sequence[dict[str, str]], settings: SelectorSettings):
+    """One `_fold_logits` call per fold, and each fold's message indices."""
+    calls, tests = [], []
     for k in range(FOLDS):
         train = [i for i, s in enumerate(samples) if _fold(s) != k]
         test = [i for i, s in enumerate(samples) if _fold(s) == k]
-        vocab = {n: j for j, n in enumerate(vocabulary((docs[i] for i in train), MIN_DOCS))}
-        w, b, layer = _fit_heads([samples[i] for i in train], [docs[i] for i in train], vocab, settings)
-        x = _matrix([docs[i] for i in test], vocab)
-        logits[test] = (x @ w[:, -1]) + b[-1] + Hidden.quantize(*layer).logits(x)[:, -1]
+        args = ([samples[i] for i in train], [docs[i] for i in train], [docs[i] for i in test], settings)
+        calls.append((_fold_logits, args))
+        tests.append(test)
+    return calls, tests
+
+
+def crisis_threshold(
+    samples: Sequence[Sample],
+    docs: Sequence[dict[str, str]],
+    settings: SelectorSettings = DEFAULTS,
+    *,
+    logits: np.ndarray | None = None,
+    jobs: int = 1,
+) -> tuple[float, dict]:
+    """The crisis head's threshold from a cross-validation on the training samples, and its
+    figures (given the folds' `logits`, it only reads them)."""
+    if logits is None:
+        calls, tests = _fold_calls(samples, docs, settings)
+        logits = np.zeros(len(samples))
+        for test, values in zip(tests, _in_parallel(calls, jobs), strict=True):
+            logits[test] = values
     positives = np.array([s.crisis for s in samples])
     hard = np.array([s.kind == "hard_negative" for s in samples])
     others = ~positives & ~hard
@@ -252,16 +297,33 @@ def crisis_threshold(
     return 1.0 / (1.0 + math.exp(-cut)), figures
 
 
-def fit_model(
-    samples: Sequence[Sample], settings: SelectorSettings, lexicon: Lexicon | None, *, threshold: bool = True
-) -> tuple[dict, Hidden]:
-    """`model.json`'s content and the hidden layer fitted on `samples` (without `threshold`:
-    crisis threshold 1.0)."""
-    docs = [message_features(s.text, lexicon=lexicon) for s in samples]
-    cut, figures = crisis_threshold(samples, docs, settings) if threshold else (1.0, {})
+def _final_fit(samples: Sequence[Sample], docs: Sequence[dict[str, str]], settings: SelectorSettings):
+    """The vocabulary's names and the heads fitted on every sample."""
     names = vocabulary(docs, MIN_DOCS)
-    vocab = {n: j for j, n in enumerate(names)}
-    w, b, layer = _fit_heads(samples, docs, vocab, settings)
+    w, b, layer = _fit_heads(samples, docs, {n: j for j, n in enumerate(names)}, settings)
+    return names, w, b, layer
+
+
+def fit_model(
+    samples: Sequence[Sample],
+    settings: SelectorSettings,
+    lexicon: Lexicon | None,
+    *,
+    threshold: bool = True,
+    jobs: int = 1,
+) -> tuple[dict, Linear, Hidden]:
+    """`model.json`'s content, the linear part and the hidden layer fitted on `samples` (without
+    `threshold`: crisis threshold 1.0); `jobs` processes fit the folds and the final model."""
+    docs = [message_features(s.text, lexicon=lexicon) for s in samples]
+    calls, tests = _fold_calls(samples, docs, settings) if threshold else ([], [])
+    *folds, (names, w, b, layer) = _in_parallel([*calls, (_final_fit, (samples, docs, settings))], jobs)
+    if threshold:
+        logits = np.zeros(len(samples))
+        for test, values in zip(tests, folds, strict=True):
+            logits[test] = values
+        cut, figures = crisis_threshold(samples, docs, settings, logits=logits)
+    else:
+        cut, figures = 1.0, {}
     hidden = Hidden.quantize(*layer)
     common = vocabulary(
         (
@@ -271,16 +333,21 @@ def fit_model(
         ),
         2,
     )
-    weights = {n: [round(float(v) * SCALE) for v in w[j]] for n, j in vocab.items()}
-    used = np.array([any(weights[n]) for n in names]) | hidden.embedding.any(axis=1)
+    weights = np.rint(w * SCALE).astype(np.int32)
+    used = weights.any(axis=1) | hidden.embedding.any(axis=1)
     hidden = hidden.select(used)
-    weights = {n: weights[n] for n, keep in zip(names, used, strict=True) if keep}
+    linear = Linear(tuple(n for n, keep in zip(names, used, strict=True) if keep), weights[used])
     data = {
         "format": FORMAT,
         "modes": list(MODE_NAMES),
         "scale": SCALE,
         "bias": [round(float(v) * SCALE) for v in b],
         "crisis_threshold": round(cut, 6),
+        "linear": {
+            "file": LINEAR_FILE,
+            "features": len(linear.names),
+            "sha256": hashlib.sha256(linear.to_bytes()).hexdigest(),
+        },
         "hidden": {
             "file": HIDDEN_FILE,
             "units": HIDDEN_UNITS,
@@ -291,7 +358,7 @@ def fit_model(
         ],  # never typo-corrected by the crisis check
         "training": {
             "samples": len(samples),
-            "features": len(weights),
+            "features": len(linear.names),
             "min_docs": MIN_DOCS,
             "l2_mode": L2_MODE,
             "l2_crisis": L2_CRISIS,
@@ -309,13 +376,13 @@ def fit_model(
             "hidden_seed": HIDDEN_SEED,
             **figures,
         },
-        "weights": weights,
     }
-    return data, hidden
+    return data, linear, hidden
 
 
-def build_model(persona: Persona) -> tuple[dict, Hidden]:
-    """`model.json`'s content and the hidden layer for `persona`, fitted on its training split."""
+def build_model(persona: Persona, *, jobs: int = 1) -> tuple[dict, Linear, Hidden]:
+    """`model.json`'s content, the linear part and the hidden layer for `persona`, fitted on its
+    training split by `jobs` processes."""
     from ara_persona.selector import SELECTOR_DIR, selector_file
 
     folder = Path(persona.directory) / SELECTOR_DIR
@@ -323,17 +390,17 @@ def build_model(persona: Persona) -> tuple[dict, Hidden]:
     lexicon_path, crisis_path = (selector_file(persona.directory, n) for n in (LEXICON_FILE, CRISIS_FILE))
     lexicon = load_lexicon(lexicon_path) if lexicon_path else None
     lexicon = model_lexicon(lexicon, load_crisis(crisis_path) if crisis_path else None)
-    data, hidden = fit_model(samples, persona.selector, lexicon)
+    data, linear, hidden = fit_model(samples, persona.selector, lexicon, jobs=jobs)
     files = sorted((folder / "train").glob("*.jsonl"))
     data["training"] = {
         "corpus": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
         "lexicon": lexicon.digest if lexicon else None,
         **data["training"],
     }
-    return data, hidden
+    return data, linear, hidden
 
 
-def fold_models(persona: Persona) -> list[tuple[list[Sample], object]]:
+def fold_models(persona: Persona, *, jobs: int = 1) -> list[tuple[list[Sample], object]]:
     """For each of the 5 folds of the training split: (its samples, the selector data with a
     model fitted on the other folds, crisis head off) — an honest estimate on the training split
     alone, for tuning without the held-out files (`ara-sidecar personas eval --cv`)."""
@@ -341,11 +408,12 @@ def fold_models(persona: Persona) -> list[tuple[list[Sample], object]]:
 
     samples = load_split(persona.directory / "selector", "train")
     data = selector.selector_data(persona)
+    folds = [[s for s in samples if _fold(s) != k] for k in range(FOLDS)]
+    calls = [(fit_model, (train, persona.selector, data.lexicon)) for train in folds]
+    fitted = _in_parallel([(_fit_without_threshold, args) for _, args in calls], jobs)
     out = []
-    for k in range(FOLDS):
-        train = [s for s in samples if _fold(s) != k]
-        fitted, hidden = fit_model(train, persona.selector, data.lexicon, threshold=False)
-        model = LinearModel.from_json(fitted, hidden=hidden)
+    for k, (manifest, linear, hidden) in enumerate(fitted):
+        model = LinearModel.from_parts(manifest, linear, hidden)
         bundle = selector.SelectorData(
             data.crisis, data.lexicon, model, model.common_words, data.acknowledgements
         )
@@ -353,12 +421,22 @@ def fold_models(persona: Persona) -> list[tuple[list[Sample], object]]:
     return out
 
 
-def write_model(persona: Persona) -> Path:
-    """Fit and write `selector/model.json` and its hidden layer beside it; returns the first's path."""
-    data, hidden = build_model(persona)
+def _fit_without_threshold(samples: Sequence[Sample], settings: SelectorSettings, lexicon: Lexicon | None):
+    return fit_model(samples, settings, lexicon, threshold=False)
+
+
+def write_model(persona: Persona, *, jobs: int | None = None) -> Path:
+    """Fit and write `selector/model.json` and its arrays beside it (by `jobs` processes, default
+    `default_jobs()`); returns the first's path."""
+    data, linear, hidden = build_model(persona, jobs=default_jobs() if jobs is None else jobs)
     path = Path(persona.directory) / "selector" / MODEL_FILE
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
-    for target, content in ((path.with_name(HIDDEN_FILE), hidden.to_bytes()), (path, (text + "\n").encode())):
+    files = (
+        (path.with_name(LINEAR_FILE), linear.to_bytes()),
+        (path.with_name(HIDDEN_FILE), hidden.to_bytes()),
+        (path, (text + "\n").encode()),  # last: it names the others' digests
+    )
+    for target, content in files:
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_bytes(content)
         tmp.replace(target)
