@@ -267,21 +267,9 @@ def _fold_calls(samples: Sequence[Sample], docs: Sequence[dict[str, str]], setti
     return calls, tests
 
 
-def crisis_threshold(
-    samples: Sequence[Sample],
-    docs: Sequence[dict[str, str]],
-    settings: SelectorSettings = DEFAULTS,
-    *,
-    logits: np.ndarray | None = None,
-    jobs: int = 1,
-) -> tuple[float, dict]:
-    """The crisis head's threshold from a cross-validation on the training samples, and its
-    figures (given the folds' `logits`, it only reads them)."""
-    if logits is None:
-        calls, tests = _fold_calls(samples, docs, settings)
-        logits = np.zeros(len(samples))
-        for test, values in zip(tests, _in_parallel(calls, jobs), strict=True):
-            logits[test] = values
+def crisis_threshold(samples: Sequence[Sample], logits: np.ndarray) -> tuple[float, dict]:
+    """The crisis head's threshold from its cross-validated `logits` on the training samples, and
+    its figures."""
     positives = np.array([s.crisis for s in samples])
     hard = np.array([s.kind == "hard_negative" for s in samples])
     others = ~positives & ~hard
@@ -321,7 +309,7 @@ def fit_model(
         logits = np.zeros(len(samples))
         for test, values in zip(tests, folds, strict=True):
             logits[test] = values
-        cut, figures = crisis_threshold(samples, docs, settings, logits=logits)
+        cut, figures = crisis_threshold(samples, logits)
     else:
         cut, figures = 1.0, {}
     hidden = Hidden.quantize(*layer)
@@ -409,8 +397,8 @@ def fold_models(persona: Persona, *, jobs: int = 1) -> list[tuple[list[Sample], 
     samples = load_split(persona.directory / "selector", "train")
     data = selector.selector_data(persona)
     folds = [[s for s in samples if _fold(s) != k] for k in range(FOLDS)]
-    calls = [(fit_model, (train, persona.selector, data.lexicon)) for train in folds]
-    fitted = _in_parallel([(_fit_without_threshold, args) for _, args in calls], jobs)
+    calls = [(_fit_without_threshold, (train, persona.selector, data.lexicon)) for train in folds]
+    fitted = _in_parallel(calls, jobs)
     out = []
     for k, (manifest, linear, hidden) in enumerate(fitted):
         model = LinearModel.from_parts(manifest, linear, hidden)
