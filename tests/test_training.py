@@ -31,3 +31,14 @@ def test_parallel_training_gives_the_same_model_as_one_process():
 
 def test_default_jobs_is_bounded_by_the_fits():
     assert 1 <= default_jobs() <= 6
+
+
+def test_train_refuses_a_bad_number_of_jobs_with_a_clear_error():
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "ara_persona", "personas", "train", "--jobs", "0"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "expected a number of processes (1 or more), not '0'" in done.stderr
+    assert "Traceback" not in done.stderr
