@@ -206,3 +206,10 @@ def test_an_older_model_format_asks_for_a_rebuild(tmp_path):
     path.write_text(json.dumps({**data, "format": "ara-selector/1"}), encoding="utf-8")
     with pytest.raises(PersonaError, match=r"format 'ara-selector/1'.*rebuild it: ara-sidecar personas"):
         load_model(path)
+
+
+def test_a_manifest_whose_feature_count_disagrees_with_its_array_is_refused(tmp_path):
+    path, data = _model_files(tmp_path, _layer())
+    path.write_text(json.dumps({**data, "linear": {**data["linear"], "features": 39}}), encoding="utf-8")
+    with pytest.raises(PersonaError, match=r"linear\.features 39, but 40 names.*rebuild it"):
+        load_model(path)

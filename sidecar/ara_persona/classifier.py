@@ -79,9 +79,7 @@ class LinearModel:
         cls, data: dict, linear: Linear, hidden: Hidden | None = None, where: str = "model"
     ) -> LinearModel:
         """The model of `model.json`'s content `data`, its linear part and its hidden layer."""
-        try:
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+        try:  # (the format is checked by `_load`, with its own message, before the arrays are read)
             modes = tuple(data["modes"])
             if sorted(modes) != sorted(MODE_NAMES):
                 raise ValueError(f"modes {modes}")
@@ -89,6 +87,9 @@ class LinearModel:
             width = len(modes) + 1
             if linear.weights.shape != (len(linear.names), width):
                 raise ValueError(f"linear weights of shape {linear.weights.shape}")
+            named = (data.get("linear") or {}).get("features", len(linear.names))
+            if named != len(linear.names):
+                raise ValueError(f"linear.features {named}, but {len(linear.names)} names in the array file")
             weights = linear.weights.astype(np.float32) / scale
             bias = np.asarray(data["bias"], dtype=np.float32) / scale
             if bias.shape != (width,):

@@ -5,7 +5,8 @@ Two independent detectors; either one fires:
 1. The patterns of `selector/crisis.yaml` (six languages), then its concept combinations
    ("no point" + "living", "without me" + "better", "pills" + "took" + "a whole box"…), then
    its mentions of the subject ("suicide", "overdose") unless a topic word makes the message
-   one about a class, a book or the news, over
+   one about a class, a book or the news (quotes that are someone else's words left out:
+   `ara_persona.reported`), over
    the folded message and over a copy in which words one typo away from a `fuzzy` word are
    corrected ("sucide" → suicide, "wnat" → want) — only words that are not common words of
    the training corpus, so that "will" never becomes "kill".
@@ -24,10 +25,12 @@ from functools import lru_cache
 
 from ara_persona.features import clip, fold
 from ara_persona.lexicon import CrisisPatterns
+from ara_persona.reported import CLOSE, MARKED, OPEN, inside
 
 SCAN_CHARS = 2000
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
+_UNMARK = str.maketrans("", "", OPEN + CLOSE)
 
 
 @dataclass(frozen=True)
@@ -88,15 +91,19 @@ def corrected(folded: str, targets: frozenset[str], known: Collection[str]) -> s
 
 def find_pattern(patterns: CrisisPatterns, text: str, known: Collection[str] = ()) -> CrisisHit | None:
     """The first crisis pattern found in `text`, typos allowed; None if none is."""
-    folded = _SPACE.sub(" ", fold(clip(text, SCAN_CHARS))).strip()
+    text = clip(text, SCAN_CHARS)
+    if patterns.reported is not None:  # someone else's quoted words are not the writer's
+        text = patterns.reported.mark(text)
+    folded = _SPACE.sub(" ", fold(text)).strip()
     texts = [folded]
     fixed = corrected(folded, patterns.fuzzy, known)
     if fixed != folded:
         texts.append(fixed)
     for candidate in texts:
-        match = patterns.search(candidate)
+        match = _own_match(patterns, candidate)
         if match:
-            return CrisisHit(match.group().strip(), "pattern")
+            return CrisisHit(match.group().translate(_UNMARK).strip(), "pattern")
+    texts = [MARKED.sub(lambda m: " " * len(m.group()), t) if OPEN in t else t for t in texts]
     for candidate in texts:
         words = patterns.combination(candidate)
         if words:
@@ -106,3 +113,12 @@ def find_pattern(patterns: CrisisPatterns, text: str, known: Collection[str] = (
         if word:
             return CrisisHit(word, "mention")
     return None
+
+
+def _own_match(patterns: CrisisPatterns, folded: str) -> re.Match | None:
+    """The leftmost pattern match that is not wholly inside a marked quote (someone else's)."""
+    spans = [m.span() for m in MARKED.finditer(folded)] if OPEN in folded else []
+    match = patterns.search(folded)
+    while match is not None and spans and inside(spans, match):
+        match = patterns.search(folded, match.start() + 1)
+    return match

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ara_persona.model import PersonaError, file_version
 from ara_persona.regexscan import PatternScan
+from ara_persona.reported import ReportedSpeech
 from ara_persona.yamldoc import YamlDoc
 
 LEXICON_FILE = "lexicon.yaml"
@@ -157,28 +158,38 @@ def _concepts(groups: dict[str, list[str]]) -> tuple[dict[str, re.Pattern], dict
 
 
 @dataclass(frozen=True)
+class Combination:
+    """Concepts that make a crisis when all are found, unless one of the `unless` words is there
+    too ("pills" + "too many" + "first aid course")."""
+
+    concepts: tuple[str, ...]
+    unless: re.Pattern | None = None
+
+
+@dataclass(frozen=True)
 class CrisisPatterns:
     """The crisis patterns of `crisis.yaml` (searched as one alternation: `regexscan.PatternScan`),
-    its typo targets, its concept combinations (each a tuple of concept names that must all be
-    found), and its mentions of the subject, which count unless a `topics` word says the message is about a
-    subject of study or the news (None: no mentions)."""
+    its typo targets, its concept combinations (concept names that must all be found, with the
+    words that excuse them), and its mentions of the subject, which count unless a `topics` word
+    says the message is about a subject of study or the news (None: no mentions)."""
 
     scan: PatternScan
     fuzzy: frozenset[str]
     digest: str
     concepts: dict[str, re.Pattern]
-    combinations: tuple[tuple[str, ...], ...]
+    combinations: tuple[Combination, ...]
     mentions: re.Pattern | None = None
     topics: re.Pattern | None = None
+    reported: ReportedSpeech | None = None  # quotes that are someone else's words
     anchors: dict[str, Anchors] = field(default_factory=dict, compare=False)  # none: ANYWHERE
 
     @cached_property
     def index(self) -> ConceptIndex:
         return ConceptIndex.of(self.concepts, self.anchors)
 
-    def search(self, folded: str) -> re.Match | None:
-        """The leftmost match of the patterns in `folded`, else None."""
-        return self.scan.search(folded)
+    def search(self, folded: str, pos: int = 0) -> re.Match | None:
+        """The leftmost match of the patterns in `folded` from `pos` on, else None."""
+        return self.scan.search(folded, pos)
 
     def mention(self, folded: str) -> str | None:
         """The subject's word in `folded` when no topic word is there too, else None."""
@@ -193,7 +204,7 @@ class CrisisPatterns:
         maybe = self.index.candidates(folded) if self.combinations else set()
         for combo in self.combinations:
             words = []
-            for name in combo:
+            for name in combo.concepts:
                 if name not in found:
                     match = self.concepts[name].search(folded) if name in maybe else None
                     found[name] = match.group() if match else ""
@@ -201,8 +212,39 @@ class CrisisPatterns:
                     break
                 words.append(found[name])
             else:
-                return tuple(words)
+                if combo.unless is None or not combo.unless.search(folded):
+                    return tuple(words)
         return None
+
+
+def _combination(doc: YamlDoc, n: int, combo: object, concepts: dict[str, re.Pattern]) -> Combination:
+    """One entry of `combinations`: a list of concept names, or {all: [names], unless: [words]}."""
+    unless = None
+    if isinstance(combo, dict):
+        if set(combo) != {"all", "unless"}:
+            expected = "a list of concept names, or {all: [names], unless: [words]}"
+            raise doc.error(("combinations", n), expected)
+        words = combo["unless"]
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) for w in words):
+            raise doc.error(("combinations", n, "unless"), "a list of words")
+        combo, unless = combo["all"], _concepts({"unless": words})[0]["unless"]
+    if not isinstance(combo, list) or not combo or not all(isinstance(c, str) for c in combo):
+        raise doc.error(("combinations", n), "a list of concept names")
+    unknown = [name for name in combo if name not in concepts]
+    if unknown:
+        raise doc.error(("combinations", n), f"names of concepts (unknown: {unknown[0]!r})")
+    return Combination(tuple(combo), unless)
+
+
+def _reported(doc: YamlDoc) -> ReportedSpeech:
+    """crisis.yaml's `reported`: lists of words named verbs, own, meaning and asking."""
+    lists = doc.string_lists("reported", "verbs, own, meaning and asking")
+    missing = {"verbs", "own", "meaning", "asking"} ^ set(lists)
+    if missing:
+        raise doc.error(("reported",), f"verbs, own, meaning and asking (not {sorted(missing)[0]!r})")
+    rx = _concepts({k: v for k, v in lists.items() if k != "own"})[0]
+    own = frozenset(w.casefold() for w in lists["own"])
+    return ReportedSpeech(rx["verbs"], own, rx["meaning"], rx["asking"])
 
 
 @lru_cache(maxsize=16)
@@ -218,12 +260,9 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
         raise doc.error(("fuzzy",), "a list of words")
     concepts, anchors = _concepts(doc.string_lists("concepts") if "concepts" in doc.data else {})
     combos = doc.data.get("combinations", [])
-    if not isinstance(combos, list) or not all(isinstance(c, list) and c for c in combos):
-        raise doc.error(("combinations",), "a list of lists of concept names")
-    for n, combo in enumerate(combos):
-        unknown = [name for name in combo if name not in concepts]
-        if unknown:
-            raise doc.error(("combinations", n), f"names of concepts (unknown: {unknown[0]!r})")
+    if not isinstance(combos, list):
+        raise doc.error(("combinations",), "a list of combinations")
+    combinations = tuple(_combination(doc, n, combo, concepts) for n, combo in enumerate(combos))
     mentions = doc.data.get("mentions", [])
     if not isinstance(mentions, list) or not all(isinstance(m, str) for m in mentions):
         raise doc.error(("mentions",), "a list of regular expressions")
@@ -239,14 +278,16 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
     topic_rx = _concepts({"topics": topics})[0]["topics"] if topics else None
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     fuzzy_words = frozenset(w.casefold() for w in fuzzy)
+    reported = _reported(doc) if "reported" in doc.data else None
     return CrisisPatterns(
         PatternScan(alternatives),
         fuzzy_words,
         digest,
         concepts,
-        tuple(tuple(c) for c in combos),
+        combinations,
         mention_rx,
         topic_rx,
+        reported,
         anchors,
     )
 

@@ -100,10 +100,10 @@ class PatternScan:
         # where a pattern can begin: a word's first character, or a symbol some pattern begins with
         self.starts = re.compile(r"(?<!\w)\w" + (f"|[{symbols}]" if symbols else ""))
 
-    def search(self, text: str) -> re.Match | None:
-        """The leftmost match of any pattern in `text`, else None."""
-        loose = self.free.search(text) if self.free is not None else None
-        for word in self.starts.finditer(text):
+    def search(self, text: str, pos: int = 0) -> re.Match | None:
+        """The leftmost match of any pattern in `text` that starts at `pos` or later, else None."""
+        loose = self.free.search(text, pos) if self.free is not None else None
+        for word in self.starts.finditer(text, pos):
             start = word.start()
             if loose is not None and start >= loose.start():
                 break
