@@ -4,10 +4,12 @@ One alternation of a few hundred patterns (`crisis.yaml`) makes Python's regex e
 alternative at every position of the text: the crisis check's cost grew with each pattern. Each
 pattern here starts at a whole word (`(?<!\\w)`), and almost always with one of a few letters
 ("(want|wanna|wish) …" can begin only with w), which the compiled pattern itself tells
-(`first_chars`). So the patterns are grouped by the characters they can begin with, and at each
-word of the text (or each symbol that some pattern begins with, such as an emoji: "🪦 me") only
-the group of its first character is tried — the same matches as the one alternation (the same
-leftmost match, by the same first pattern), in a fraction of the time.
+(`first_chars`), and most often with one of a few pairs of characters ("wa", "wi": `prefixes`).
+So the patterns are grouped by the two characters they can begin with (by the first alone where
+the second could be anything), and at each word of the text (or each symbol that some pattern
+begins with, such as an emoji: "🪦 me") only the group of its first two characters is tried —
+the same matches as the one alternation (the same leftmost match, by the same first pattern), in
+a fraction of the time.
 """
 
 from __future__ import annotations
@@ -80,23 +82,87 @@ def _firsts(items: list) -> set[str] | None:
     return None
 
 
+def prefixes(pattern: str, size: int = 2) -> frozenset[str] | None:
+    """The strings of `size` characters a match of `pattern` can begin with; None when they are
+    too many to list, a match may be shorter, or the pattern is not understood."""
+    try:
+        parsed = _p.parse(pattern)
+        if parsed.state.flags & re.IGNORECASE:
+            return None
+        found = _prefixes(list(parsed), size)
+    except Exception:  # an internal parser of another Python version: no grouping, still correct
+        return None
+    return frozenset(found) if found else None
+
+
+MAX_PREFIXES = 256  # more than this many: grouped by the first character only
+
+
+def _prefixes(items: list, size: int) -> set[str] | None:
+    if size == 0:
+        return {""}
+    if not items:
+        return None  # a match may end before `size` characters
+    op, av = items[0]
+    rest = items[1:]
+    if op is _c.LITERAL or op is _c.IN:
+        heads = _firsts([items[0]])
+        return None if heads is None else _join(heads, _prefixes(rest, size - 1))
+    if op in _ZERO_WIDTH:
+        return _prefixes(rest, size)
+    if op is _c.SUBPATTERN:
+        return None if av[1] & re.IGNORECASE else _prefixes(list(av[-1]) + rest, size)
+    if op is _c.BRANCH:
+        out: set[str] = set()
+        for alternative in av[1]:
+            found = _prefixes(list(alternative) + rest, size)
+            if found is None or len(out | found) > MAX_PREFIXES:
+                return None
+            out |= found
+        return out
+    if op in _REPEATS:
+        low, high, item = av
+        if high == 0:
+            return _prefixes(rest, size)
+        again = high == _c.MAXREPEAT or high > 1
+        left = [(op, (max(low - 1, 0), high if high == _c.MAXREPEAT else high - 1, item))] if again else []
+        once = _prefixes(list(item) + left + rest, size)
+        if once is None or low > 0:
+            return once
+        skip = _prefixes(rest, size)
+        return None if skip is None or len(once | skip) > MAX_PREFIXES else once | skip
+    return None
+
+
+def _join(heads: set[str], tails: set[str] | None) -> set[str] | None:
+    if tails is None or len(heads) * len(tails) > MAX_PREFIXES:
+        return None
+    return {h + t for h in heads for t in tails}
+
+
 class PatternScan:
     """`patterns` (each a regex string) as one search of `(?<!\\w)(?:p1|p2|…)(?!\\w)`."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self.patterns = tuple(patterns)
-        by_char: dict[str, list[str]] = {}
-        free: list[str] = []
-        for pattern in patterns:
-            chars = first_chars(pattern)
-            if chars is None:
-                free.append(pattern)
-                continue
-            for c in chars:
-                by_char.setdefault(c, []).append(pattern)
-        self.buckets = {c: _whole_words(group) for c, group in by_char.items()}
+        firsts_of = {p: first_chars(p) for p in self.patterns}
+        free = [p for p in self.patterns if firsts_of[p] is None]
+        known = [(p, chars, prefixes(p)) for p, chars in firsts_of.items() if chars is not None]
+
+        def group(fits) -> re.Pattern:  # the patterns that can begin here (and the free ones), in order
+            return _whole_words([p for p, chars, pairs in known if fits(chars, pairs)] + free, self.patterns)
+
+        firsts = {c for _, chars, _ in known for c in chars}
+        keys = {key for _, _, pairs in known if pairs is not None for key in pairs}
+        # by the first two characters where a pattern's are known, else by its first one
+        self.pairs = {
+            key: group(lambda chars, pairs, key=key: key in pairs if pairs is not None else key[0] in chars)
+            for key in keys
+        }
+        wide = {c for _, chars, pairs in known if pairs is None for c in chars}
+        self.buckets = {c: group(lambda chars, pairs, c=c: pairs is None and c in chars) for c in wide}
         self.free = _whole_words(free) if free else None
-        symbols = "".join(sorted(re.escape(c) for c in by_char if not _is_word_char(c)))
+        symbols = "".join(sorted(re.escape(c) for c in firsts if not _is_word_char(c)))
         # where a pattern can begin: a word's first character, or a symbol some pattern begins with
         self.starts = re.compile(r"(?<!\w)\w" + (f"|[{symbols}]" if symbols else ""))
 
@@ -105,10 +171,10 @@ class PatternScan:
         loose = self.free.search(text, pos) if self.free is not None else None
         for word in self.starts.finditer(text, pos):
             start = word.start()
-            if loose is not None and start >= loose.start():
+            if loose is not None and start > loose.start():
                 break
-            rx = self.buckets.get(text[start])
-            if rx is not None:
+            rx = self.pairs.get(text[start : start + 2]) or self.buckets.get(text[start])
+            if rx is not None:  # (holds the free patterns too, in their place)
                 match = rx.match(text, start)
                 if match:
                     return match
@@ -123,8 +189,12 @@ def _is_word_char(c: str) -> bool:
     return re.match(r"\w", c) is not None
 
 
-def _whole_words(patterns: Sequence[str]) -> re.Pattern:
+def _whole_words(patterns: Sequence[str], order: Sequence[str] = ()) -> re.Pattern:
+    """One whole-word alternation of `patterns`, in the order of `order` when given."""
+    if order:
+        chosen = set(patterns)
+        patterns = [p for p in order if p in chosen]
     return re.compile(rf"(?<!\w)(?:{'|'.join(f'(?:{p})' for p in patterns)})(?!\w)")
 
 
-__all__ = ["PatternScan", "first_chars"]
+__all__ = ["PatternScan", "first_chars", "prefixes"]
