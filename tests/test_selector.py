@@ -221,6 +221,12 @@ def test_the_subject_as_a_topic(ara, text, crisis):
         ("Werther im Deutschunterricht: warum löste sein Selbstmord so viele Nachahmer aus?", False),
         ("tired of existing in this heat, 38 degrees and no aircon", False),
         ("tired of existing and it's not the heat this time", True),
+        ("tell grandma i loved her cake, she'll be so happy", False),
+        ("also tell my brother i loved him if he ever asks you", True),
+        ("the only reason i kept going to that gym was the sauna", False),
+        ("c'était la seule raison pour laquelle je tenais. donc voilà", True),
+        ("stood on the bridge looking at the water, gorgeous sunset tonight", False),
+        ("fiquei parado na ponte quase uma hora olhando pra água", True),
     ],
 )
 def test_idiom_exceptions_stay_narrow(ara, text, crisis):
