@@ -35,6 +35,10 @@ def crisis():
         ("hab heute zum ersten mal laut gesagt 'ich will tot sein'. im auto allein", True),
         ("my head keeps saying 'i want to die' all night", True),
         ("how do you say 'i want to die' in french, it's for real", True),
+        # a question put to the writer is not someone else's words, and the answer counts
+        ("my therapist asked 'do you want to die?' and I said yes", True),
+        ('she asked me "do you want to kill yourself" and i couldnt say no', True),
+        ("mi madre me preguntó '¿te quieres morir?' y le dije que sí", True),
         # a crisis outside the quote, and a pattern that runs from the quote into the writer's words
         ("my brother said 'i want to die' as a joke. honestly i want to die", True),
         ("guy at work said 'you look like death' and I said 'working on it'. I meant it", True),

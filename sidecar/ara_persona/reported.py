@@ -9,7 +9,9 @@ pattern found wholly inside them and leaves their words out of combinations and 
 reads the rest: "she told me 'go die' and maybe I will" still counts by its own words, and so
 does a pattern that runs from the quote into the writer's words ("said 'you look like death' and
 I said 'working on it'"). The writer's own voice is never marked: "I said 'working on it'", "my
-head keeps saying 'end it'", "how do you say 'goodbye forever'" (an `own` word before the verb).
+head keeps saying 'end it'", "how do you say 'goodbye forever'" (an `own` word before the verb),
+nor a question put to the writer ("she asked 'do you want to die?' and I said yes": a question
+mark, and no asking verb among the reporting ones).
 The learned model still reads everything.
 
 The word lists are data: `reported` in `crisis.yaml`.
@@ -64,6 +66,8 @@ class ReportedSpeech:
         after = _plain(_FRAME_END.split(text[quote.end() : quote.end() + AFTER_CHARS], 1)[0])
         if self.asking.search(before[-ASKING_CHARS:]) or self._asks_meaning(after):
             return True
+        if "?" in quote.group():  # a question put to the writer ("'do you want to die?' I said yes")
+            return False
         verbs = list(self.verbs.finditer(before))
         if not verbs:
             return False
