@@ -39,6 +39,10 @@ def crisis():
         ("my therapist asked 'do you want to die?' and I said yes", True),
         ('she asked me "do you want to kill yourself" and i couldnt say no', True),
         ("mi madre me preguntó '¿te quieres morir?' y le dije que sí", True),
+        # a quote the writer takes as their own
+        ("everyone keeps telling me 'you'd be better off dead' and i'm starting to believe them", True),
+        ("my dad said 'you'd be better off dead'. he's right", True),
+        ("my son said 'i want to die' after the match and i will talk to him", False),
         # a crisis outside the quote, and a pattern that runs from the quote into the writer's words
         ("my brother said 'i want to die' as a joke. honestly i want to die", True),
         ("guy at work said 'you look like death' and I said 'working on it'. I meant it", True),
@@ -115,3 +119,10 @@ def test_a_bad_combination_names_its_file_and_line(tmp_path, combination, field)
     with pytest.raises(PersonaError) as error:
         load_crisis(_crisis_yaml(tmp_path, combination))
     assert "crisis.yaml:" in str(error.value) and f"field '{field}'" in str(error.value)
+
+
+def test_a_reported_section_without_all_its_lists_names_its_file_and_line(tmp_path):
+    path = _crisis_yaml(tmp_path, "[many]")
+    path.write_text(path.read_text(encoding="utf-8") + "reported:\n  verbs: [said]\n", encoding="utf-8")
+    with pytest.raises(PersonaError, match=r"crisis\.yaml:\d+: field 'reported'.*agree"):
+        load_crisis(path)

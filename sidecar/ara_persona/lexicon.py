@@ -237,14 +237,15 @@ def _combination(doc: YamlDoc, n: int, combo: object, concepts: dict[str, re.Pat
 
 
 def _reported(doc: YamlDoc) -> ReportedSpeech:
-    """crisis.yaml's `reported`: lists of words named verbs, own, meaning and asking."""
-    lists = doc.string_lists("reported", "verbs, own, meaning and asking")
-    missing = {"verbs", "own", "meaning", "asking"} ^ set(lists)
-    if missing:
-        raise doc.error(("reported",), f"verbs, own, meaning and asking (not {sorted(missing)[0]!r})")
+    """crisis.yaml's `reported`: lists of words named verbs, own, meaning, asking and agree."""
+    names = "verbs, own, meaning, asking and agree"
+    lists = doc.string_lists("reported", names)
+    odd = {"verbs", "own", "meaning", "asking", "agree"} ^ set(lists)
+    if odd:
+        raise doc.error(("reported",), f"{names} (not {sorted(odd)[0]!r})")
     rx = _concepts({k: v for k, v in lists.items() if k != "own"})[0]
     own = frozenset(w.casefold() for w in lists["own"])
-    return ReportedSpeech(rx["verbs"], own, rx["meaning"], rx["asking"])
+    return ReportedSpeech(rx["verbs"], own, rx["meaning"], rx["asking"], rx["agree"])
 
 
 @lru_cache(maxsize=16)

@@ -11,7 +11,8 @@ does a pattern that runs from the quote into the writer's words ("said 'you look
 I said 'working on it'"). The writer's own voice is never marked: "I said 'working on it'", "my
 head keeps saying 'end it'", "how do you say 'goodbye forever'" (an `own` word before the verb),
 nor a question put to the writer ("she asked 'do you want to die?' and I said yes": a question
-mark, and no asking verb among the reporting ones).
+mark, and no asking verb among the reporting ones), nor a quote the writer agrees with
+("everyone tells me 'you'd be better off dead' and I'm starting to believe them").
 The learned model still reads everything.
 
 The word lists are data: `reported` in `crisis.yaml`.
@@ -30,23 +31,27 @@ FRAME_CHARS = 80  # how far before a quote its reporting verb may be (within the
 AFTER_CHARS = 30  # how far after a quote "… mean?" may be
 AFTER_WORDS = 3  # and within how many words
 ASKING_CHARS = 30  # how far before a quote "what does … mean" / "que significa" may be
+AGREE_CHARS = 60  # how far after a quote "and I'm starting to believe it" may be
 OPEN, CLOSE = "\ue000", "\ue001"  # private-use characters: not letters, kept by folding
 MARKED = re.compile(f"{OPEN}[^{CLOSE}]*{CLOSE}")
 # a sentence's end, or a quotation mark (an apostrophe inside a word, "she's", is not one)
 _FRAME_END = re.compile(r"[.!?\n\"“”„«»]|(?<!\w)['‘’‚]|['‘’‚](?!\w)")
+_FRAME_QUOTE = re.compile(r"[\"“”„«»\n]|(?<!\w)['‘’‚]|['‘’‚](?!\w)")  # up to the next quote
 _WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
 class ReportedSpeech:
-    """Reporting verbs, the writer's own subjects (single words), and words that ask what a
-    term means after it ("mean") or before it ("que significa"), as whole-word regular
-    expressions over folded text."""
+    """Reporting verbs, the writer's own subjects (single words), words that ask what a term
+    means after it ("mean") or before it ("que significa"), and words after a quote by which
+    the writer takes it as their own ("and he's right"), as whole-word regular expressions
+    over folded text."""
 
     verbs: re.Pattern
     own: frozenset[str]
     meaning: re.Pattern
     asking: re.Pattern
+    agree: re.Pattern
 
     def mark(self, text: str) -> str:
         """`text` with the quotation marks of every quote that is someone else's words (or a term
@@ -67,6 +72,9 @@ class ReportedSpeech:
         if self.asking.search(before[-ASKING_CHARS:]) or self._asks_meaning(after):
             return True
         if "?" in quote.group():  # a question put to the writer ("'do you want to die?' I said yes")
+            return False
+        later = _FRAME_QUOTE.split(text[quote.end() : quote.end() + AGREE_CHARS], 1)[0]
+        if self.agree.search(_plain(later)):  # "… 'you'd be better off dead' and he's right"
             return False
         verbs = list(self.verbs.finditer(before))
         if not verbs:
