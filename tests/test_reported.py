@@ -35,6 +35,9 @@ def crisis():
         ("hab heute zum ersten mal laut gesagt 'ich will tot sein'. im auto allein", True),
         ("my head keeps saying 'i want to die' all night", True),
         ("how do you say 'i want to die' in french, it's for real", True),
+        ("dann sagte ich 'ich will nicht mehr leben' und legte auf", True),  # the subject after the verb
+        ("disse pra ela 'quero morrer' e desliguei", True),  # "disse": I or she said
+        ("my note says 'i want to die, i'm sorry'", True),  # the writer's own note
         # a question put to the writer is not someone else's words, and the answer counts
         ("my therapist asked 'do you want to die?' and I said yes", True),
         ('she asked me "do you want to kill yourself" and i couldnt say no', True),

@@ -76,10 +76,9 @@ class ReportedSpeech:
         later = _FRAME_QUOTE.split(text[quote.end() : quote.end() + AGREE_CHARS], 1)[0]
         if self.agree.search(_plain(later)):  # "… 'you'd be better off dead' and he's right"
             return False
-        verbs = list(self.verbs.finditer(before))
-        if not verbs:
-            return False
-        return not self.own.intersection(_WORD.findall(before[: verbs[-1].start()]))
+        # someone else's words: a reporting verb, and no `own` word anywhere in the frame (before
+        # the verb, "I said", or after it, "dann sagte ich")
+        return self.verbs.search(before) is not None and not self.own.intersection(_WORD.findall(before))
 
     def _asks_meaning(self, after: str) -> bool:
         """Whether the words right after a quote ask what it means ("… actually mean?"), not the
