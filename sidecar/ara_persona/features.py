@@ -51,11 +51,15 @@ def clip(text: str, limit: int = MAX_CHARS) -> str:
     return f"{text[: limit // 2]} {text[-(limit // 2) :]}"
 
 
+def unaccented(text: str) -> str:
+    """Lower case without accents: "Été" → "ete", "Grüße" → "grusse"."""
+    text = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in text if not unicodedata.combining(ch))
+
+
 def fold(text: str) -> str:
     """The text as the models read it (see the module docstring)."""
-    text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = _APOSTROPHES.sub("'", text)
+    text = _APOSTROPHES.sub("'", unaccented(text))
     text = _CONTRACTION.sub("", text).replace("'", " ").replace("ß", "ss")
     return _REPEATS.sub(r"\1\1", text)
 

@@ -9,7 +9,8 @@ pattern found wholly inside them and leaves their words out of combinations and 
 reads the rest: "she told me 'go die' and maybe I will" still counts by its own words, and so
 does a pattern that runs from the quote into the writer's words ("said 'you look like death' and
 I said 'working on it'"). The writer's own voice is never marked: "I said 'working on it'", "my
-head keeps saying 'end it'", "how do you say 'goodbye forever'" (an `own` word before the verb),
+head keeps saying 'end it'", "how do you say 'goodbye forever'", "dann sagte ich …" (an `own`
+word in the quote's sentence before it),
 nor a question put to the writer ("she asked 'do you want to die?' and I said yes": a question
 mark, and no asking verb among the reporting ones), nor a quote the writer agrees with
 ("everyone tells me 'you'd be better off dead' and I'm starting to believe them").
@@ -21,8 +22,9 @@ The word lists are data: `reported` in `crisis.yaml`.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
+
+from ara_persona.features import unaccented
 
 _DOUBLE = r"[\"“„«»]([^\"“”„«»\n]{1,300})[\"”“»«]"
 _SINGLE = r"(?<!\w)['‘‚]((?:[^'‘’‚\n]|(?<=\w)['’](?=\w)){1,300}?)['’‘](?!\w)"
@@ -34,9 +36,11 @@ ASKING_CHARS = 30  # how far before a quote "what does … mean" / "que signific
 AGREE_CHARS = 60  # how far after a quote "and I'm starting to believe it" may be
 OPEN, CLOSE = "\ue000", "\ue001"  # private-use characters: not letters, kept by folding
 MARKED = re.compile(f"{OPEN}[^{CLOSE}]*{CLOSE}")
-# a sentence's end, or a quotation mark (an apostrophe inside a word, "she's", is not one)
-_FRAME_END = re.compile(r"[.!?\n\"“”„«»]|(?<!\w)['‘’‚]|['‘’‚](?!\w)")
-_FRAME_QUOTE = re.compile(r"[\"“”„«»\n]|(?<!\w)['‘’‚]|['‘’‚](?!\w)")  # up to the next quote
+# a quotation mark or a line's end (an apostrophe inside a word, "she's", is not one)
+_QUOTE_MARK = r"[\"“”„«»\n]|(?<!\w)['‘’‚]|['‘’‚](?!\w)"
+_FRAME_QUOTE = re.compile(_QUOTE_MARK)  # up to the next quote
+_FRAME_END = re.compile(rf"[.!?]|{_QUOTE_MARK}")  # … or a sentence's end
+_APOSTROPHE = re.compile(r"['‘’‚`´]")
 _WORD = re.compile(r"\w+")
 
 
@@ -45,7 +49,7 @@ class ReportedSpeech:
     """Reporting verbs, the writer's own subjects (single words), words that ask what a term
     means after it ("mean") or before it ("que significa"), and words after a quote by which
     the writer takes it as their own ("and he's right"), as whole-word regular expressions
-    over folded text."""
+    over `_plain` text."""
 
     verbs: re.Pattern
     own: frozenset[str]
@@ -91,9 +95,7 @@ class ReportedSpeech:
 def _plain(text: str) -> str:
     """Lower case without accents, apostrophes as spaces: "I'm" → "i m" (so the subject "i" is
     seen), "j'ai dit" → "j ai dit", "hat gesagt" unchanged."""
-    text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return re.sub(r"['‘’‚`´]", " ", text)
+    return _APOSTROPHE.sub(" ", unaccented(text))
 
 
 def inside(spans: list[tuple[int, int]], match: re.Match) -> bool:
