@@ -18,12 +18,13 @@ A message is scanned up to `SCAN_CHARS` characters (its beginning and end beyond
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ara_persona.features import clip, fold
+from ara_persona.features import clip, fold, unaccented
 from ara_persona.lexicon import CrisisPatterns
 from ara_persona.reported import CLOSE, MARKED, OPEN, inside
 
@@ -31,11 +32,12 @@ SCAN_CHARS = 2000
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
 _UNMARK = str.maketrans("", "", OPEN + CLOSE)
+_DROPPED = "'’‘`´ʼ\"“”„«»‹›\x00"  # what folding takes out of a word: apostrophes, quotation marks
 
 
 @dataclass(frozen=True)
 class CrisisHit:
-    """Why a message counts as a crisis: the phrase found, and by which detector."""
+    """Why a message counts as a crisis: the phrase found (as the user typed it), and by which detector."""
 
     phrase: str
     source: str  # "pattern", "combination", "mention" or "model"
@@ -91,7 +93,7 @@ def corrected(folded: str, targets: frozenset[str], known: Collection[str]) -> s
 
 def find_pattern(patterns: CrisisPatterns, text: str, known: Collection[str] = ()) -> CrisisHit | None:
     """The first crisis pattern found in `text`, typos allowed; None if none is."""
-    text = clip(text, SCAN_CHARS)
+    text = typed = clip(text, SCAN_CHARS)
     if patterns.reported is not None:  # someone else's quoted words are not the writer's
         text = patterns.reported.mark(text)
     folded = _SPACE.sub(" ", fold(text)).strip()
@@ -102,17 +104,33 @@ def find_pattern(patterns: CrisisPatterns, text: str, known: Collection[str] = (
     for candidate in texts:
         match = _own_match(patterns, candidate)
         if match:
-            return CrisisHit(match.group().translate(_UNMARK).strip(), "pattern")
+            return CrisisHit(as_written(typed, match.group().translate(_UNMARK).strip()), "pattern")
     texts = [MARKED.sub(lambda m: " " * len(m.group()), t) if OPEN in t else t for t in texts]
     for candidate in texts:
         words = patterns.combination(candidate)
         if words:
-            return CrisisHit(" + ".join(words), "combination")
+            return CrisisHit(" + ".join(as_written(typed, w) for w in words), "combination")
     for candidate in texts:
         word = patterns.mention(candidate)
         if word:
-            return CrisisHit(word, "mention")
+            return CrisisHit(as_written(typed, word), "mention")
     return None
+
+
+def as_written(text: str, phrase: str) -> str:
+    """The part of `text` that folds to `phrase` (a folded phrase found in it), as the user typed
+    it ("Não sei se …", not "nao sei se …"); `phrase` itself where none does (a corrected typo)."""
+    shadow = "".join((unaccented(ch) or "\x00")[0] for ch in text)  # one character per character
+    gap = f"[{re.escape(_DROPPED)}]*"
+    parts = []
+    for char, run in itertools.groupby(phrase):
+        n = len(list(run))
+        if char.isspace():
+            parts.append(rf"[\s{re.escape(_DROPPED)}]+")
+        else:  # folding cut three or more repeats to two
+            parts.append(re.escape(char) + ("{2,}" if n >= 2 else ""))
+    match = re.search(gap.join(parts), shadow)
+    return text[match.start() : match.end()] if match else phrase
 
 
 def _own_match(patterns: CrisisPatterns, folded: str) -> re.Match | None:

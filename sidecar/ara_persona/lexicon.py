@@ -20,6 +20,8 @@ from ara_persona.yamldoc import YamlDoc
 LEXICON_FILE = "lexicon.yaml"
 CRISIS_FILE = "crisis.yaml"
 END = r"(?=\s*(?:[.!?,;…]|$))"  # `<end>` in a crisis pattern: the end of a sentence or message
+_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a fragment's name
+_FRAGMENT = re.compile(rf"(?<!\?P)<({_NAME.pattern})>")  # `<name>` in a pattern; not a group's `(?P<name>`
 
 
 def _entry(word: str) -> str:
@@ -248,11 +250,38 @@ def _reported(doc: YamlDoc) -> ReportedSpeech:
     return ReportedSpeech(rx["verbs"], own, rx["meaning"], rx["asking"], rx["agree"])
 
 
+def _fragments(doc: YamlDoc) -> dict[str, str]:
+    """crisis.yaml's `fragments` (name → regular expression, each a group), and `end`."""
+    raw = doc.data.get("fragments", {})
+    if not isinstance(raw, dict):
+        raise doc.error(("fragments",), "a mapping of names to regular expressions")
+    fragments = {"end": END}
+    for name, rx in raw.items():
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "end":
+            raise doc.error(("fragments", name), "a lower-case name (letters, digits, _) other than 'end'")
+        if not isinstance(rx, str) or not rx.strip():
+            raise doc.error(("fragments", name), "a regular expression")
+        fragments[name] = f"(?:{_regex(doc, ('fragments', name), rx).pattern})"
+    return fragments
+
+
+def _expanded(doc: YamlDoc, key: tuple, pattern: str, fragments: Mapping[str, str]) -> re.Pattern:
+    """`pattern` with each `<name>` replaced by its fragment, compiled."""
+
+    def fragment(match: re.Match) -> str:
+        if match.group(1) not in fragments:
+            raise doc.error(key, f"a regular expression whose <names> are fragments (not <{match.group(1)}>)")
+        return fragments[match.group(1)]
+
+    return _regex(doc, key, _FRAGMENT.sub(fragment, pattern))
+
+
 @lru_cache(maxsize=16)
 def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
     doc = _read(Path(path))
+    fragments = _fragments(doc)
     alternatives = [
-        _regex(doc, ("patterns", lang, n), pattern.replace("<end>", END)).pattern
+        _expanded(doc, ("patterns", lang, n), pattern, fragments).pattern
         for lang, patterns in doc.string_lists("patterns", "languages").items()
         for n, pattern in enumerate(patterns)
     ]
@@ -269,9 +298,7 @@ def _crisis(path: str, stamp: tuple[int, int]) -> CrisisPatterns:
         raise doc.error(("mentions",), "a list of regular expressions")
     mention_rx = None
     if mentions:
-        parts = [
-            _regex(doc, ("mentions", n), m.replace("<end>", END)).pattern for n, m in enumerate(mentions)
-        ]
+        parts = [_expanded(doc, ("mentions", n), m, fragments).pattern for n, m in enumerate(mentions)]
         mention_rx = re.compile(rf"(?<!\w)(?:{'|'.join(f'(?:{m})' for m in parts)})(?!\w)")
     topics = doc.data.get("topics", [])
     if not isinstance(topics, list) or not all(isinstance(w, str) for w in topics):
