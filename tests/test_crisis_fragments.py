@@ -41,6 +41,7 @@ def test_a_fragment_stands_for_its_piece_in_patterns_and_mentions(tmp_path):
         ("  end: (?!lol)", "i want to die", "fragments.end"),
         ("  Not-Joking: (?!lol)", "i want to die", "fragments.Not-Joking"),
         ("  not_joking: [lol]", "i want to die", "fragments.not_joking"),
+        ("  not_joking: (?!lol<end>)", "i want to die", "fragments.not_joking"),
         ("  not_joking: (?!lol)", "i want to die<not_kidding>", "patterns.en.0"),
     ],
 )

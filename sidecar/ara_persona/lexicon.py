@@ -259,8 +259,8 @@ def _fragments(doc: YamlDoc) -> dict[str, str]:
     for name, rx in raw.items():
         if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "end":
             raise doc.error(("fragments", name), "a lower-case name (letters, digits, _) other than 'end'")
-        if not isinstance(rx, str) or not rx.strip():
-            raise doc.error(("fragments", name), "a regular expression")
+        if not isinstance(rx, str) or not rx.strip() or _FRAGMENT.search(rx):
+            raise doc.error(("fragments", name), "a regular expression (without <names>: one level only)")
         fragments[name] = f"(?:{_regex(doc, ('fragments', name), rx).pattern})"
     return fragments
 
